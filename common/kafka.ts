@@ -1,0 +1,153 @@
+/**
+ * Kafka client construction at the edge: kafkajs wired to our logger, with
+ * connection errors that name the configured brokers.
+ * @module
+ */
+
+import { type Admin, Kafka, type LogEntry, logLevel } from "kafkajs";
+import process from "node:process";
+import { createLogger, type Logger } from "./log.ts";
+
+// kafkajs schedules timers with negative delays (its request queue computes
+// "throttled until" in the past); Node treats them as 1 ms but Deno prints a
+// TimeoutNegativeWarning for each. Drop only that warning.
+const emitWarning = process.emitWarning.bind(process);
+// deno-lint-ignore no-explicit-any
+(process as any).emitWarning = (warning: any, ...rest: any[]) => {
+  const type = typeof rest[0] === "string" ? rest[0] : rest[0]?.type;
+  if (type === "TimeoutNegativeWarning" || warning?.name === "TimeoutNegativeWarning") return;
+  return emitWarning(warning, ...rest);
+};
+
+export type { Admin, Kafka };
+
+/** Raised when Kafka cannot be reached or answers with an error we cannot handle. */
+export class KafkaUnavailableError extends Error {
+  /** Creates the error; the message names the brokers. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "KafkaUnavailableError";
+  }
+}
+
+/** Options for {@linkcode createKafka}. */
+export interface CreateKafkaOptions {
+  /** Client id shown in broker logs. */
+  clientId?: string;
+  /** Logger for kafkajs' own messages (warn and above). */
+  logger?: Logger;
+  /** Retries kafkajs makes per request before failing (default 5). */
+  retries?: number;
+  /** TCP connect timeout in ms (default 3000). */
+  connectionTimeout?: number;
+}
+
+const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
+  [logLevel.ERROR]: "error",
+  [logLevel.WARN]: "warn",
+  [logLevel.INFO]: "info",
+  [logLevel.DEBUG]: "debug",
+};
+
+// Messages kafkajs logs at ERROR level during normal operation (coordinator
+// warming up, retried automatically); demoted to debug.
+const TRANSIENT =
+  /coordinator is (loading|not available)|not the correct coordinator|leader is not available|rebalanc/i;
+
+/** Creates a kafkajs client for `brokers`. */
+export function createKafka(brokers: string[], options: CreateKafkaOptions = {}): Kafka {
+  const log = options.logger ?? createLogger("kafka");
+  return new Kafka({
+    clientId: options.clientId ?? "tickpipe",
+    brokers,
+    connectionTimeout: options.connectionTimeout ?? 3000,
+    retry: { retries: options.retries ?? 5, initialRetryTime: 200, maxRetryTime: 5000 },
+    logLevel: logLevel.WARN,
+    logCreator: () => (entry: LogEntry) => {
+      const { message, ...rest } = entry.log;
+      let level = LEVELS[entry.level] ?? "info";
+      if (level === "error" && TRANSIENT.test(String(rest.error ?? message))) level = "debug";
+      if (/switched default partitioner/.test(message)) return;
+      const fields: Record<string, unknown> = {};
+      for (const k of ["broker", "error", "groupId", "topic", "retryCount", "retryTime"]) {
+        if (rest[k as keyof typeof rest] !== undefined) fields[k] = rest[k as keyof typeof rest];
+      }
+      log[level](`${entry.namespace}: ${message}`, fields);
+    },
+  });
+}
+
+/** Connects an admin client, failing fast with an error naming `brokers` when unreachable. */
+export async function connectAdmin(kafka: Kafka, brokers: string[]): Promise<Admin> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    await admin.describeCluster();
+  } catch (e) {
+    await admin.disconnect().catch(() => {});
+    throw kafkaError(e, brokers);
+  }
+  return admin;
+}
+
+/** Wraps any Kafka connection failure in a KafkaUnavailableError naming `brokers`. */
+export function kafkaError(e: unknown, brokers: string[]): Error {
+  if (e instanceof KafkaUnavailableError) return e;
+  const err = e as Error;
+  if (err?.name === "NotCapable") {
+    return new KafkaUnavailableError(
+      `KAFKA_BROKERS=${brokers.join(",")} is not allowed by this command's permission set: ` +
+        `add it to the "net" list of the permission set in deno.json (${err.message})`,
+      { cause: e },
+    );
+  }
+  return new KafkaUnavailableError(
+    `Cannot reach Kafka at KAFKA_BROKERS=${brokers.join(",")}: ${err?.message ?? e}. ` +
+      `Start the local broker with "deno task services" or point KAFKA_BROKERS at a running one`,
+    { cause: e },
+  );
+}
+
+/** Creates `topic` with `partitions` partitions when it does not exist; returns true if created. */
+export async function ensureTopic(
+  admin: Admin,
+  topic: string,
+  options: { partitions?: number; replicationFactor?: number } = {},
+): Promise<boolean> {
+  const existing = await admin.listTopics();
+  if (existing.includes(topic)) return false;
+  try {
+    return await admin.createTopics({
+      waitForLeaders: true,
+      topics: [{
+        topic,
+        numPartitions: options.partitions ?? 3,
+        replicationFactor: options.replicationFactor ?? 1,
+      }],
+    });
+  } catch (e) {
+    // Lost a race with another creator: fine.
+    if (/already exists/i.test(String((e as Error).message))) return false;
+    throw e;
+  }
+}
+
+/** End offsets (next offset to be written) per partition of `topic`. */
+export async function endOffsets(admin: Admin, topic: string): Promise<Map<number, number>> {
+  const rows = await admin.fetchTopicOffsets(topic);
+  const out = new Map<number, number>();
+  for (const r of rows.sort((a, b) => a.partition - b.partition)) {
+    out.set(r.partition, Number(r.high));
+  }
+  return out;
+}
+
+/** Earliest available offsets per partition of `topic`. */
+export async function startOffsets(admin: Admin, topic: string): Promise<Map<number, number>> {
+  const rows = await admin.fetchTopicOffsets(topic);
+  const out = new Map<number, number>();
+  for (const r of rows.sort((a, b) => a.partition - b.partition)) {
+    out.set(r.partition, Number(r.low));
+  }
+  return out;
+}

@@ -1,0 +1,83 @@
+/**
+ * PostgreSQL access at the edge: a pool with short connect timeouts and
+ * errors that name the (redacted) DATABASE_URL.
+ * @module
+ */
+
+// @ts-types="npm:@types/pg@8.15.6"
+import pg from "pg";
+import { redact } from "./log.ts";
+
+/** A node-postgres pool. */
+export type Pool = pg.Pool;
+/** A node-postgres client checked out of a pool. */
+export type PoolClient = pg.PoolClient;
+
+/** Raised when PostgreSQL cannot be reached; the message names the redacted URL. */
+export class DatabaseUnavailableError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DatabaseUnavailableError";
+  }
+}
+
+/** Options for {@linkcode createPool}. */
+export interface CreatePoolOptions {
+  /** Max connections (default 4). */
+  max?: number;
+  /** Connect timeout in ms (default 5000). */
+  connectTimeoutMs?: number;
+  /** application_name reported to the server. */
+  applicationName?: string;
+}
+
+/** Creates a pool for `databaseUrl`. Pool-level errors (idle client dropped) are swallowed: queries surface them. */
+export function createPool(databaseUrl: string, options: CreatePoolOptions = {}): Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.max ?? 4,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    application_name: options.applicationName ?? "tickpipe",
+  });
+  pool.on("error", () => {});
+  return pool;
+}
+
+/** Wraps a connection failure in a DatabaseUnavailableError naming the redacted `databaseUrl`. */
+export function databaseError(e: unknown, databaseUrl: string): Error {
+  if (e instanceof DatabaseUnavailableError) return e;
+  const err = e as Error & { code?: string };
+  const url = redact(databaseUrl);
+  if (err?.name === "NotCapable") {
+    return new DatabaseUnavailableError(
+      `DATABASE_URL=${url} is not allowed by this command's permission set: add its host:port ` +
+        `to the "net" list of the permission set in deno.json`,
+      { cause: e },
+    );
+  }
+  return new DatabaseUnavailableError(
+    `Cannot reach PostgreSQL at DATABASE_URL=${url}: ${redact(err?.message ?? String(e))}. ` +
+      `Start the local server with "deno task services" or point DATABASE_URL at a running one`,
+    { cause: e },
+  );
+}
+
+/** Checks that `pool` can run a query, throwing DatabaseUnavailableError naming `databaseUrl` if not. */
+export async function checkDatabase(pool: Pool, databaseUrl: string): Promise<void> {
+  try {
+    await pool.query("SELECT 1");
+  } catch (e) {
+    throw databaseError(e, databaseUrl);
+  }
+}
+
+/** True when `e` is a connection-level failure worth retrying (server down, restarting, network). */
+export function isTransientDbError(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  const code = err?.code ?? "";
+  if (/^(08|57P|53)/.test(code)) return true; // connection exception, admin shutdown, resources
+  if (["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND"].includes(code)) return true;
+  return /Connection terminated|timeout exceeded|connect ECONNREFUSED|Client has encountered a connection error|not queryable|Connection refused|connection.*closed/i
+    .test(err?.message ?? "");
+}
