@@ -17,6 +17,42 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
     summary: "start/stop/inspect the local Kafka broker and PostgreSQL server",
     load: async () => (await import("./services/services_main.ts")).main,
   },
+  ingest: {
+    summary: "stream the Yahoo WebSocket feed (or the simulator) into Kafka",
+    load: async () => (await import("./ingest/ingest_main.ts")).main,
+  },
+  simulate: {
+    summary: "a local WebSocket server speaking Yahoo's streamer protocol",
+    load: async () => (await import("./ingest/simulate_main.ts")).main,
+  },
+  aggregate: {
+    summary: "fold ticks into 5-minute windows and upsert them into PostgreSQL",
+    load: async () => (await import("./aggregate/aggregate_main.ts")).main,
+  },
+  sensor: {
+    summary: "launch the aggregator when Kafka has unread ticks (Deno.cron or --once)",
+    load: async () => (await import("./sensor/sensor_main.ts")).main,
+  },
+  offsets: {
+    summary: "inspect or reset the offsets, watermarks and lease stored in Deno KV",
+    load: async () => (await import("./sensor/offsets_main.ts")).main,
+  },
+  status: {
+    summary: "one screen (or --json) with the state of every part of the pipeline",
+    load: async () => (await import("./pipeline/status_main.ts")).main,
+  },
+  start: {
+    summary: "run ingest + sensor (+ aggregator on demand) as one supervised process tree",
+    load: async () => (await import("./pipeline/start_main.ts")).main,
+  },
+  demo: {
+    summary: "set up everything and run the whole pipeline against the simulator, live",
+    load: async () => (await import("./pipeline/demo_main.ts")).main,
+  },
+  compile: {
+    summary: "build dist/ executables (sensor, aggregator) with their permissions baked in",
+    load: async () => (await import("./sensor/compile_main.ts")).main,
+  },
   migrate: {
     summary: "apply the SQL migrations in sql/",
     load: async () => (await import("./sql/migrate_main.ts")).main,

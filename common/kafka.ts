@@ -68,6 +68,10 @@ export function createKafka(brokers: string[], options: CreateKafkaOptions = {})
       let level = LEVELS[entry.level] ?? "info";
       if (level === "error" && TRANSIENT.test(String(rest.error ?? message))) level = "debug";
       if (/switched default partitioner/.test(message)) return;
+      // Our producers retry failed batches themselves (same records, same producer id and
+      // sequence numbers, so the broker still de-duplicates): kafkajs' own retry limit is
+      // not what bounds delivery, and its warning about it is noise here.
+      if (/Limiting retries for the idempotent producer/.test(message)) level = "debug";
       const fields: Record<string, unknown> = {};
       for (const k of ["broker", "error", "groupId", "topic", "retryCount", "retryTime"]) {
         if (rest[k as keyof typeof rest] !== undefined) fields[k] = rest[k as keyof typeof rest];

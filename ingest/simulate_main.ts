@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { SimulatorError, type SimulatorOptions, startSimulator } from "./simulator.ts";
 
-const USAGE = `Usage: deno task simulate [options]
+const USAGE = `Usage: tickpipe simulate [options]
 
 Local WebSocket server speaking the Yahoo Finance streamer protocol.
 Connect to ws://HOST:PORT/?version=2 (JSON envelopes) or ?version=1 (bare base64),

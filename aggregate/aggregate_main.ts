@@ -1,0 +1,143 @@
+/**
+ * `tickpipe aggregate`: the CLI shell around runAggregator (flags, migrations, signals, exit codes).
+ * Exit codes: 0 idle timeout or SIGINT/SIGTERM, 1 error, 2 bad usage, 3 another aggregator holds
+ * the lease.
+ * @module
+ */
+
+import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
+import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
+import { createLogger } from "../common/log.ts";
+
+const OPTIONS = {
+  ...BASE_OPTIONS,
+  trigger: { type: "string" },
+  "idle-timeout": { type: "string" },
+  window: { type: "string" },
+  watermark: { type: "string" },
+  "from-beginning": { type: "boolean" },
+  yes: { type: "boolean" },
+  "max-buffered": { type: "string" },
+  group: { type: "string" },
+  "lease-ttl": { type: "string" },
+} as const;
+
+/** Exit code when another aggregator holds the topic's lease. */
+export const EXIT_LEASE_HELD = 3;
+
+const USAGE = `Usage: tickpipe aggregate [flags]
+
+Consumes the ticks topic, folds ticks into tumbling event-time windows and upserts them into
+PostgreSQL (price_windows, late_ticks, aggregator_progress) every trigger, checkpointing offsets
+and window state to Deno KV. One aggregator per topic (a lease in KV).
+
+Flags:
+  --trigger DURATION        trigger interval                          (default 60s)
+  --idle-timeout DURATION   exit 0 after this long without new ticks  (default 15m)
+  --window DURATION         tumbling window size                      (default 5m)
+  --watermark DURATION      watermark delay (lateness allowed)        (default 15m)
+  --max-buffered N          pause the consumer above N unsaved ticks  (default 200000)
+  --group ID                Kafka consumer group                      (default tickpipe-aggregator)
+  --lease-ttl DURATION      lease time-to-live, renewed every third   (default 30s)
+  --from-beginning          ignore the checkpoint and rebuild from the earliest offsets
+                            (requires --yes)
+  --yes                     confirm --from-beginning
+  -h, --help                this help
+
+${BASE_USAGE}
+
+Exit codes: 0 idle timeout or SIGINT/SIGTERM (after a final checkpoint), 1 error,
+2 bad usage, 3 another aggregator holds the lease.
+Durations: 500ms, 5s, 15m, 1h or plain seconds.`;
+
+/** Runs `aggregate` with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, OPTIONS);
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length > 0) {
+    throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
+  }
+  const triggerMs = parseDuration(values.trigger, "--trigger", { fallbackMs: 60_000 });
+  const idleTimeoutMs = parseDuration(values["idle-timeout"], "--idle-timeout", {
+    fallbackMs: 15 * 60_000,
+  });
+  const windowMs = parseDuration(values.window, "--window", { fallbackMs: 300_000 });
+  const watermarkDelayMs = parseDuration(values.watermark, "--watermark", {
+    fallbackMs: 900_000,
+  });
+  const maxBuffered = parsePositive(values["max-buffered"], "--max-buffered", {
+    fallback: 200_000,
+    integer: true,
+    min: 1,
+  });
+  const leaseTtlMs = parseDuration(values["lease-ttl"], "--lease-ttl", { fallbackMs: 30_000 });
+  if (values["from-beginning"] && !values.yes) {
+    throw new UsageError(
+      "--from-beginning deletes the checkpoint (offsets, watermarks and open windows) and " +
+        "re-reads the whole topic: add --yes to confirm",
+    );
+  }
+  const config = loadBaseConfig(values);
+  const log = createLogger("aggregate");
+
+  const { createKafka, kafkaError } = await import("../common/kafka.ts");
+  const { createPool, checkDatabase } = await import("../common/pg.ts");
+  const { openKv } = await import("../common/kv.ts");
+  const { migrate } = await import("../sql/migrate.ts");
+  const { runAggregator, LeaseHeldError } = await import("./mod.ts");
+
+  const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-aggregate" });
+  const kv = await openKv(config.kvPath);
+  try {
+    await checkDatabase(pool, config.databaseUrl);
+    await migrate(pool, { logger: log });
+    const kafka = createKafka(config.brokers, {
+      clientId: "tickpipe-aggregate",
+      logger: log.child("kafka"),
+    });
+    let hostname = "unknown";
+    try {
+      hostname = Deno.hostname();
+    } catch { /* no sys permission */ }
+    let handle;
+    try {
+      handle = await runAggregator({ kafka, pool, kv, logger: log, hostname }, {
+        topic: config.topic,
+        groupId: values.group,
+        triggerMs,
+        idleTimeoutMs,
+        windowMs,
+        watermarkDelayMs,
+        maxBuffered,
+        leaseTtlMs,
+        fromBeginning: values["from-beginning"] === true,
+      });
+    } catch (e) {
+      if (e instanceof LeaseHeldError) {
+        console.error(`tickpipe aggregate: ${e.message}`);
+        return EXIT_LEASE_HELD;
+      }
+      if ((e as Error)?.name?.startsWith("KafkaJS")) throw kafkaError(e, config.brokers);
+      throw e;
+    }
+    const onSignal = () => {
+      log.info("signal received: final trigger, checkpoint, lease release");
+      handle.stop();
+    };
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    for (const s of signals) Deno.addSignalListener(s, onSignal);
+    const result = await handle.done;
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    if (result.reason === "idle" || result.reason === "stopped") return 0;
+    console.error(
+      `tickpipe aggregate: stopped (${result.reason}): ${result.error?.message ?? "unknown error"}`,
+    );
+    return 1;
+  } finally {
+    await pool.end().catch(() => {});
+    kv.close();
+  }
+}

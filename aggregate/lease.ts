@@ -1,0 +1,155 @@
+/**
+ * The aggregator's lease in Deno KV: one live aggregator per topic. Taken atomically
+ * (`kv.atomic().check(...)`), renewed while running, released on exit. The clock is passed in.
+ * @module
+ */
+
+/** Every key the aggregator writes starts with this prefix, then the topic. */
+export const KV_PREFIX = "tickpipe" as const;
+
+/** Default lease time-to-live in ms. */
+export const DEFAULT_LEASE_TTL_MS = 30_000;
+
+/** The lease value stored at `["tickpipe", topic, "lease"]`. */
+export interface LeaseRecord {
+  /** Holder id (a UUID per aggregator run). */
+  holder: string;
+  /** Process id of the holder. */
+  pid: number;
+  /** Host name of the holder. */
+  hostname: string;
+  /** When the holder first acquired the lease (epoch ms). */
+  acquiredAt: number;
+  /** The lease is free once `expiresAt < now` (epoch ms). */
+  expiresAt: number;
+}
+
+/** A lease as read back, with the KV versionstamp of the entry. */
+export interface HeldLease {
+  /** The stored value. */
+  lease: LeaseRecord;
+  /** KV versionstamp of the entry (changes on every renewal). */
+  versionstamp: string;
+}
+
+/** Who is asking for the lease, and when. */
+export interface LeaseRequest {
+  /** Holder id (UUID). */
+  holder: string;
+  /** Current time, epoch ms. */
+  now: number;
+  /** Process id (default Deno.pid). */
+  pid?: number;
+  /** Host name (default "unknown"). */
+  hostname?: string;
+  /** Time-to-live in ms (default 30 000). */
+  ttlMs?: number;
+}
+
+/** Raised when another holder has a live lease; the aggregator exits with code 3. */
+export class LeaseHeldError extends Error {
+  /** The live lease. */
+  readonly lease: LeaseRecord;
+  /** Creates the error naming the holder and its expiry. */
+  constructor(topic: string, lease: LeaseRecord) {
+    super(
+      `Topic "${topic}" is leased by ${lease.holder} (pid ${lease.pid} on ${lease.hostname}) ` +
+        `until ${new Date(lease.expiresAt).toISOString()}: another aggregator is running`,
+    );
+    this.name = "LeaseHeldError";
+    this.lease = lease;
+  }
+}
+
+/** Raised when renewing a lease this holder no longer owns (expired and taken, or deleted). */
+export class LeaseLostError extends Error {
+  /** Creates the error naming the holder. */
+  constructor(topic: string, holder: string, current: LeaseRecord | null) {
+    super(
+      `Lease on topic "${topic}" was lost by ${holder}: ` +
+        (current ? `now held by ${current.holder}` : "the lease entry is gone"),
+    );
+    this.name = "LeaseLostError";
+  }
+}
+
+/** KV key of the lease of `topic`. */
+export function leaseKey(topic: string): Deno.KvKey {
+  return [KV_PREFIX, topic, "lease"];
+}
+
+/** Reads the lease of `topic` (live or expired), or null when absent. */
+export async function readLease(kv: Deno.Kv, topic: string): Promise<HeldLease | null> {
+  const e = await kv.get<LeaseRecord>(leaseKey(topic));
+  if (e.value === null || e.versionstamp === null) return null;
+  return { lease: e.value, versionstamp: e.versionstamp };
+}
+
+/** True when `lease` is live at `now` (not yet expired). */
+export function isLeaseLive(lease: LeaseRecord, now: number): boolean {
+  return lease.expiresAt >= now;
+}
+
+/**
+ * Takes the lease of `topic` for `req.holder` if it is absent, expired or already ours; throws
+ * LeaseHeldError naming the live holder otherwise. Atomic: of two racers exactly one wins.
+ */
+export async function acquireLease(
+  kv: Deno.Kv,
+  topic: string,
+  req: LeaseRequest,
+): Promise<HeldLease> {
+  const ttl = req.ttlMs ?? DEFAULT_LEASE_TTL_MS;
+  const key = leaseKey(topic);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const cur = await kv.get<LeaseRecord>(key);
+    if (cur.value && isLeaseLive(cur.value, req.now) && cur.value.holder !== req.holder) {
+      throw new LeaseHeldError(topic, cur.value);
+    }
+    const lease: LeaseRecord = {
+      holder: req.holder,
+      pid: req.pid ?? Deno.pid,
+      hostname: req.hostname ?? "unknown",
+      acquiredAt: cur.value?.holder === req.holder ? cur.value.acquiredAt : req.now,
+      expiresAt: req.now + ttl,
+    };
+    const res = await kv.atomic().check(cur).set(key, lease, { expireIn: ttl }).commit();
+    if (res.ok) return { lease, versionstamp: res.versionstamp };
+    // Lost a race: re-read; the winner's lease is live, so the next round throws.
+  }
+  const cur = await kv.get<LeaseRecord>(key);
+  if (cur.value) throw new LeaseHeldError(topic, cur.value);
+  throw new Error(`Could not acquire the lease of topic "${topic}": too much contention`);
+}
+
+/**
+ * Extends our lease of `topic` to `req.now + ttl`. Throws LeaseLostError when the stored lease
+ * is not ours any more. Returns the new versionstamp.
+ */
+export async function renewLease(
+  kv: Deno.Kv,
+  topic: string,
+  req: LeaseRequest,
+): Promise<HeldLease> {
+  const ttl = req.ttlMs ?? DEFAULT_LEASE_TTL_MS;
+  const key = leaseKey(topic);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const cur = await kv.get<LeaseRecord>(key);
+    if (!cur.value || cur.value.holder !== req.holder) {
+      throw new LeaseLostError(topic, req.holder, cur.value);
+    }
+    const lease: LeaseRecord = { ...cur.value, expiresAt: req.now + ttl };
+    const res = await kv.atomic().check(cur).set(key, lease, { expireIn: ttl }).commit();
+    if (res.ok) return { lease, versionstamp: res.versionstamp };
+  }
+  throw new LeaseLostError(topic, req.holder, (await kv.get<LeaseRecord>(key)).value);
+}
+
+/** Deletes the lease of `topic` if `holder` owns it; returns true if it was deleted. */
+export async function releaseLease(kv: Deno.Kv, topic: string, holder: string): Promise<boolean> {
+  const key = leaseKey(topic);
+  const cur = await kv.get<LeaseRecord>(key);
+  if (!cur.value || cur.value.holder !== holder) return false;
+  const res = await kv.atomic().check(cur).delete(key).commit();
+  return res.ok;
+}

@@ -1,0 +1,315 @@
+/**
+ * Ingest wiring: WebSocket feed -> parseFrame -> batching producer (ticks to `<topic>`, bad
+ * frames to `<topic>.dlq`), with a disk spool, an optional raw-frame recording and periodic
+ * progress. Shutdown order: close the sockets, flush the producer, then disconnect from Kafka.
+ * @module
+ */
+
+import { createKafka, ensureTopic, kafkaError } from "../common/kafka.ts";
+import { createLogger, type Logger } from "../common/log.ts";
+import { connectFeed, DEFAULT_SOURCE, type Feed, type FeedOptions } from "./client.ts";
+import { DEFAULT_MAX_FUTURE_MS, parseFrame, type Tick } from "./frame.ts";
+import {
+  type Batcher,
+  createBatcher,
+  kafkaSend,
+  type OutRecord,
+  percentile,
+  type SendBatch,
+} from "./producer.ts";
+import { DEFAULT_MAX_SPOOL_BYTES, openSpool } from "./spool.ts";
+
+/** Options for startIngest. */
+export interface IngestOptions {
+  /** Kafka bootstrap servers. */
+  brokers: string[];
+  /** Ticks topic; dead letters go to `<topic>.dlq`. */
+  topic: string;
+  /** Symbols to subscribe to. */
+  symbols: string[];
+  /** WebSocket source URL (default Yahoo's). */
+  source?: string;
+  /** Partitions of topics created here (default 3). */
+  partitions?: number;
+  /** Producer linger, ms (default 5). */
+  lingerMs?: number;
+  /** Max records per batch (default 5000). */
+  batchSize?: number;
+  /** Records held in memory before spooling to disk (default 100_000). */
+  maxMemoryTicks?: number;
+  /** Spool bound in bytes (default 1 GiB). */
+  maxSpoolBytes?: number;
+  /** Spool directory (default `.data/spool/<topic>`). */
+  spoolDir?: string;
+  /** Append every raw frame received to this file, one per line. */
+  recordFile?: string;
+  /** Progress interval, ms; 0 = none (default 10_000). */
+  progressEveryMs?: number;
+  /** Reconnect after this long without frames, ms (default 60_000). */
+  silenceMs?: number;
+  /** Ticks further ahead of the receive time are rejected as future_time (default 5 min). */
+  maxFutureMs?: number;
+  /** Extra feed options (socket factory, timers, backoff). */
+  feed?: Partial<Omit<FeedOptions, "onFrame" | "symbols" | "url">>;
+  /** Wraps the kafkajs send (tests inject outages here). */
+  wrapSend?: (send: SendBatch) => SendBatch;
+  /** Where progress lines go (default console.log). */
+  print?: (line: string) => void;
+  /** Clock, epoch ms (default Date.now). */
+  now?: () => number;
+  /** Logger (default "ingest"). */
+  logger?: Logger;
+}
+
+/** Counters of a running ingest. */
+export interface IngestStats {
+  /** Frames received. */
+  frames: number;
+  /** Valid ticks queued for the ticks topic. */
+  ticks: number;
+  /** Ticks acknowledged by Kafka. */
+  ticksProduced: number;
+  /** Dead letters queued, by reason. */
+  dlq: Record<string, number>;
+  /** Non-pricing envelopes ignored (heartbeats...). */
+  ignored: number;
+  /** Reconnects of the WebSocket feed. */
+  reconnects: number;
+  /** Records refused because memory and spool were full. */
+  dropped: number;
+  /** Records in memory. */
+  memory: number;
+  /** Records in the spool. */
+  spooled: number;
+  /** Spool size, bytes. */
+  spoolBytes: number;
+  /** Failed send attempts. */
+  sendFailures: number;
+}
+
+/** A running ingest. */
+export interface Ingest {
+  /** Current counters. */
+  stats(): IngestStats;
+  /** The feed's symbol shards. */
+  readonly shards: readonly string[][];
+  /** Resolves once everything queued so far is in Kafka. */
+  flush(): Promise<void>;
+  /** Closes the sockets, flushes (up to `flushTimeoutMs`, then spools) and disconnects. */
+  stop(options?: { flushTimeoutMs?: number }): Promise<IngestStats>;
+}
+
+/** Builds the Kafka record of a valid tick. */
+export function tickRecord(topic: string, tick: Tick, receivedMs: number): OutRecord {
+  return {
+    topic,
+    key: tick.id,
+    value: JSON.stringify(tick),
+    timestamp: String(tick.time),
+    headers: { ingest_ms: String(receivedMs) },
+  };
+}
+
+/** DLQ values are cut to this many characters (header `truncated` = original length). */
+export const MAX_DLQ_VALUE_CHARS = 100_000;
+
+/** Builds the dead-letter record of a rejected frame. */
+export function dlqRecord(
+  topic: string,
+  raw: string,
+  rejection: { reason: string; detail: string; receivedMs: number },
+): OutRecord {
+  const headers: Record<string, string> = {
+    reason: rejection.reason,
+    detail: rejection.detail,
+    ingest_ms: String(rejection.receivedMs),
+  };
+  if (raw.length > MAX_DLQ_VALUE_CHARS) headers.truncated = String(raw.length);
+  return {
+    topic: `${topic}.dlq`,
+    key: null,
+    value: raw.length > MAX_DLQ_VALUE_CHARS ? raw.slice(0, MAX_DLQ_VALUE_CHARS) : raw,
+    timestamp: String(rejection.receivedMs),
+    headers,
+  };
+}
+
+/** Formats one progress line from two snapshots `elapsedMs` apart. */
+export function progressLine(
+  cur: IngestStats,
+  prev: IngestStats,
+  info: { elapsedMs: number; latencies: number[] },
+): string {
+  const rate = ((cur.frames - prev.frames) * 1000) / Math.max(1, info.elapsedMs);
+  const dlq = Object.entries(cur.dlq).map(([r, n]) => `${r}=${n}`).join(",") || "0";
+  const p50 = percentile(info.latencies, 0.5);
+  const max = info.latencies.length ? Math.max(...info.latencies) : NaN;
+  const ms = (v: number) => (Number.isNaN(v) ? "-" : `${v.toFixed(1)}ms`);
+  return `ingest: frames/s=${
+    rate.toFixed(1)
+  } frames=${cur.frames} ticks_produced=${cur.ticksProduced}` +
+    ` dlq=${dlq} ignored=${cur.ignored} reconnects=${cur.reconnects}` +
+    ` batch_p50=${ms(p50)} batch_max=${ms(max)} memory=${cur.memory}` +
+    ` spool=${cur.spooled}/${cur.spoolBytes}B dropped=${cur.dropped}`;
+}
+
+/** Connects to Kafka (creating the topics), opens the spool and the feed, and starts ingesting. */
+export async function startIngest(options: IngestOptions): Promise<Ingest> {
+  const log = options.logger ?? createLogger("ingest");
+  const now = options.now ?? Date.now;
+  const topic = options.topic;
+  const dlqTopic = `${topic}.dlq`;
+  const maxFutureMs = options.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS;
+  const print = options.print ?? ((l: string) => console.log(l));
+
+  const kafka = createKafka(options.brokers, {
+    clientId: "tickpipe-ingest",
+    logger: log.child("kafka"),
+  });
+  const admin = kafka.admin();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  try {
+    await admin.connect();
+    for (const t of [topic, dlqTopic]) {
+      if (await ensureTopic(admin, t, { partitions: options.partitions ?? 3 })) {
+        log.info("Created topic", { topic: t, partitions: options.partitions ?? 3 });
+      }
+    }
+    await producer.connect();
+  } catch (e) {
+    await producer.disconnect().catch(() => {});
+    await admin.disconnect().catch(() => {});
+    throw kafkaError(e, options.brokers);
+  }
+  await admin.disconnect();
+
+  const spool = await openSpool<OutRecord>(options.spoolDir ?? `.data/spool/${topic}`, {
+    maxBytes: options.maxSpoolBytes ?? DEFAULT_MAX_SPOOL_BYTES,
+  });
+  if (spool.count() > 0) {
+    log.info("Spool from a previous run: delivering it first", {
+      records: spool.count(),
+      bytes: spool.bytes(),
+    });
+  }
+  const baseSend = kafkaSend(producer);
+  const batcher: Batcher = createBatcher({
+    send: options.wrapSend ? options.wrapSend(baseSend) : baseSend,
+    batchSize: options.batchSize,
+    lingerMs: options.lingerMs,
+    maxMemory: options.maxMemoryTicks,
+    spool,
+    logger: log.child("producer"),
+    now,
+  });
+
+  // Raw-frame recording, written in chunks.
+  const recorder = options.recordFile === undefined
+    ? undefined
+    : await Deno.open(options.recordFile, { write: true, create: true, truncate: true });
+  let recordBuf: string[] = [];
+  const enc = new TextEncoder();
+  const flushRecord = () => {
+    if (!recorder || recordBuf.length === 0) return;
+    const bytes = enc.encode(recordBuf.join(""));
+    recordBuf = [];
+    let off = 0;
+    while (off < bytes.length) off += recorder.writeSync(bytes.subarray(off));
+  };
+
+  const counts = { frames: 0, ticks: 0, ignored: 0 };
+  const dlq: Record<string, number> = {};
+  const onFrame = (raw: string, receivedMs: number) => {
+    counts.frames++;
+    if (recorder) recordBuf.push(raw.replace(/\r?\n/g, " ") + "\n");
+    const r = parseFrame(raw, { nowMs: receivedMs, maxFutureMs });
+    if (r.ok === true) {
+      counts.ticks++;
+      batcher.enqueue(tickRecord(topic, r.tick, receivedMs));
+    } else if (r.ok === false) {
+      dlq[r.reason] = (dlq[r.reason] ?? 0) + 1;
+      batcher.enqueue(dlqRecord(topic, raw, { reason: r.reason, detail: r.detail, receivedMs }));
+    } else counts.ignored++;
+  };
+
+  let feed: Feed;
+  try {
+    feed = connectFeed({
+      ...options.feed,
+      url: options.source ?? DEFAULT_SOURCE,
+      symbols: options.symbols,
+      silenceMs: options.silenceMs ?? options.feed?.silenceMs,
+      onFrame,
+      now,
+      logger: log.child("client"),
+    });
+  } catch (e) {
+    await batcher.close({ timeoutMs: 10_000 });
+    await producer.disconnect().catch(() => {});
+    recorder?.close();
+    throw e;
+  }
+  log.info("Ingesting", {
+    source: options.source ?? DEFAULT_SOURCE,
+    symbols: options.symbols.length,
+    connections: feed.shards.length,
+    topic,
+  });
+
+  const stats = (): IngestStats => {
+    const b = batcher.stats();
+    return {
+      ...counts,
+      ticksProduced: b.deliveredByTopic[topic] ?? 0,
+      dlq: { ...dlq },
+      reconnects: feed.stats().reconnects,
+      dropped: b.dropped,
+      memory: b.memory,
+      spooled: b.spooled,
+      spoolBytes: b.spoolBytes,
+      sendFailures: b.failures,
+    };
+  };
+
+  const recordTimer = recorder ? setInterval(flushRecord, 200) : undefined;
+  const progressEvery = options.progressEveryMs ?? 10_000;
+  let prev = stats();
+  let prevAt = now();
+  const progressTimer = progressEvery > 0
+    ? setInterval(() => {
+      const cur = stats();
+      const t = now();
+      print(progressLine(cur, prev, { elapsedMs: t - prevAt, latencies: batcher.takeLatencies() }));
+      prev = cur;
+      prevAt = t;
+    }, progressEvery)
+    : undefined;
+
+  let stopping: Promise<IngestStats> | undefined;
+  return {
+    shards: feed.shards,
+    stats,
+    flush: () => batcher.flush(),
+    stop(opts = {}) {
+      stopping ??= (async () => {
+        clearInterval(progressTimer);
+        await feed.close();
+        clearInterval(recordTimer);
+        flushRecord();
+        recorder?.close();
+        const left = await batcher.close({ timeoutMs: opts.flushTimeoutMs });
+        if (left > 0) {
+          log.warn("Kafka unavailable at shutdown: records kept in the spool for the next run", {
+            records: left,
+            dir: spool.dir,
+          });
+        }
+        await producer.disconnect().catch(() => {});
+        const s = stats();
+        log.info("Stopped", { frames: s.frames, ticksProduced: s.ticksProduced, dlq: s.dlq });
+        return s;
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * CLI entry of `deno task ingest`: stream a Yahoo-protocol WebSocket feed into Kafka.
+ * Statically imports only common/cli.ts, common/config.ts and common/log.ts so --help needs
+ * no permission; the rest is loaded after the flags are parsed.
+ * @module
+ */
+
+import { BASE_OPTIONS, BASE_USAGE, parseFlags, printOut, UsageError } from "../common/cli.ts";
+import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
+import { createLogger } from "../common/log.ts";
+
+const DEFAULT_SOURCE = "wss://streamer.finance.yahoo.com/?version=2";
+const DEFAULT_SYMBOLS = "AAPL,MSFT,NVDA,BTC-USD,ETH-USD";
+
+const OPTIONS = {
+  ...BASE_OPTIONS,
+  source: { type: "string" },
+  symbols: { type: "string" },
+  partitions: { type: "string" },
+  linger: { type: "string" },
+  "batch-size": { type: "string" },
+  "max-memory-ticks": { type: "string" },
+  "max-spool-bytes": { type: "string" },
+  "spool-dir": { type: "string" },
+  "progress-every": { type: "string" },
+  record: { type: "string" },
+  duration: { type: "string" },
+  "silence-timeout": { type: "string" },
+  "max-future": { type: "string" },
+  "flush-timeout": { type: "string" },
+} as const;
+
+const USAGE = `Usage: tickpipe ingest [flags]
+
+Streams a Yahoo Finance streamer WebSocket (or the simulator) into Kafka: valid ticks to <topic>
+(key = symbol, timestamp = event time, header ingest_ms), bad frames to <topic>.dlq (headers
+reason, detail, ingest_ms). While Kafka is unreachable ticks are held in memory, then spooled to
+disk, and delivered in order when it returns. SIGINT/SIGTERM flush everything before exiting.
+
+Flags:
+  --source URL               WebSocket URL (default ${DEFAULT_SOURCE})
+  --symbols A,B,...          symbols to subscribe to, sharded 100 per connection
+                             (default ${DEFAULT_SYMBOLS})
+  --partitions N             partitions of topics created here (default 3)
+  --linger DURATION          max wait for a batch to fill (default 5ms)
+  --batch-size N             max records per Kafka batch (default 5000)
+  --max-memory-ticks N       records held in memory while Kafka is down before spooling (default 100000)
+  --max-spool-bytes N        disk spool bound; past it new ticks are dropped and counted (default 1073741824)
+  --spool-dir DIR            spool directory (default .data/spool/<topic>)
+  --progress-every DURATION  progress line interval, 0 = none (default 10s)
+  --record FILE              save every raw frame received, one per line (replay with
+                             "deno task simulate --replay FILE"); must be under .data/
+  --duration DURATION        stop after this long (default: until SIGINT/SIGTERM)
+  --silence-timeout DURATION reconnect after this long without frames (default 60s)
+  --max-future DURATION      reject ticks further ahead of the receive time (default 5m)
+  --flush-timeout DURATION   at shutdown, wait this long for Kafka before spooling (default 30s)
+  -h, --help                 show this help
+
+${BASE_USAGE}`;
+
+/** Runs `ingest` with `args`; resolves to the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, OPTIONS);
+  if (values.help) {
+    printOut(USAGE);
+    return 0;
+  }
+  if (positionals.length > 0) {
+    throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
+  }
+  const base = loadBaseConfig(values);
+  const source = values.source ?? DEFAULT_SOURCE;
+  if (!/^wss?:\/\/[^\s]+$/.test(source)) {
+    throw new UsageError(`--source "${source}" is not a ws:// or wss:// URL`);
+  }
+  const symbols = (values.symbols ?? DEFAULT_SYMBOLS).split(",").map((s) => s.trim()).filter(
+    (s) => s !== "",
+  );
+  if (symbols.length === 0) throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
+  const int = (name: keyof typeof values, fallback: number, min = 1) =>
+    parsePositive(values[name] as string | undefined, `--${String(name)}`, {
+      fallback,
+      integer: true,
+      min,
+    });
+  const partitions = int("partitions", 3);
+  const batchSize = int("batch-size", 5000);
+  const maxMemoryTicks = int("max-memory-ticks", 100_000);
+  const maxSpoolBytes = int("max-spool-bytes", 1024 ** 3);
+  const lingerMs = values.linger === "0"
+    ? 0
+    : parseDuration(values.linger, "--linger", { fallbackMs: 5 });
+  const progressEveryMs = values["progress-every"] === "0"
+    ? 0
+    : parseDuration(values["progress-every"], "--progress-every", { fallbackMs: 10_000 });
+  const durationMs = values.duration === undefined
+    ? undefined
+    : parseDuration(values.duration, "--duration", { fallbackMs: 0 });
+  const silenceMs = parseDuration(values["silence-timeout"], "--silence-timeout", {
+    fallbackMs: 60_000,
+  });
+  const maxFutureMs = parseDuration(values["max-future"], "--max-future", {
+    fallbackMs: 300_000,
+  });
+  const flushTimeoutMs = parseDuration(values["flush-timeout"], "--flush-timeout", {
+    fallbackMs: 30_000,
+  });
+
+  const log = createLogger("ingest");
+  const { startIngest } = await import("./ingest.ts");
+  const ingest = await startIngest({
+    brokers: base.brokers,
+    topic: base.topic,
+    symbols,
+    source,
+    partitions,
+    lingerMs,
+    batchSize,
+    maxMemoryTicks,
+    maxSpoolBytes,
+    spoolDir: values["spool-dir"],
+    recordFile: values.record,
+    progressEveryMs,
+    silenceMs,
+    maxFutureMs,
+    logger: log,
+  });
+
+  const { promise: stop, resolve } = Promise.withResolvers<string>();
+  let signals = 0;
+  const onSignal = (name: string) => () => {
+    if (++signals > 1) {
+      log.error("Second signal: exiting without flushing", { signal: name });
+      Deno.exit(130);
+    }
+    resolve(name);
+  };
+  const onInt = onSignal("SIGINT");
+  const onTerm = onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onTerm);
+  const timer = durationMs === undefined
+    ? undefined
+    : setTimeout(() => resolve("duration"), durationMs);
+  const why = await stop;
+  clearTimeout(timer);
+  log.info("Stopping: closing sockets, then flushing to Kafka", { why });
+  const s = await ingest.stop({ flushTimeoutMs });
+  Deno.removeSignalListener("SIGINT", onInt);
+  if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGTERM", onTerm);
+  printOut(
+    `ingest stopped (${why}): frames=${s.frames} ticks_produced=${s.ticksProduced} ` +
+      `dlq=${JSON.stringify(s.dlq)} spooled=${s.spooled} dropped=${s.dropped}`,
+  );
+  return s.dropped > 0 ? 1 : 0;
+}

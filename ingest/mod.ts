@@ -1,0 +1,74 @@
+/**
+ * Public surface of ingest: frame parsing, the simulator, the WebSocket client, the batching
+ * producer, the disk spool and the ingest wiring.
+ * @module
+ */
+
+export {
+  DEFAULT_MAX_FRAME_LENGTH,
+  DEFAULT_MAX_FUTURE_MS,
+  encodeFrame,
+  type EncodeFrameOptions,
+  FRAME_REASONS,
+  type FrameReason,
+  type FrameResult,
+  MAX_SYMBOL_LENGTH,
+  parseFrame,
+  type ParseFrameOptions,
+  type Tick,
+  tickKey,
+} from "./frame.ts";
+export {
+  type Expectation,
+  type SentFrame,
+  type SentKind,
+  type Simulator,
+  SimulatorError,
+  type SimulatorOptions,
+  startSimulator,
+} from "./simulator.ts";
+export {
+  connectFeed,
+  DEFAULT_SOURCE,
+  DEFAULT_SYMBOLS,
+  type Feed,
+  FeedError,
+  type FeedOptions,
+  type FeedStats,
+  MAX_SYMBOLS_PER_CONNECTION,
+  shardSymbols,
+  type SocketLike,
+  subscribeMessage,
+  type TimerHandle,
+  type Timers,
+} from "./client.ts";
+export {
+  type Batcher,
+  type BatcherOptions,
+  type BatcherStats,
+  createBatcher,
+  type KafkaBatchProducer,
+  kafkaSend,
+  type OutRecord,
+  percentile,
+  type SendBatch,
+} from "./producer.ts";
+export {
+  type AppendResult,
+  DEFAULT_MAX_SPOOL_BYTES,
+  openSpool,
+  parseSegment,
+  type Spool,
+  SpoolError,
+  type SpoolOptions,
+} from "./spool.ts";
+export {
+  dlqRecord,
+  type Ingest,
+  type IngestOptions,
+  type IngestStats,
+  MAX_DLQ_VALUE_CHARS,
+  progressLine,
+  startIngest,
+  tickRecord,
+} from "./ingest.ts";

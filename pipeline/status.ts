@@ -1,0 +1,444 @@
+/**
+ * Collects the state of every part of the pipeline into one record: Kafka
+ * and PostgreSQL reachability, topic end offsets, stored offsets and lag,
+ * the aggregator lease and its last progress record, the ingest rate seen
+ * on the topic, and the newest windows with their freshness.
+ * @module
+ */
+
+import type { BaseConfig } from "../common/config.ts";
+import type { Kafka } from "../common/kafka.ts";
+import { redact } from "../common/log.ts";
+import type { Pool } from "../common/pg.ts";
+import {
+  type AggregatorProgress,
+  isLeaseLive,
+  readCheckpoint,
+  readLease,
+  readProgress,
+} from "../aggregate/mod.ts";
+import { type LaunchRecord, readCrash, readLaunches } from "../sensor/mod.ts";
+
+/** One partition's offsets. */
+export interface PartitionStatus {
+  /** Partition number. */
+  partition: number;
+  /** Kafka's earliest offset still in the log. */
+  startOffset: number;
+  /** Kafka's end offset (next offset to be written). */
+  endOffset: number;
+  /** Offset stored in the KV checkpoint (next to read), or null before the first checkpoint. */
+  storedOffset: number | null;
+  /** Unread records: end - stored (end - earliest when nothing is stored). */
+  lag: number;
+  /** Watermark (epoch ms) stored with the checkpoint, or null. */
+  watermark: number | null;
+}
+
+/** A row of price_windows as shown in status. */
+export interface WindowView {
+  /** Symbol. */
+  symbol: string;
+  /** Window start (ISO). */
+  windowStart: string;
+  /** Open, high, low, close, average. */
+  open: number;
+  /** High. */
+  high: number;
+  /** Low. */
+  low: number;
+  /** Close. */
+  close: number;
+  /** Average. */
+  avg: number;
+  /** Ticks in the window. */
+  count: number;
+  /** Final (watermark passed the end). */
+  isFinal: boolean;
+  /** Last update (ISO). */
+  updatedAt: string;
+}
+
+/** Everything `tickpipe status` shows. */
+export interface PipelineStatus {
+  /** When collected (ISO). */
+  at: string;
+  /** Ticks topic. */
+  topic: string;
+  /** Kafka reachability. */
+  kafka: { brokers: string[]; reachable: boolean; error?: string };
+  /** PostgreSQL reachability (URL redacted). */
+  postgres: { url: string; reachable: boolean; error?: string };
+  /** Whether the ticks topic exists. */
+  topicExists: boolean;
+  /** Per-partition offsets and lag. */
+  partitions: PartitionStatus[];
+  /** Total unread records. */
+  totalLag: number;
+  /** Records in the topic (sum of end - earliest offsets). */
+  ticksInTopic: number;
+  /** Records in the dead-letter topic. */
+  deadLetters: number;
+  /** Ticks per second arriving in the topic over the sampling interval (null when not sampled). */
+  ingestRatePerSec: number | null;
+  /** Aggregator lease (live or expired), or null when none is stored. */
+  lease: {
+    holder: string;
+    pid: number;
+    hostname: string;
+    acquiredAt: string;
+    expiresAt: string;
+    live: boolean;
+  } | null;
+  /** Checkpoint pointer summary. */
+  checkpoint: {
+    generation: number;
+    batchId: number;
+    committedAt: string;
+    stateBytes: number;
+  } | null;
+  /** Last aggregator progress record. */
+  progress: AggregatorProgress | null;
+  /** The sensor's records: last launch and crash-loop state. */
+  sensor: { lastLaunch: LaunchRecord | null; launches: number; consecutiveFailures: number };
+  /** Window rows in PostgreSQL (of `symbols` when given). */
+  windows: {
+    total: number;
+    final: number;
+    newest: WindowView[];
+    freshnessMs: number | null;
+  } | null;
+}
+
+/** Dependencies of {@linkcode collectStatus} (edges passed in). */
+export interface StatusDeps {
+  /** Kafka client. */
+  kafka: Kafka;
+  /** PostgreSQL pool. */
+  pool: Pool;
+  /** Deno KV. */
+  kv: Deno.Kv;
+  /** Clock. */
+  now?: () => number;
+}
+
+/** Options for {@linkcode collectStatus}. */
+export interface StatusOptions {
+  /** Sample end offsets twice this far apart to measure the ingest rate (0 = skip). */
+  rateSampleMs?: number;
+  /** How many newest windows to return. */
+  newest?: number;
+  /** Only windows of these symbols (default: all). */
+  symbols?: string[];
+  /** Newest window per symbol (sorted by symbol) instead of the newest windows overall. */
+  latestPerSymbol?: boolean;
+}
+
+/** Lag of a partition: unread records from the stored offset (or the earliest) to the end (pure). */
+export function partitionLag(start: number, end: number, stored: number | null): number {
+  return Math.max(0, end - Math.max(start, stored ?? start));
+}
+
+/** Collects the pipeline status for `config` from the edges in `deps`. */
+export async function collectStatus(
+  config: BaseConfig,
+  deps: StatusDeps,
+  options: StatusOptions = {},
+): Promise<PipelineStatus> {
+  const now = deps.now ?? Date.now;
+  const topic = config.topic;
+  const status: PipelineStatus = {
+    at: new Date(now()).toISOString(),
+    topic,
+    kafka: { brokers: config.brokers, reachable: false },
+    postgres: { url: redact(config.databaseUrl), reachable: false },
+    topicExists: false,
+    partitions: [],
+    totalLag: 0,
+    ticksInTopic: 0,
+    deadLetters: 0,
+    ingestRatePerSec: null,
+    lease: null,
+    checkpoint: null,
+    progress: null,
+    sensor: { lastLaunch: null, launches: 0, consecutiveFailures: 0 },
+    windows: null,
+  };
+  const [cp, held, progress, launches, crash] = await Promise.all([
+    readCheckpoint(deps.kv, topic),
+    readLease(deps.kv, topic),
+    readProgress(deps.kv, topic),
+    readLaunches(deps.kv, topic),
+    readCrash(deps.kv, topic),
+  ]);
+  const checkpoint = cp?.pointer ?? null;
+  if (checkpoint) {
+    status.checkpoint = {
+      generation: checkpoint.generation,
+      batchId: checkpoint.batchId,
+      committedAt: new Date(checkpoint.committedAt).toISOString(),
+      stateBytes: checkpoint.stateBytes,
+    };
+  }
+  if (held) {
+    const l = held.lease;
+    status.lease = {
+      holder: l.holder,
+      pid: l.pid,
+      hostname: l.hostname,
+      acquiredAt: new Date(l.acquiredAt).toISOString(),
+      expiresAt: new Date(l.expiresAt).toISOString(),
+      live: isLeaseLive(l, now()),
+    };
+  }
+  status.progress = progress;
+  status.sensor = {
+    lastLaunch: launches.at(-1) ?? null,
+    launches: launches.length,
+    consecutiveFailures: crash.consecutiveFailures,
+  };
+
+  await Promise.all([
+    collectKafka(deps, status, checkpoint?.offsets ?? {}, checkpoint?.watermarks ?? {}, {
+      rateSampleMs: options.rateSampleMs ?? 0,
+      now,
+    }),
+    collectWindows(deps.pool, status, { ...options, now }),
+  ]);
+  return status;
+}
+
+async function collectKafka(
+  deps: StatusDeps,
+  status: PipelineStatus,
+  stored: Record<string, number>,
+  watermarks: Record<string, number | null>,
+  o: { rateSampleMs: number; now: () => number },
+): Promise<void> {
+  const topic = status.topic;
+  const admin = deps.kafka.admin();
+  try {
+    await admin.connect();
+    const topics = await admin.listTopics();
+    status.kafka.reachable = true;
+    status.topicExists = topics.includes(topic);
+    if (status.topicExists) {
+      const rows = (await admin.fetchTopicOffsets(topic)).sort((a, b) => a.partition - b.partition);
+      for (const r of rows) {
+        const start = Number(r.low);
+        const end = Number(r.high);
+        const s = stored[String(r.partition)];
+        const storedOffset = typeof s === "number" ? s : null;
+        const lag = partitionLag(start, end, storedOffset);
+        status.partitions.push({
+          partition: r.partition,
+          startOffset: start,
+          endOffset: end,
+          storedOffset,
+          lag,
+          watermark: watermarks[String(r.partition)] ?? null,
+        });
+        status.totalLag += lag;
+        status.ticksInTopic += end - start;
+      }
+      if (o.rateSampleMs > 0) {
+        const before = rows.reduce((n, r) => n + Number(r.high), 0);
+        const t0 = o.now();
+        await new Promise((r) => setTimeout(r, o.rateSampleMs));
+        const after = (await admin.fetchTopicOffsets(topic)).reduce(
+          (n, r) => n + Number(r.high),
+          0,
+        );
+        status.ingestRatePerSec = Math.round(((after - before) * 1000) / Math.max(1, o.now() - t0));
+      }
+    }
+    if (topics.includes(`${topic}.dlq`)) {
+      status.deadLetters = (await admin.fetchTopicOffsets(`${topic}.dlq`))
+        .reduce((n, r) => n + Number(r.high) - Number(r.low), 0);
+    }
+  } catch (e) {
+    status.kafka.error = redact((e as Error).message);
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+async function collectWindows(
+  pool: Pool,
+  status: PipelineStatus,
+  o: StatusOptions & { now: () => number },
+): Promise<void> {
+  const symbols = o.symbols?.length ? o.symbols : null;
+  try {
+    const totals = await pool.query<{ total: string; final: string; newest: Date | null }>(
+      `SELECT count(*) AS total, count(*) FILTER (WHERE is_final) AS final, max(updated_at) AS newest
+         FROM price_windows WHERE ($1::text[] IS NULL OR symbol = ANY($1::text[]))`,
+      [symbols],
+    );
+    const cols = `symbol, window_start, open_price, high_price, low_price, close_price, avg_price,
+              tick_count, is_final, updated_at`;
+    const rows = o.latestPerSymbol
+      ? await pool.query(
+        `SELECT * FROM (
+           SELECT DISTINCT ON (symbol) ${cols} FROM price_windows
+            WHERE ($1::text[] IS NULL OR symbol = ANY($1::text[]))
+            ORDER BY symbol, window_start DESC) latest
+          ORDER BY symbol LIMIT $2`,
+        [symbols, o.newest ?? 10],
+      )
+      : await pool.query(
+        `SELECT ${cols} FROM price_windows
+          WHERE ($1::text[] IS NULL OR symbol = ANY($1::text[]))
+          ORDER BY window_start DESC, symbol LIMIT $2`,
+        [symbols, o.newest ?? 10],
+      );
+    status.postgres.reachable = true;
+    const t = totals.rows[0];
+    status.windows = {
+      total: Number(t.total),
+      final: Number(t.final),
+      freshnessMs: t.newest ? Math.max(0, o.now() - t.newest.getTime()) : null,
+      newest: rows.rows.map((r) => ({
+        symbol: r.symbol,
+        windowStart: (r.window_start as Date).toISOString(),
+        open: r.open_price,
+        high: r.high_price,
+        low: r.low_price,
+        close: r.close_price,
+        avg: r.avg_price,
+        count: Number(r.tick_count),
+        isFinal: r.is_final,
+        updatedAt: (r.updated_at as Date).toISOString(),
+      })),
+    };
+  } catch (e) {
+    status.postgres.error = redact((e as Error).message);
+  }
+}
+
+function fmtTime(ms: number | null): string {
+  return ms === null ? "-" : new Date(ms).toISOString().slice(11, 19);
+}
+
+function fmtNum(n: number): string {
+  return Math.abs(n) >= 1000 ? n.toFixed(2) : n.toPrecision(6).replace(/\.?0+$/, "");
+}
+
+/** Renders the newest windows as a compact candle table. */
+export function renderCandles(windows: WindowView[]): string {
+  const head =
+    "symbol       window    open        high        low         close       avg         ticks final";
+  const lines = windows.map((w) =>
+    [
+      w.symbol.slice(0, 12).padEnd(12),
+      w.windowStart.slice(11, 16).padEnd(9),
+      ...[w.open, w.high, w.low, w.close, w.avg].map((v) => fmtNum(v).padEnd(11)),
+      String(w.count).padStart(5),
+      w.isFinal ? "yes" : "no",
+    ].join(" ")
+  );
+  return [head, ...lines].join("\n");
+}
+
+/** Formats a duration in ms as "850ms", "12.3s", "4m05s" or "2h03m" (pure). */
+export function fmtAge(ms: number | null): string {
+  if (ms === null) return "-";
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  const s = Math.floor(ms / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, "0")}m`;
+}
+
+/** One-word aggregator state: running (live lease), stopped (expired lease) or idle (none). */
+export function aggregatorState(s: PipelineStatus): "running" | "lease expired" | "idle" {
+  if (s.lease === null) return "idle";
+  return s.lease.live ? "running" : "lease expired";
+}
+
+/** The lowest watermark over the partitions (epoch ms), or null (pure). */
+export function minWatermark(s: PipelineStatus): number | null {
+  const wm = s.partitions.map((p) => p.watermark).filter((w): w is number => w !== null);
+  return wm.length ? Math.min(...wm) : null;
+}
+
+/** Renders a status record as one human-readable screen. */
+export function renderStatus(s: PipelineStatus): string {
+  const out: string[] = [];
+  const at = Date.parse(s.at);
+  out.push(`tickpipe status at ${s.at}  topic ${s.topic}`);
+  out.push(
+    `kafka      ${s.kafka.reachable ? "up  " : "DOWN"} ${s.kafka.brokers.join(",")}${
+      s.kafka.error ? `  (${s.kafka.error})` : ""
+    }`,
+  );
+  out.push(
+    `postgres   ${s.postgres.reachable ? "up  " : "DOWN"} ${s.postgres.url}${
+      s.postgres.error ? `  (${s.postgres.error})` : ""
+    }`,
+  );
+  if (s.kafka.reachable && !s.topicExists) {
+    out.push(`ticks      topic ${s.topic} does not exist yet (ingest creates it)`);
+  } else {
+    out.push(
+      `ticks      ${s.ticksInTopic} in topic, ${s.deadLetters} dead letters` +
+        (s.ingestRatePerSec === null ? "" : `, ${s.ingestRatePerSec}/s arriving`) +
+        `, lag ${s.totalLag}`,
+    );
+  }
+  if (s.partitions.length) {
+    out.push("  partition  earliest       end    stored       lag  watermark");
+    for (const p of s.partitions) {
+      out.push(
+        `  ${String(p.partition).padStart(9)}  ${String(p.startOffset).padStart(8)}  ${
+          String(p.endOffset).padStart(8)
+        }  ${String(p.storedOffset ?? "-").padStart(8)}  ${String(p.lag).padStart(8)}  ${
+          fmtTime(p.watermark)
+        }`,
+      );
+    }
+  }
+  out.push(
+    s.lease
+      ? `aggregator ${
+        s.lease.live ? "RUNNING" : "lease expired"
+      }: pid ${s.lease.pid} on ${s.lease.hostname}, up ${
+        fmtAge(at - Date.parse(s.lease.acquiredAt))
+      }, lease until ${s.lease.expiresAt.slice(11, 19)}`
+      : "aggregator not running",
+  );
+  if (s.checkpoint) {
+    out.push(
+      `checkpoint generation ${s.checkpoint.generation}, batch ${s.checkpoint.batchId}, ${
+        fmtAge(at - Date.parse(s.checkpoint.committedAt))
+      } ago, ${s.checkpoint.stateBytes} bytes of state`,
+    );
+  } else out.push("checkpoint none yet");
+  if (s.progress) {
+    const p = s.progress;
+    out.push(
+      `progress   batch ${p.batchId} (${p.reason}) at ${
+        p.timestamp.slice(11, 19)
+      }: ${p.inputRows} rows` +
+        ` (${p.invalidRows} invalid, ${p.rowsPerSecond}/s), ${p.windowsUpdated} windows updated,` +
+        ` ${p.windowsFinalized} finalized, ${p.lateDropped} late, ${p.openWindows} open`,
+    );
+  }
+  if (s.sensor.lastLaunch) {
+    const l = s.sensor.lastLaunch;
+    out.push(
+      `sensor     last launch ${fmtAge(at - l.launchedAt)} ago (pid ${l.pid}, ${
+        l.exitCode === null ? "running or not awaited" : `exit ${l.exitCode}`
+      }), ${s.sensor.consecutiveFailures} consecutive failures`,
+    );
+  }
+  if (s.windows) {
+    out.push(
+      `windows    ${s.windows.total} rows (${s.windows.final} final), newest update ${
+        s.windows.freshnessMs === null ? "-" : `${fmtAge(s.windows.freshnessMs)} ago`
+      }`,
+    );
+    if (s.windows.newest.length) out.push(renderCandles(s.windows.newest));
+  }
+  return out.join("\n");
+}

@@ -1,0 +1,69 @@
+/**
+ * `tickpipe compile` (`deno task compile`): builds dist/tickpipe-sensor and
+ * dist/tickpipe-aggregate with `deno compile`, each with its permission set
+ * baked in and sql/ included.
+ * @module
+ */
+
+import { parseFlags, UsageError } from "../common/cli.ts";
+import { readEnv } from "../common/config.ts";
+import { createLogger } from "../common/log.ts";
+
+const USAGE = `Usage: tickpipe compile [--out-dir DIR] [--target TRIPLE]
+
+Builds DIR/tickpipe-aggregate (-P=aggregate) and DIR/tickpipe-sensor (-P=sensor,
+plus running DIR/tickpipe-aggregate) with deno compile, sql/ included. Run them as
+  dist/tickpipe-sensor sensor --once ...   and   dist/tickpipe-aggregate aggregate ...
+deno compile downloads its runtime (denort) unless DENORT_BIN names one.
+
+Flags:
+  --out-dir DIR     output folder (default dist)
+  --target TRIPLE   cross-compile target (e.g. x86_64-unknown-linux-gnu)
+  -h, --help        show this help
+
+Exit codes: 0 built, 1 deno compile failed (e.g. no denort runtime), 2 bad flags.`;
+
+const OPTIONS = {
+  "out-dir": { type: "string" },
+  target: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Runs the command; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, OPTIONS);
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+  const log = createLogger("compile");
+  const { compileSteps, DENORT_HINT, isRuntimeDownloadFailure } = await import("./compile.ts");
+  const { projectPaths } = await import("./launcher.ts");
+  const outDir = values["out-dir"] ?? "dist";
+  await Deno.mkdir(outDir, { recursive: true });
+  const denort = readEnv("DENORT_BIN");
+  for (const step of compileSteps({ ...projectPaths(), outDir, target: values.target })) {
+    log.info("compiling", { binary: step.output, denort: denort ?? "(download)" });
+    const out = await new Deno.Command("deno", {
+      args: step.args,
+      env: denort ? { DENORT_BIN: denort } : {},
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    if (out.code !== 0) {
+      const tail = stderr.trim().split("\n").slice(-6).join("\n");
+      if (!denort && isRuntimeDownloadFailure(stderr)) {
+        console.error(`${DENORT_HINT}\n(deno compile said: ${tail})`);
+      } else {
+        console.error(`deno compile of ${step.output} failed (exit ${out.code}):\n${tail}`);
+      }
+      return 1;
+    }
+    log.info("built", { binary: step.output });
+  }
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,173 @@
+/**
+ * Launching the aggregator as a child process: the command line (pure) and
+ * the spawn with line-prefixed output streaming (I/O).
+ * @module
+ */
+
+import type { Logger } from "../common/log.ts";
+
+/** What the aggregator is launched with. */
+export interface AggregateCommandOptions {
+  /** Kafka bootstrap servers. */
+  brokers: string[];
+  /** PostgreSQL URL: passed in the child's environment, never on its command line. */
+  databaseUrl: string;
+  /** Ticks topic. */
+  topic: string;
+  /** KV file path. */
+  kvPath: string;
+  /** `--trigger` for the aggregator, if set. */
+  trigger?: string;
+  /** `--idle-timeout` for the aggregator, if set. */
+  idleTimeout?: string;
+  /** True when the sensor runs as a `deno compile`d binary. */
+  standalone: boolean;
+  /** The sensor binary's path (used when standalone, to find `tickpipe-aggregate` beside it). */
+  execPath: string;
+  /** Absolute path of deno.json (used when not standalone). */
+  configPath: string;
+  /** Absolute path of main.ts (used when not standalone). */
+  mainPath: string;
+}
+
+/** A fully resolved child command. */
+export interface AggregateCommand {
+  /** Executable: `deno` (resolved on PATH) or the compiled aggregator. */
+  command: string;
+  /** Arguments (never contain the database URL). */
+  args: string[];
+  /** Extra environment for the child. */
+  env: Record<string, string>;
+}
+
+/** Name of the compiled aggregator binary, next to the compiled sensor. */
+export const AGGREGATE_BINARY = "tickpipe-aggregate";
+
+/** Absolute paths of the project's deno.json and main.ts, derived from this module's location. */
+export function projectPaths(): { configPath: string; mainPath: string } {
+  const p = (rel: string) => decodeURIComponent(new URL(rel, import.meta.url).pathname);
+  return { configPath: p("../deno.json"), mainPath: p("../main.ts") };
+}
+
+/** Builds the aggregator's command line. Pure. */
+export function buildAggregateCommand(options: AggregateCommandOptions): AggregateCommand {
+  const flags = [
+    "aggregate",
+    "--brokers",
+    options.brokers.join(","),
+    "--topic",
+    options.topic,
+    "--kv",
+    options.kvPath,
+  ];
+  if (options.trigger !== undefined) flags.push("--trigger", options.trigger);
+  if (options.idleTimeout !== undefined) flags.push("--idle-timeout", options.idleTimeout);
+  const env = { DATABASE_URL: options.databaseUrl };
+  if (options.standalone) {
+    const slash = options.execPath.lastIndexOf("/");
+    const dir = slash >= 0 ? options.execPath.slice(0, slash) : ".";
+    return { command: `${dir}/${AGGREGATE_BINARY}`, args: flags, env };
+  }
+  return {
+    // By name: the sensor's permission set allows running "deno", which
+    // Deno.execPath()'s resolved path would not match.
+    command: "deno",
+    args: [
+      "run",
+      "--no-prompt",
+      "-P=aggregate",
+      "--config",
+      options.configPath,
+      options.mainPath,
+      ...flags,
+    ],
+    env,
+  };
+}
+
+/** A launched aggregator. */
+export interface RunningChild {
+  /** Process id. */
+  pid: number;
+  /** Launch time (epoch ms). */
+  startedAt: number;
+  /** Resolves to the exit code once the child and its output streams are done. */
+  status: Promise<number>;
+  /** Sends `signal` to the child (ignored when it already exited). */
+  kill(signal?: Deno.Signal): void;
+}
+
+/** Options for {@linkcode spawnAggregator}. */
+export interface SpawnOptions {
+  /** Logger for the launch line. */
+  logger: Logger;
+  /** Prefix of every streamed output line (default `[aggregate] `). */
+  prefix?: string;
+  /** Where prefixed stdout lines go (default: this process's stdout). */
+  writeOut?: (line: string) => void;
+  /** Where prefixed stderr lines go (default: this process's stderr). */
+  writeErr?: (line: string) => void;
+  /** Do not stream: the child inherits stdout/stderr and outlives the sensor (`--once` without `--wait`). */
+  detached?: boolean;
+  /** Clock (default Date.now). */
+  now?: () => number;
+}
+
+const encoder = new TextEncoder();
+
+async function pumpLines(
+  stream: ReadableStream<Uint8Array>,
+  prefix: string,
+  write: (line: string) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      write(prefix + buf.slice(0, nl).replace(/\r$/, ""));
+      buf = buf.slice(nl + 1);
+    }
+  }
+  buf += decoder.decode();
+  if (buf !== "") write(prefix + buf);
+}
+
+/** Spawns the aggregator and streams its output line by line with a prefix. */
+export function spawnAggregator(cmd: AggregateCommand, options: SpawnOptions): RunningChild {
+  const prefix = options.prefix ?? "[aggregate] ";
+  const writeOut = options.writeOut ?? ((l) => Deno.stdout.writeSync(encoder.encode(l + "\n")));
+  const writeErr = options.writeErr ?? ((l) => Deno.stderr.writeSync(encoder.encode(l + "\n")));
+  const detached = options.detached ?? false;
+  const now = options.now ?? Date.now;
+  const child = new Deno.Command(cmd.command, {
+    args: cmd.args,
+    env: cmd.env,
+    stdin: "null",
+    stdout: detached ? "inherit" : "piped",
+    stderr: detached ? "inherit" : "piped",
+  }).spawn();
+  const startedAt = now();
+  let status: Promise<number>;
+  if (detached) {
+    child.unref();
+    status = child.status.then((s) => s.code);
+  } else {
+    const pumps = Promise.all([
+      pumpLines(child.stdout, prefix, writeOut),
+      pumpLines(child.stderr, prefix, writeErr),
+    ]);
+    status = Promise.all([child.status, pumps.catch(() => {})]).then(([s]) => s.code);
+  }
+  return {
+    pid: child.pid,
+    startedAt,
+    status,
+    kill(signal: Deno.Signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch { /* already exited */ }
+    },
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * The sensor's public surface: the pure launch decision and crash-loop
+ * backoff, the aggregator launcher, one sensor check over Kafka and KV, and
+ * the `offsets` inspection/reset.
+ * @module
+ */
+
+export {
+  backoffUntil,
+  crashBackoffMs,
+  type CrashBackoffOptions,
+  type CrashState,
+  decide,
+  type DecideInput,
+  type Decision,
+  decisionFields,
+  type DecisionKind,
+  DEFAULT_BACKOFF_BASE_MS,
+  DEFAULT_BACKOFF_MAX_MS,
+  EXIT_LEASE_HELD,
+  HEALTHY,
+  type LeaseInfo,
+  leaseIsLive,
+  nextCrashState,
+  type PartitionOffsets,
+  readFrom,
+  unreadOf,
+} from "./sensor.ts";
+export {
+  AGGREGATE_BINARY,
+  type AggregateCommand,
+  type AggregateCommandOptions,
+  buildAggregateCommand,
+  projectPaths,
+  type RunningChild,
+  spawnAggregator,
+  type SpawnOptions,
+} from "./launcher.ts";
+export {
+  type CheckResult,
+  createSensor,
+  readPartitions,
+  type Sensor,
+  type SensorDeps,
+  type SensorOptions,
+} from "./run.ts";
+export {
+  crashKey,
+  launchesKey,
+  type LaunchRecord,
+  MAX_LAUNCHES,
+  readCrash,
+  readLaunches,
+  type StoredCheckpoint,
+} from "./_kv.ts";
+export {
+  formatReport,
+  inspectOffsets,
+  type OffsetsReport,
+  parseResetTarget,
+  type PartitionReport,
+  ResetLeaseHeldError,
+  resetOffsets,
+  type ResetResult,
+  type ResetTarget,
+  ResetTargetError,
+  topicsInKv,
+} from "./offsets.ts";

@@ -1,0 +1,323 @@
+/**
+ * What `tickpipe offsets` shows and changes: per partition the offset the
+ * aggregator stored in KV, Kafka's end offset, the lag and the watermark,
+ * plus checkpoint, lease, progress and the sensor's launches; and an
+ * operator reset of the stored offsets (refused while a lease is live).
+ * @module
+ */
+
+import type { Admin } from "../common/kafka.ts";
+import {
+  checkpointKey,
+  KV_PREFIX,
+  type LaunchRecord,
+  leaseKey,
+  progressKey,
+  readCrash,
+  readLaunches,
+  type StoredCheckpoint,
+} from "./_kv.ts";
+import { type CrashState, type LeaseInfo, leaseIsLive } from "./sensor.ts";
+
+/** One partition's line of the report. */
+export interface PartitionReport {
+  /** Partition number. */
+  partition: number;
+  /** Offset stored in the KV checkpoint (next to read), null when none. */
+  stored: number | null;
+  /** Kafka's earliest available offset. */
+  start: number;
+  /** Kafka's end offset. */
+  end: number;
+  /** Unread ticks: end - max(stored ?? start, start). */
+  lag: number;
+  /** Watermark stored for the partition (epoch ms), null when none. */
+  watermark: number | null;
+}
+
+/** Everything `offsets` reports for one topic. */
+export interface OffsetsReport {
+  /** Topic name. */
+  topic: string;
+  /** Whether the topic exists in Kafka. */
+  topicExists: boolean;
+  /** Per-partition offsets. */
+  partitions: PartitionReport[];
+  /** Total lag. */
+  lag: number;
+  /** Checkpoint summary, null when none. */
+  checkpoint: {
+    generation: number;
+    runId: string;
+    batchId: number;
+    committedAt: number;
+    chunks: number;
+    stateBytes: number;
+  } | null;
+  /** Lease with liveness, null when none. */
+  lease: (LeaseInfo & { live: boolean }) | null;
+  /** Latest progress record of the aggregator, null when none. */
+  progress: unknown;
+  /** The sensor's recent launches, newest last. */
+  launches: LaunchRecord[];
+  /** The sensor's crash-loop state. */
+  crash: CrashState;
+}
+
+/** Raised when a reset is refused because an aggregator holds the lease (exit 3). */
+export class ResetLeaseHeldError extends Error {
+  /** Creates the error naming the holder. */
+  constructor(topic: string, lease: LeaseInfo) {
+    super(
+      `Refusing to reset offsets of topic "${topic}": an aggregator holds the lease ` +
+        `(${lease.holder}, pid ${lease.pid} on ${lease.hostname}) until ` +
+        `${new Date(lease.expiresAt).toISOString()}; stop it first`,
+    );
+    this.name = "ResetLeaseHeldError";
+  }
+}
+
+/** Raised for a reset target that does not fit the topic (exit 2). */
+export class ResetTargetError extends Error {
+  /** Creates the error naming the bad target. */
+  constructor(message: string) {
+    super(message);
+    this.name = "ResetTargetError";
+  }
+}
+
+/** A reset target: a keyword or one offset for every partition. */
+export type ResetTarget = "earliest" | "latest" | number;
+
+/** Parses `--to`: earliest, latest or a non-negative integer; null when invalid. */
+export function parseResetTarget(value: string): ResetTarget | null {
+  if (value === "earliest" || value === "latest") return value;
+  if (/^\d+$/.test(value) && Number.isSafeInteger(Number(value))) return Number(value);
+  return null;
+}
+
+async function kafkaOffsets(admin: Admin, topic: string) {
+  const topics = await admin.listTopics();
+  if (!topics.includes(topic)) return null;
+  const rows = await admin.fetchTopicOffsets(topic);
+  return rows.map((r) => ({ partition: r.partition, start: Number(r.low), end: Number(r.high) }))
+    .sort((a, b) => a.partition - b.partition);
+}
+
+/** Builds the report of `topic` from Kafka (admin only) and KV. */
+export async function inspectOffsets(
+  admin: Admin,
+  kv: Deno.Kv,
+  options: { topic: string; now: number },
+): Promise<OffsetsReport> {
+  const { topic, now } = options;
+  const [kafka, cpE, leaseE, progE, launches, crash] = await Promise.all([
+    kafkaOffsets(admin, topic),
+    kv.get<StoredCheckpoint>(checkpointKey(topic)),
+    kv.get<LeaseInfo>(leaseKey(topic)),
+    kv.get(progressKey(topic)),
+    readLaunches(kv, topic),
+    readCrash(kv, topic),
+  ]);
+  const cp = cpE.value;
+  const seen = new Set<number>();
+  const partitions: PartitionReport[] = (kafka ?? []).map((k) => {
+    seen.add(k.partition);
+    const s = cp?.offsets?.[String(k.partition)];
+    const stored = typeof s === "number" ? s : null;
+    return {
+      partition: k.partition,
+      stored,
+      start: k.start,
+      end: k.end,
+      lag: Math.max(0, k.end - Math.max(stored ?? k.start, k.start)),
+      watermark: cp?.watermarks?.[String(k.partition)] ?? null,
+    };
+  });
+  // Partitions stored in KV that Kafka does not (or no longer) have.
+  for (const [p, off] of Object.entries(cp?.offsets ?? {})) {
+    if (seen.has(Number(p))) continue;
+    partitions.push({
+      partition: Number(p),
+      stored: off,
+      start: 0,
+      end: 0,
+      lag: 0,
+      watermark: cp?.watermarks?.[p] ?? null,
+    });
+  }
+  partitions.sort((a, b) => a.partition - b.partition);
+  const lease = leaseE.value;
+  return {
+    topic,
+    topicExists: kafka !== null,
+    partitions,
+    lag: partitions.reduce((n, p) => n + p.lag, 0),
+    checkpoint: cp === null ? null : {
+      generation: cp.generation,
+      runId: cp.runId,
+      batchId: cp.batchId,
+      committedAt: cp.committedAt,
+      chunks: cp.chunks,
+      stateBytes: cp.stateBytes,
+    },
+    lease: lease === null ? null : { ...lease, live: leaseIsLive(lease, now) },
+    progress: progE.value ?? null,
+    launches,
+    crash,
+  };
+}
+
+/** Topics that have any tickpipe record in KV (checkpoint, lease, progress, sensor), sorted. */
+export async function topicsInKv(kv: Deno.Kv): Promise<string[]> {
+  const out = new Set<string>();
+  for await (const e of kv.list({ prefix: [KV_PREFIX] })) {
+    const [, topic, kind] = e.key;
+    if (typeof topic === "string" && kind !== "state") out.add(topic);
+  }
+  return [...out].sort();
+}
+
+const iso = (ms: number | null | undefined) =>
+  ms === null || ms === undefined ? "-" : new Date(ms).toISOString();
+
+/** Renders a report as a human-readable table. Pure. */
+export function formatReport(r: OffsetsReport): string {
+  const lines = [`topic ${r.topic}${r.topicExists ? "" : " (not in Kafka)"}  lag ${r.lag}`];
+  const head = ["partition", "stored", "start", "end", "lag", "watermark"];
+  const rows = r.partitions.map((p) => [
+    String(p.partition),
+    p.stored === null ? "-" : String(p.stored),
+    String(p.start),
+    String(p.end),
+    String(p.lag),
+    iso(p.watermark),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const fmt = (row: string[]) => "  " + row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  lines.push(fmt(head), ...rows.map(fmt));
+  const cp = r.checkpoint;
+  lines.push(
+    cp === null
+      ? "checkpoint: none (the aggregator starts from the earliest offsets)"
+      : `checkpoint: generation ${cp.generation}, batch ${cp.batchId}, run ${cp.runId}, ` +
+        `committed ${iso(cp.committedAt)}, state ${cp.stateBytes} bytes in ${cp.chunks} chunks`,
+  );
+  lines.push(
+    r.lease === null
+      ? "lease: none"
+      : `lease: ${
+        r.lease.live ? "live" : "expired"
+      }, held by ${r.lease.holder} (pid ${r.lease.pid} on ${r.lease.hostname}) until ${
+        iso(r.lease.expiresAt)
+      }`,
+  );
+  lines.push(`progress: ${r.progress === null ? "none" : JSON.stringify(r.progress)}`);
+  const last = r.launches.at(-1);
+  lines.push(
+    last === undefined
+      ? "sensor: no launches"
+      : `sensor: ${r.launches.length} launches recorded, last ${
+        iso(last.launchedAt)
+      } pid ${last.pid} exit ${
+        last.exitCode ?? "-"
+      }; consecutive failures ${r.crash.consecutiveFailures}`,
+  );
+  return lines.join("\n");
+}
+
+/** Result of a reset. */
+export interface ResetResult {
+  /** Topic reset. */
+  topic: string;
+  /** Offsets before (null when there was no checkpoint). */
+  before: Record<string, number> | null;
+  /** Offsets now stored. */
+  after: Record<string, number>;
+  /** The new checkpoint generation (its state is empty). */
+  generation: number;
+  /** State chunks deleted. */
+  deletedChunks: number;
+}
+
+/**
+ * Rewrites the stored offsets of `topic` to `target` and drops the engine state (a new, empty
+ * generation: watermarks null, 0 chunks), so the next aggregator starts clean from there.
+ * Atomic against an aggregator starting meanwhile; throws ResetLeaseHeldError while a lease is live.
+ */
+export async function resetOffsets(
+  admin: Admin,
+  kv: Deno.Kv,
+  options: { topic: string; target: ResetTarget; now: number },
+): Promise<ResetResult> {
+  const { topic, target, now } = options;
+  const kafka = await kafkaOffsets(admin, topic);
+  if (kafka === null) throw new ResetTargetError(`Topic "${topic}" does not exist in Kafka`);
+  const offsets: Record<string, number> = {};
+  for (const k of kafka) {
+    let o: number;
+    if (target === "earliest") o = k.start;
+    else if (target === "latest") o = k.end;
+    else {
+      if (target < k.start || target > k.end) {
+        throw new ResetTargetError(
+          `--to ${target} is outside partition ${k.partition} of topic "${topic}" ` +
+            `(offsets ${k.start} to ${k.end})`,
+        );
+      }
+      o = target;
+    }
+    offsets[String(k.partition)] = o;
+  }
+  const [leaseE, cpE] = await Promise.all([
+    kv.get<LeaseInfo>(leaseKey(topic)),
+    kv.get<StoredCheckpoint>(checkpointKey(topic)),
+  ]);
+  if (leaseE.value !== null && leaseIsLive(leaseE.value, now)) {
+    throw new ResetLeaseHeldError(topic, leaseE.value);
+  }
+  const prev = cpE.value;
+  const generation = (prev?.generation ?? 0) + 1;
+  const pointer = {
+    generation,
+    runId: "offsets-reset",
+    batchId: prev?.batchId ?? 0,
+    committedAt: now,
+    offsets,
+    watermarks: Object.fromEntries(Object.keys(offsets).map((p) => [p, null])),
+    chunks: 0,
+    stateBytes: 0,
+  };
+  // The lease and the pointer must not change between our reads and this write.
+  const res = await kv.atomic().check(leaseE).check(cpE).set(checkpointKey(topic), pointer)
+    .commit();
+  if (!res.ok) {
+    const l = (await kv.get<LeaseInfo>(leaseKey(topic))).value;
+    if (l !== null && leaseIsLive(l, Date.now())) throw new ResetLeaseHeldError(topic, l);
+    throw new Error(`Checkpoint of topic "${topic}" changed during the reset: try again`);
+  }
+  let deleted = 0;
+  let op = kv.atomic();
+  let n = 0;
+  for await (const e of kv.list({ prefix: [KV_PREFIX, topic, "state"] })) {
+    op.delete(e.key);
+    n++;
+    if (n >= 500) {
+      await op.commit();
+      deleted += n;
+      op = kv.atomic();
+      n = 0;
+    }
+  }
+  if (n > 0) {
+    await op.commit();
+    deleted += n;
+  }
+  return {
+    topic,
+    before: prev?.offsets ?? null,
+    after: offsets,
+    generation,
+    deletedChunks: deleted,
+  };
+}

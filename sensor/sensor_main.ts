@@ -1,0 +1,190 @@
+/**
+ * `tickpipe sensor`: launches the aggregator when Kafka holds ticks it has
+ * not read yet and no aggregator holds the lease. Runs as a Deno.cron job
+ * (default every minute) or, with `--once`, a single check.
+ * @module
+ */
+
+import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
+import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
+import { createLogger } from "../common/log.ts";
+
+const USAGE = `Usage: tickpipe sensor [flags]
+
+Every check compares each partition's end offset in Kafka with the offset the
+aggregator stored in Deno KV (none stored = the partition's earliest offset).
+When at least --min-new ticks are unread, no aggregator holds the lease and no
+child of this sensor runs, it launches the aggregator
+(deno run -P=aggregate main.ts aggregate ...; DATABASE_URL passed in its env).
+Aggregator exit 3 (lease held elsewhere) is not a failure; after consecutive
+failures launches pause for --backoff-base, doubling up to --backoff-max.
+
+Flags:
+  --schedule CRON        Deno.cron schedule of the checks (default "* * * * *")
+  --every DURATION       also check at this interval (e.g. 5s), for demos and tests where
+                         a minute between cron ticks is too coarse
+  --min-new N            launch when at least N ticks are unread (default 1)
+  --once                 one check (and launch) then exit; for systemd timers / CronJobs
+  --wait                 with --once: wait for the launched aggregator, exit with its code
+  --trigger DURATION     passed to the aggregator (e.g. 60s)
+  --idle-timeout DUR     passed to the aggregator (e.g. 15m)
+  --backoff-base DUR     pause after the first failed run (default 60s)
+  --backoff-max DUR      longest pause after repeated failures (default 30m)
+  -h, --help             show this help
+
+Exit codes: 0 ok (with --once --wait: the aggregator's exit code), 1 error, 2 bad flags.
+
+${BASE_USAGE}`;
+
+const OPTIONS = {
+  ...BASE_OPTIONS,
+  schedule: { type: "string" },
+  every: { type: "string" },
+  "min-new": { type: "string" },
+  once: { type: "boolean" },
+  wait: { type: "boolean" },
+  trigger: { type: "string" },
+  "idle-timeout": { type: "string" },
+  "backoff-base": { type: "string" },
+  "backoff-max": { type: "string" },
+} as const;
+
+/** Default check schedule: every minute. */
+export const DEFAULT_SCHEDULE = "* * * * *";
+
+/** Runs the command; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, OPTIONS);
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+  const config = loadBaseConfig(values);
+  const minNew = parsePositive(values["min-new"], "--min-new", {
+    fallback: 1,
+    integer: true,
+    min: 1,
+  });
+  if (values.trigger !== undefined) {
+    parseDuration(values.trigger, "--trigger", { fallbackMs: 0 });
+  }
+  if (values["idle-timeout"] !== undefined) {
+    parseDuration(values["idle-timeout"], "--idle-timeout", { fallbackMs: 0 });
+  }
+  const baseMs = parseDuration(values["backoff-base"], "--backoff-base", { fallbackMs: 60_000 });
+  const maxMs = parseDuration(values["backoff-max"], "--backoff-max", { fallbackMs: 1_800_000 });
+  const schedule = values.schedule ?? DEFAULT_SCHEDULE;
+  if (schedule.trim().split(/\s+/).length !== 5) {
+    throw new UsageError(
+      `--schedule "${schedule}" is not a cron expression: expected 5 fields like "* * * * *"`,
+    );
+  }
+  if (values.wait && !values.once) throw new UsageError(`--wait needs --once`);
+  const everyMs = values.every === undefined
+    ? undefined
+    : parseDuration(values.every, "--every", { fallbackMs: 0 });
+
+  const log = createLogger("sensor");
+  const { createKafka, connectAdmin } = await import("../common/kafka.ts");
+  const { openKv } = await import("../common/kv.ts");
+  const { buildAggregateCommand, projectPaths, spawnAggregator } = await import("./launcher.ts");
+  const { createSensor } = await import("./run.ts");
+
+  const command = buildAggregateCommand({
+    brokers: config.brokers,
+    databaseUrl: config.databaseUrl,
+    topic: config.topic,
+    kvPath: config.kvPath,
+    trigger: values.trigger,
+    idleTimeout: values["idle-timeout"],
+    standalone: Deno.build.standalone ?? false,
+    execPath: Deno.build.standalone ? Deno.execPath() : "",
+    ...projectPaths(),
+  });
+  let hostname = "unknown";
+  try {
+    hostname = Deno.hostname();
+  } catch { /* not permitted */ }
+
+  const kafka = createKafka(config.brokers, { clientId: "tickpipe-sensor", logger: log });
+  const admin = await connectAdmin(kafka, config.brokers);
+  const { withKvRetry } = await import("./_kv.ts");
+  const kv = await withKvRetry(() => openKv(config.kvPath));
+  const detached = values.once === true && values.wait !== true;
+  const sensor = createSensor({
+    kv,
+    admin,
+    logger: log,
+    launch: (cmd) => spawnAggregator(cmd, { logger: log, detached }),
+  }, {
+    topic: config.topic,
+    minNew,
+    backoff: { baseMs, maxMs },
+    command,
+    identity: `${hostname}:${Deno.pid}`,
+  });
+
+  const close = async () => {
+    kv.close();
+    await admin.disconnect().catch(() => {});
+  };
+
+  if (values.once) {
+    try {
+      const { launched } = await sensor.check();
+      if (launched === null || !values.wait) return 0;
+      const code = await sensor.settled();
+      return code ?? 1;
+    } finally {
+      await close();
+    }
+  }
+
+  // Deno.cron mode: runs until SIGINT/SIGTERM; a running child is stopped
+  // with SIGTERM (it releases its lease) and awaited before exiting.
+  const stop = new AbortController();
+  const name = `tickpipe-sensor-${config.topic}`;
+  log.info("sensor started", { topic: config.topic, schedule, cron: name, minNew });
+  // Checks never overlap (the startup check and a cron tick could).
+  let chain: Promise<unknown> = Promise.resolve();
+  const checkSerial = () => {
+    const run = chain.then(() => sensor.check());
+    chain = run.catch(() => {});
+    return run.catch((e) => {
+      log.error("check failed", { topic: config.topic, error: e });
+      throw e;
+    });
+  };
+  const cronDone = Deno.cron(name, schedule, {
+    backoffSchedule: [5_000, 15_000, 30_000],
+    signal: stop.signal,
+  }, async () => {
+    await checkSerial();
+  });
+  checkSerial().catch(() => {}); // one check right away, not only at the next tick
+  const interval = everyMs === undefined
+    ? undefined
+    : setInterval(() => checkSerial().catch(() => {}), everyMs);
+  const { promise: signalled, resolve } = Promise.withResolvers<string>();
+  const onSignal = (sig: Deno.Signal) => () => resolve(sig);
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const sig = await signalled;
+  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  log.info("sensor stopping", { signal: sig });
+  if (interval !== undefined) clearInterval(interval);
+  stop.abort();
+  await cronDone.catch(() => {});
+  // A check already running may still launch an aggregator: wait for it, so that child is
+  // stopped too instead of outliving the sensor.
+  await chain;
+  const c = sensor.child();
+  if (c !== null) {
+    log.info("stopping running aggregator", { pid: c.pid });
+    c.kill("SIGTERM");
+    await sensor.settled();
+  }
+  await close();
+  return 0;
+}

@@ -1,0 +1,279 @@
+/**
+ * Test helpers for the aggregator: a seeded tick stream over several partitions (out-of-order,
+ * late and one invalid record), an independent oracle of the expected price_windows rows and
+ * late ticks, a producer writing the stream at exact offsets, and readers of the tables.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import type { Kafka } from "../../common/kafka.ts";
+import type { Pool } from "../../common/pg.ts";
+
+/** One Kafka record of the stream: a tick, or an invalid value. */
+export interface StreamRecord {
+  /** Symbol (record key). */
+  symbol: string;
+  /** The tick, or null for an invalid record. */
+  tick: { id: string; price: number; time: number } | null;
+}
+
+/** mulberry32 seeded PRNG in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Options of {@linkcode generateStream}. */
+export interface StreamOptions {
+  /** PRNG seed. */
+  seed: number;
+  /** Symbol prefix (unique per test). */
+  prefix: string;
+  /** Records per partition. */
+  perPartition: number;
+  /** Partitions (default 3). */
+  partitions?: number;
+  /** Symbols per partition (default 2). */
+  symbolsPerPartition?: number;
+  /** Watermark delay used to make some ticks late. */
+  watermarkDelayMs: number;
+  /** Window size. */
+  windowMs: number;
+}
+
+/** Records per partition, in offset order. */
+export function generateStream(o: StreamOptions): StreamRecord[][] {
+  const rnd = prng(o.seed);
+  const parts = o.partitions ?? 3;
+  const per = o.symbolsPerPartition ?? 2;
+  const t0 = Date.UTC(2024, 0, 2, 14, 30, 0);
+  const out: StreamRecord[][] = [];
+  for (let p = 0; p < parts; p++) {
+    const rows: StreamRecord[] = [];
+    let t = t0 + Math.floor(rnd() * 10_000);
+    let max = -Infinity;
+    const prices = Array.from({ length: per }, () => 50 + rnd() * 100);
+    for (let i = 0; i < o.perPartition; i++) {
+      const s = Math.floor(rnd() * per);
+      const symbol = `${o.prefix}P${p}S${s}`;
+      if (p === 0 && i === 17) { // one invalid record: must be skipped, offset still advances
+        rows.push({ symbol, tick: null });
+        continue;
+      }
+      t += Math.floor(rnd() * 4000);
+      let time: number;
+      const r = rnd();
+      if (r < 0.04 && max > -Infinity) {
+        // Late: well before the watermark.
+        time = max - o.watermarkDelayMs - o.windowMs - Math.floor(rnd() * o.windowMs * 3);
+      } else if (r < 0.08) {
+        // Near the watermark boundary: late or not depending on the exact window end.
+        time = max - o.watermarkDelayMs - Math.floor(rnd() * o.windowMs);
+      } else if (r < 0.3) {
+        time = t - Math.floor(rnd() * 60_000); // out of order
+      } else if (r < 0.32) {
+        time = Math.floor(t / o.windowMs) * o.windowMs; // exactly on a boundary
+      } else time = t;
+      if (!Number.isFinite(time)) time = t;
+      prices[s] = Math.max(1, prices[s] + (rnd() - 0.5) * 2);
+      const price = Math.round(prices[s] * 10_000) / 10_000 + (rnd() < 0.1 ? 1 / 3 : 0);
+      rows.push({ symbol, tick: { id: symbol, price, time } });
+      if (time > max) max = time;
+    }
+    out.push(rows);
+  }
+  return out;
+}
+
+/** Expected row of price_windows. */
+export interface OracleRow {
+  /** Symbol. */
+  symbol: string;
+  /** Window start ms. */
+  windowStart: number;
+  /** Tick count. */
+  count: number;
+  /** Sum of prices. */
+  sum: number;
+  /** Open. */
+  open: number;
+  /** High. */
+  high: number;
+  /** Low. */
+  low: number;
+  /** Close. */
+  close: number;
+  /** First event time. */
+  first: number;
+  /** Last event time. */
+  last: number;
+  /** Partition. */
+  partition: number;
+  /** Last offset. */
+  lastOffset: number;
+  /** Final (watermark at the end >= window end). */
+  isFinal: boolean;
+}
+
+/** Expected rows (key `symbol|windowStart`) and late ticks (key `partition:offset`). */
+export function oracle(
+  streams: StreamRecord[][],
+  o: { windowMs: number; watermarkDelayMs: number },
+): { rows: Map<string, OracleRow>; late: Set<string> } {
+  const rows = new Map<string, OracleRow>();
+  const late = new Set<string>();
+  streams.forEach((records, p) => {
+    let max = -Infinity;
+    const mine: OracleRow[] = [];
+    records.forEach((r, offset) => {
+      if (r.tick === null) return;
+      const { id, price, time } = r.tick;
+      const start = Math.floor(time / o.windowMs) * o.windowMs;
+      const wm = max - o.watermarkDelayMs;
+      if (start + o.windowMs > wm) {
+        const key = `${id}|${start}`;
+        const w = rows.get(key);
+        if (!w) {
+          const nw: OracleRow = {
+            symbol: id,
+            windowStart: start,
+            count: 1,
+            sum: price,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            first: time,
+            last: time,
+            partition: p,
+            lastOffset: offset,
+            isFinal: false,
+          };
+          rows.set(key, nw);
+          mine.push(nw);
+        } else {
+          w.count++;
+          w.sum += price;
+          w.high = Math.max(w.high, price);
+          w.low = Math.min(w.low, price);
+          if (time < w.first) [w.first, w.open] = [time, price];
+          if (time >= w.last) [w.last, w.close] = [time, price];
+          w.lastOffset = offset;
+        }
+      } else late.add(`${p}:${offset}`);
+      if (time > max) max = time;
+    });
+    for (const w of mine) w.isFinal = max - o.watermarkDelayMs >= w.windowStart + o.windowMs;
+  });
+  return { rows, late };
+}
+
+/** Produces records `[from, to)` of each partition, in order, acks=all; offsets = indexes. */
+export async function produceStream(
+  kafka: Kafka,
+  topic: string,
+  streams: StreamRecord[][],
+  range: { from: number; to: number },
+): Promise<void> {
+  const producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 1 });
+  await producer.connect();
+  try {
+    for (let p = 0; p < streams.length; p++) {
+      const slice = streams[p].slice(range.from, range.to);
+      for (let i = 0; i < slice.length; i += 500) {
+        await producer.send({
+          topic,
+          acks: -1,
+          messages: slice.slice(i, i + 500).map((r) => ({
+            partition: p,
+            key: r.symbol,
+            value: r.tick ? JSON.stringify(r.tick) : "{not json",
+            timestamp: String(r.tick?.time ?? Date.now()),
+            headers: { ingest_ms: String(Date.now()) },
+          })),
+        });
+      }
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** Stored row as read back (times in epoch ms). */
+export type StoredRow = OracleRow & { avg: number; windowEnd: number };
+
+/** Reads price_windows rows of symbols starting with `prefix`. */
+export async function readRows(pool: Pool, prefix: string): Promise<Map<string, StoredRow>> {
+  const { rows } = await pool.query(
+    `SELECT symbol, (extract(epoch FROM window_start) * 1000)::bigint AS ws,
+            (extract(epoch FROM window_end) * 1000)::bigint AS we,
+            avg_price, open_price, high_price, low_price, close_price, tick_count, is_final,
+            kafka_partition, last_offset, price_sum,
+            (extract(epoch FROM first_tick_at) * 1000)::bigint AS ft,
+            (extract(epoch FROM last_tick_at) * 1000)::bigint AS lt
+     FROM price_windows WHERE starts_with(symbol, $1)`,
+    [prefix],
+  );
+  const out = new Map<string, StoredRow>();
+  for (const r of rows) {
+    out.set(`${r.symbol}|${Number(r.ws)}`, {
+      symbol: r.symbol,
+      windowStart: Number(r.ws),
+      windowEnd: Number(r.we),
+      count: Number(r.tick_count),
+      sum: r.price_sum,
+      avg: r.avg_price,
+      open: r.open_price,
+      high: r.high_price,
+      low: r.low_price,
+      close: r.close_price,
+      first: Number(r.ft),
+      last: Number(r.lt),
+      partition: r.kafka_partition,
+      lastOffset: Number(r.last_offset),
+      isFinal: r.is_final,
+    });
+  }
+  return out;
+}
+
+/** Asserts the stored rows equal the oracle's (counts exact, sums/averages within 1e-9 relative). */
+export function assertRowsEqual(
+  stored: Map<string, StoredRow>,
+  expected: Map<string, OracleRow>,
+  windowMs: number,
+): void {
+  assert.deepEqual([...stored.keys()].sort(), [...expected.keys()].sort(), "same windows");
+  const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+  for (const [k, e] of expected) {
+    const s = stored.get(k)!;
+    const { sum: _s, avg: _a, windowEnd, ...rest } = s;
+    const { sum: _e, ...exp } = e;
+    assert.deepEqual(rest, exp, k);
+    assert.equal(windowEnd, e.windowStart + windowMs, k);
+    assert.ok(close(s.sum, e.sum), `${k} sum ${s.sum} vs ${e.sum}`);
+    assert.ok(close(s.avg, e.sum / e.count), `${k} avg ${s.avg} vs ${e.sum / e.count}`);
+  }
+}
+
+/** Reads the late ticks of `topic` as `partition:offset` keys. */
+export async function readLate(pool: Pool, topic: string): Promise<Set<string>> {
+  const { rows } = await pool.query(
+    "SELECT kafka_partition, kafka_offset FROM late_ticks WHERE topic = $1",
+    [topic],
+  );
+  return new Set(rows.map((r) => `${r.kafka_partition}:${r.kafka_offset}`));
+}
+
+/** Deletes the rows of symbols starting with `prefix` and the late ticks/progress of `topic`. */
+export async function cleanupRows(pool: Pool, prefix: string, topic: string): Promise<void> {
+  await pool.query("DELETE FROM price_windows WHERE starts_with(symbol, $1)", [prefix]);
+  await pool.query("DELETE FROM late_ticks WHERE topic = $1", [topic]);
+  await pool.query("DELETE FROM aggregator_progress WHERE topic = $1", [topic]);
+}

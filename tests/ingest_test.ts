@@ -1,0 +1,489 @@
+// Ingest end to end against the REAL Kafka broker and the in-process simulator: every frame the
+// simulator sent is in the ticks topic exactly once (or in the DLQ with its reason), across
+// forced disconnects, a simulated Kafka outage (memory + disk spool, then a restart with a
+// non-empty spool), the shared real Yahoo frames, randomized garbage, symbol sharding and a
+// SIGTERM to an `ingest` subprocess running under the real `ingest` permission set.
+import assert from "node:assert/strict";
+import type { Kafka } from "kafkajs";
+import { type Ingest, type IngestOptions, startIngest } from "../ingest/ingest.ts";
+import { parseFrame } from "../ingest/frame.ts";
+import { type SentFrame, startSimulator } from "../ingest/simulator.ts";
+import { connectFeed } from "../ingest/client.ts";
+import type { SendBatch } from "../ingest/producer.ts";
+import { config, quietLogger, testKafka, uniqueName } from "./_helpers/env.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+interface Msg {
+  partition: number;
+  offset: number;
+  key: string | null;
+  value: string;
+  timestamp: string;
+  headers: Record<string, string>;
+}
+
+/** Reads every record of `topic` up to its current end offsets. */
+async function readTopic(kafka: Kafka, topic: string): Promise<Msg[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(topic);
+  await admin.disconnect();
+  const want = new Map(ends.map((e) => [e.partition, Number(e.high)]));
+  const total = [...want.values()].reduce((a, b) => a + b, 0);
+  const out: Msg[] = [];
+  if (total === 0) return out;
+  const consumer = kafka.consumer({ groupId: uniqueName("g-ingest-test") });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`Timed out reading ${topic}: ${out.length}/${total}`)),
+      30_000,
+    );
+    consumer.run({
+      eachMessage: ({ partition, message }) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+        out.push({
+          partition,
+          offset: Number(message.offset),
+          key: message.key?.toString() ?? null,
+          value: message.value!.toString(),
+          timestamp: message.timestamp,
+          headers,
+        });
+        if (out.length >= total) {
+          clearTimeout(timer);
+          resolve();
+        }
+        return Promise.resolve();
+      },
+    }).catch(reject);
+  });
+  await consumer.disconnect();
+  return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+}
+
+async function cleanup(kafka: Kafka, topic: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
+  await admin.disconnect();
+}
+
+async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function ingestOptions(topic: string, source: string, extra: Partial<IngestOptions> = {}) {
+  return {
+    brokers: config.brokers,
+    topic,
+    source,
+    symbols: ["AAPL", "MSFT", "NVDA", "BTC-USD", "ETH-USD", "TSLA"],
+    spoolDir: `.data/test/spool-${topic}`,
+    progressEveryMs: 0,
+    logger: quietLogger,
+    ...extra,
+  } satisfies IngestOptions;
+}
+
+/** Asserts the topic + DLQ hold exactly the frames (raw strings) expected from `frames`. */
+function checkExactlyOnce(frames: string[], ticks: Msg[], dlq: Msg[], nowMs: number): void {
+  const wantTicks: string[] = [];
+  const wantDlq: string[] = [];
+  const bySymbol = new Map<string, string[]>();
+  for (const f of frames) {
+    const r = parseFrame(f, { nowMs });
+    if (r.ok === true) {
+      const v = JSON.stringify(r.tick);
+      wantTicks.push(v);
+      bySymbol.set(r.tick.id, [...(bySymbol.get(r.tick.id) ?? []), v]);
+    } else if (r.ok === false) wantDlq.push(`${r.reason}|${f}`);
+  }
+  assert.equal(ticks.length, wantTicks.length, "tick count");
+  assert.deepEqual(ticks.map((m) => m.value).sort(), wantTicks.sort(), "ticks exactly once");
+  assert.deepEqual(
+    dlq.map((m) => `${m.headers.reason}|${m.value}`).sort(),
+    wantDlq.sort(),
+    "dead letters exactly once, with their reason",
+  );
+  // Per key, the topic order is the order sent.
+  for (const [symbol, values] of bySymbol) {
+    const got = ticks.filter((m) => m.key === symbol).map((m) => m.value);
+    assert.deepEqual(got, values, `order of ${symbol}`);
+  }
+  for (const m of ticks) {
+    const t = JSON.parse(m.value);
+    assert.equal(m.key, t.id);
+    assert.equal(m.timestamp, String(t.time), "record timestamp = event time");
+    assert.match(m.headers.ingest_ms, /^\d{13}$/);
+  }
+  for (const m of dlq) {
+    assert.ok(m.headers.detail.length > 0);
+    assert.match(m.headers.ingest_ms, /^\d{13}$/);
+  }
+}
+
+const sentFrames = (sent: SentFrame[]) =>
+  sent.filter((s) => s.kind !== "heartbeat").map((s) => s.frame);
+
+Deno.test({
+  name:
+    "ingest: every simulator frame lands once in the topic or the DLQ, across forced disconnects",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const topic = uniqueName("t-ingest");
+    const sim = await startSimulator({
+      port: 0,
+      rate: 400,
+      malformedFraction: 0.1,
+      futureFraction: 0.02,
+      lateFraction: 0.02,
+      disconnectEvery: 1,
+      heartbeatMs: 100,
+    });
+    let ingest: Ingest | undefined;
+    try {
+      ingest = await startIngest(ingestOptions(topic, `${sim.url}?version=2`, { batchSize: 100 }));
+      await sleep(3500);
+      await sim.close();
+      await sleep(300);
+      const s = await ingest.stop();
+      ingest = undefined;
+      assert.ok(s.reconnects >= 2, `reconnected (${s.reconnects})`);
+      assert.ok(s.ignored > 0, "heartbeats ignored");
+      const frames = sentFrames(sim.sent());
+      assert.ok(frames.length > 500, `enough frames (${frames.length})`);
+      assert.equal(s.frames - s.ignored, frames.length, "received every frame sent");
+      checkExactlyOnce(
+        frames,
+        await readTopic(kafka, topic),
+        await readTopic(kafka, `${topic}.dlq`),
+        Date.now(),
+      );
+    } finally {
+      await ingest?.stop();
+      await sim.close();
+      await cleanup(kafka, topic);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ingest: Kafka outage -> memory + disk spool -> restart with a non-empty spool; nothing lost or duplicated",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const topic = uniqueName("t-outage");
+    const spoolDir = `.data/test/spool-${topic}`;
+    const sim = await startSimulator({ port: 0, rate: 600, malformedFraction: 0.05 });
+    let down = false;
+    // Fails like kafkajs does when the broker is gone, without touching the shared broker.
+    const wrapSend = (send: SendBatch): SendBatch => async (records) => {
+      if (down) {
+        await sleep(5);
+        const e = new Error("Connection error: connect ECONNREFUSED 127.0.0.1:9092");
+        e.name = "KafkaJSConnectionError";
+        throw e;
+      }
+      await send(records);
+    };
+    const options = ingestOptions(topic, `${sim.url}?version=2`, {
+      spoolDir,
+      maxMemoryTicks: 200,
+      batchSize: 100,
+      wrapSend,
+    });
+    let a: Ingest | undefined;
+    let b: Ingest | undefined;
+    try {
+      // Phase 1: healthy, then down; spooling; stop while still down (leftovers to the spool).
+      a = await startIngest(options);
+      await sleep(500);
+      down = true;
+      let maxSpooled = 0;
+      const t0 = Date.now();
+      while (Date.now() - t0 < 1500) {
+        maxSpooled = Math.max(maxSpooled, a.stats().spooled);
+        await sleep(20);
+      }
+      assert.ok(maxSpooled > 0, "ticks were spooled to disk during the outage");
+      const sa = await a.stop({ flushTimeoutMs: 100 });
+      a = undefined;
+      assert.ok(sa.spooled > 0, `spool left for the next run (${JSON.stringify(sa)})`);
+      assert.ok(sa.sendFailures > 0);
+      assert.equal(sa.dropped, 0);
+      // Phase 2: a new ingest with the non-empty spool, healthy again, a second outage mid-way.
+      down = false;
+      b = await startIngest(options);
+      await sleep(500);
+      down = true;
+      await sleep(700);
+      down = false;
+      await sleep(500);
+      await sim.close();
+      await sleep(300);
+      const sb = await b.stop();
+      b = undefined;
+      assert.equal(sb.spooled, 0, "spool drained");
+      assert.equal(sb.memory, 0);
+      checkExactlyOnce(
+        sentFrames(sim.sent()),
+        await readTopic(kafka, topic),
+        await readTopic(kafka, `${topic}.dlq`),
+        Date.now(),
+      );
+    } finally {
+      down = false;
+      await a?.stop();
+      await b?.stop();
+      await sim.close();
+      await cleanup(kafka, topic);
+      await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ingest: the shared real Yahoo frames replayed by the simulator land with their expected values",
+  ...opts,
+  async fn() {
+    const vectors = JSON.parse(
+      await Deno.readTextFile(new URL("../../shared/vectors/yahoo_frames.json", import.meta.url)),
+    ) as { frames: { id: string; frame_base64: string; expected: Record<string, unknown> }[] };
+    assert.ok(vectors.frames.length > 0);
+    const kafka = testKafka();
+    const topic = uniqueName("t-vectors");
+    const frames = vectors.frames.map((v) =>
+      JSON.stringify({ type: "pricing", message: v.frame_base64 })
+    );
+    const sim = await startSimulator({ port: 0, rate: 0, replay: frames, heartbeatMs: 0 });
+    const symbols = [...new Set(vectors.frames.map((v) => String(v.expected.id)))];
+    let ingest: Ingest | undefined;
+    try {
+      ingest = await startIngest(ingestOptions(topic, `${sim.url}?version=2`, { symbols }));
+      await until(() => symbols.every((s) => sim.symbols().includes(s)), "subscription");
+      sim.emit(frames.length);
+      await sim.finished;
+      await until(() => ingest!.stats().frames === frames.length, "all frames received");
+      await ingest.stop();
+      ingest = undefined;
+      const got = await readTopic(kafka, topic);
+      assert.equal(got.length, vectors.frames.length);
+      const values = got.map((m) => JSON.parse(m.value));
+      for (const v of vectors.frames) {
+        assert.ok(
+          values.some((x) =>
+            JSON.stringify(Object.entries(x).sort()) ===
+              JSON.stringify(Object.entries(v.expected).sort())
+          ),
+          `${v.id}: ${JSON.stringify(v.expected)} not found in ${JSON.stringify(values)}`,
+        );
+      }
+      assert.deepEqual(await readTopic(kafka, `${topic}.dlq`), []);
+    } finally {
+      await ingest?.stop();
+      await sim.close();
+      await cleanup(kafka, topic);
+    }
+  },
+});
+
+/** Seeded PRNG (mulberry32). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function garbageFrames(n: number, seed: number): string[] {
+  const rnd = prng(seed);
+  const bytes = (len: number) => Uint8Array.from({ length: len }, () => Math.floor(rnd() * 256));
+  const text = (len: number) =>
+    Array.from({ length: len }, () => String.fromCharCode(1 + Math.floor(rnd() * 0x2fff))).join("");
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const b64 = bytes(Math.floor(rnd() * 64)).toBase64();
+    switch (i % 8) {
+      case 0:
+        out.push(b64);
+        break;
+      case 1:
+        out.push(JSON.stringify({ type: "pricing", message: b64 }));
+        break;
+      case 2:
+        out.push(text(1 + Math.floor(rnd() * 80)));
+        break;
+      case 3:
+        out.push("{" + text(Math.floor(rnd() * 40)));
+        break;
+      case 4:
+        out.push(JSON.stringify({ type: "pricing", message: rnd() < 0.5 ? 42 : [b64] }));
+        break;
+      case 5:
+        out.push(b64.slice(0, Math.max(1, b64.length - 1 - Math.floor(rnd() * 3))));
+        break;
+      case 6:
+        out.push(i % 16 === 6 ? "A".repeat(70_000) : JSON.stringify([b64]));
+        break;
+      default:
+        out.push(JSON.stringify({ type: "pricing", message: b64 + "\u0000" }));
+    }
+  }
+  return out;
+}
+
+Deno.test({
+  name:
+    "ingest: thousands of random garbage frames never crash it and all reach the DLQ with a reason",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const topic = uniqueName("t-garbage");
+    const frames = garbageFrames(3000, 7);
+    const sim = await startSimulator({ port: 0, rate: 0, replay: frames, heartbeatMs: 0 });
+    let ingest: Ingest | undefined;
+    try {
+      ingest = await startIngest(ingestOptions(topic, `${sim.url}?version=2`));
+      await until(() => sim.symbols().length > 0, "subscription");
+      sim.emit(frames.length);
+      await until(() => ingest!.stats().frames === frames.length, "all frames received", 20_000);
+      const s = await ingest.stop();
+      ingest = undefined;
+      const dlq = await readTopic(kafka, `${topic}.dlq`);
+      const ticks = await readTopic(kafka, topic);
+      const rejected = frames.filter((f) => parseFrame(f, { nowMs: Date.now() }).ok === false);
+      assert.ok(rejected.length > 2900, `mostly garbage (${rejected.length})`);
+      assert.equal(Object.values(s.dlq).reduce((a, b) => a + b, 0), rejected.length);
+      checkExactlyOnce(frames, ticks, dlq, Date.now());
+      assert.ok(dlq.every((m) => m.headers.reason !== undefined && m.headers.reason !== ""));
+      assert.ok(new Set(dlq.map((m) => m.headers.reason)).size >= 4, "several reasons");
+    } finally {
+      await ingest?.stop();
+      await sim.close();
+      await cleanup(kafka, topic);
+    }
+  },
+});
+
+Deno.test({
+  name: "ingest: 250 symbols are sharded over 3 real WebSocket connections of <= 100 symbols",
+  ...opts,
+  async fn() {
+    const subs: string[][] = [];
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, (req) => {
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      socket.onmessage = (e) => {
+        const m = JSON.parse(e.data);
+        if (Array.isArray(m.subscribe)) subs.push(m.subscribe);
+      };
+      return response;
+    });
+    const symbols = Array.from({ length: 250 }, (_, i) => `SYM${i}`);
+    const feed = connectFeed({
+      url: `ws://127.0.0.1:${server.addr.port}/?version=2`,
+      symbols,
+      onFrame: () => {},
+      logger: quietLogger,
+    });
+    try {
+      await until(() => subs.length >= 3, "three subscriptions");
+      assert.equal(feed.stats().connections, 3);
+      assert.ok(subs.every((s) => s.length <= 100));
+      assert.deepEqual(subs.flat().sort(), [...symbols].sort());
+    } finally {
+      await feed.close();
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ingest: SIGTERM to an ingest subprocess flushes everything it received (vs its --record file)",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const topic = uniqueName("t-sigterm");
+    const record = `.data/test/${topic}.rec`;
+    const spoolDir = `.data/test/spool-${topic}`;
+    const sim = await startSimulator({ port: 0, rate: 500, malformedFraction: 0.05 });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        "-P=ingest",
+        // --allow-net replaces the set's net list (the rest of the set applies): the set's
+        // Kafka brokers plus the ephemeral simulator port.
+        `--allow-net=${[...config.brokers, `127.0.0.1:${sim.port}`].join(",")}`,
+        "main.ts",
+        "ingest",
+        "--source",
+        `${sim.url}?version=2`,
+        "--symbols",
+        "AAPL,MSFT,BTC-USD",
+        "--topic",
+        topic,
+        "--record",
+        record,
+        "--spool-dir",
+        spoolDir,
+        "--progress-every",
+        "500ms",
+      ],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    try {
+      const out = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let stdout = "";
+      while (!/frames=[1-9]\d{2,}/.test(stdout)) {
+        const { value, done } = await out.read();
+        if (done) break;
+        stdout += value;
+      }
+      child.kill("SIGTERM"); // mid-stream: the simulator keeps sending
+      for (;;) {
+        const { value, done } = await out.read();
+        if (done) break;
+        stdout += value;
+      }
+      const status = await child.status;
+      const stderr = await new Response(child.stderr).text();
+      assert.equal(status.code, 0, stderr);
+      assert.match(stdout, /ingest stopped \(SIGTERM\)/);
+      const frames = (await Deno.readTextFile(record)).split("\n").filter((l) => l !== "");
+      assert.ok(frames.length > 100, `recorded ${frames.length} frames`);
+      checkExactlyOnce(
+        frames.filter((f) => parseFrame(f, { nowMs: Date.now() }).ok !== "ignored"),
+        await readTopic(kafka, topic),
+        await readTopic(kafka, `${topic}.dlq`),
+        Date.now(),
+      );
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await sim.close();
+      await cleanup(kafka, topic);
+      await Deno.remove(record).catch(() => {});
+      await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
+    }
+  },
+});

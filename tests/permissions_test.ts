@@ -1,0 +1,101 @@
+// Each entry point runs under its own least-privilege permission set
+// (deno.json "permissions"); these tests prove what each set allows and denies.
+import assert from "node:assert/strict";
+
+async function probe(set: string, checks: string[]): Promise<Record<string, string>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", `-P=${set}`, "tests/_helpers/permission_probe.ts", ...checks],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return JSON.parse(text.split("\n").pop()!);
+}
+
+const outside = [
+  "read:/etc/passwd",
+  "read:deno.json",
+  "write:/tmp/tickpipe-probe",
+  "env:HOME",
+  "env:AWS_SECRET_ACCESS_KEY",
+  "run:sh",
+  "net:1.1.1.1:443",
+  "net:127.0.0.1:22",
+];
+
+Deno.test("permissions: the aggregator reaches only Kafka, PostgreSQL and .data", async () => {
+  const r = await probe("aggregate", [
+    ...outside,
+    "net:127.0.0.1:9092",
+    "net:127.0.0.1:5432",
+    "read:.data/tickpipe.kv",
+    "write:.data/probe-aggregate",
+    "env:DATABASE_URL",
+  ]);
+  for (const c of outside) assert.equal(r[c], "denied", `aggregate must not: ${c}`);
+  for (
+    const c of [
+      "net:127.0.0.1:9092",
+      "net:127.0.0.1:5432",
+      "read:.data/tickpipe.kv",
+      "write:.data/probe-aggregate",
+      "env:DATABASE_URL",
+    ]
+  ) {
+    assert.equal(r[c], "allowed", `aggregate needs: ${c}`);
+  }
+});
+
+Deno.test("permissions: ingest cannot reach PostgreSQL nor read DATABASE_URL's server", async () => {
+  const r = await probe("ingest", [
+    ...outside,
+    "net:127.0.0.1:5432",
+    "net:127.0.0.1:9092",
+    "net:127.0.0.1:8765",
+  ]);
+  for (const c of outside) assert.equal(r[c], "denied", `ingest must not: ${c}`);
+  assert.equal(r["net:127.0.0.1:5432"], "denied", "ingest must not reach PostgreSQL");
+  assert.equal(r["net:127.0.0.1:9092"], "allowed");
+  assert.equal(r["net:127.0.0.1:8765"], "allowed");
+});
+
+Deno.test("permissions: the sensor may run deno but not a shell, nor reach PostgreSQL", async () => {
+  const r = await probe("sensor", [
+    ...outside,
+    "net:127.0.0.1:5432",
+    "net:127.0.0.1:9092",
+    "run:deno",
+  ]);
+  for (const c of outside) assert.equal(r[c], "denied", `sensor must not: ${c}`);
+  assert.equal(r["net:127.0.0.1:5432"], "denied");
+  assert.equal(r["net:127.0.0.1:9092"], "allowed");
+  assert.equal(r["run:deno"], "allowed");
+});
+
+Deno.test("permissions: simulate, offsets, status and start stay in their lanes", async () => {
+  const sim = await probe("simulate", [...outside, "net:127.0.0.1:9092", "net:127.0.0.1:5432"]);
+  for (const c of [...outside, "net:127.0.0.1:9092", "net:127.0.0.1:5432"]) {
+    assert.equal(sim[c], "denied", `simulate: ${c}`);
+  }
+  const off = await probe("offsets", [...outside, "net:127.0.0.1:5432"]);
+  for (const c of [...outside, "net:127.0.0.1:5432"]) {
+    assert.equal(off[c], "denied", `offsets: ${c}`);
+  }
+  const start = await probe("start", [...outside, "net:127.0.0.1:9092", "read:.data/tickpipe.kv"]);
+  for (const c of [...outside, "net:127.0.0.1:9092", "read:.data/tickpipe.kv"]) {
+    assert.equal(start[c], "denied", `start: ${c}`);
+  }
+});
+
+Deno.test("permissions: no permission set grants everything", async () => {
+  const config = JSON.parse(await Deno.readTextFile("deno.json"));
+  for (
+    const [name, set] of Object.entries(
+      config.permissions as Record<string, Record<string, unknown>>,
+    )
+  ) {
+    assert.ok(!("all" in set), `${name} grants all`);
+    for (const [k, v] of Object.entries(set)) assert.notEqual(v, true, `${name}.${k} is unscoped`);
+  }
+});

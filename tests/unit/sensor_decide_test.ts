@@ -1,0 +1,199 @@
+// decide(): the sensor's pure launch decision, and the crash-loop backoff.
+import assert from "node:assert/strict";
+import {
+  backoffUntil,
+  crashBackoffMs,
+  type CrashState,
+  decide,
+  type DecideInput,
+  decisionFields,
+  HEALTHY,
+  nextCrashState,
+} from "../../sensor/sensor.ts";
+import { buildAggregateCommand } from "../../sensor/launcher.ts";
+
+const NOW = Date.UTC(2025, 0, 2, 9, 30);
+
+function input(over: Partial<DecideInput> = {}): DecideInput {
+  return {
+    now: NOW,
+    partitions: [
+      { partition: 1, start: 0, end: 5, stored: 5 },
+      { partition: 0, start: 0, end: 10, stored: 7 },
+    ],
+    minNew: 1,
+    lease: null,
+    child: null,
+    crash: HEALTHY,
+    ...over,
+  };
+}
+
+Deno.test("sensor decide: unread ticks and no lease -> launch, unread summed per partition", () => {
+  const d = decide(input());
+  assert.equal(d.kind, "launch");
+  assert.equal(d.action, "launch");
+  assert.equal(d.unread, 3);
+  assert.deepEqual(d.perPartition.map((p) => [p.partition, p.from, p.unread]), [[0, 7, 3], [
+    1,
+    5,
+    0,
+  ]]);
+});
+
+Deno.test("sensor decide: nothing unread, or fewer than --min-new -> skip: no new data", () => {
+  const caught = input({ partitions: [{ partition: 0, start: 0, end: 4, stored: 4 }] });
+  assert.equal(decide(caught).kind, "no-new-data");
+  assert.equal(decide(caught).action, "skip: no new data");
+  assert.equal(decide(input({ minNew: 4 })).kind, "no-new-data");
+  assert.equal(decide(input({ minNew: 3 })).kind, "launch");
+  assert.equal(decide(input({ partitions: [] })).kind, "no-new-data", "topic without partitions");
+});
+
+Deno.test("sensor decide: no checkpoint -> read from the earliest offset; stored below log start is clamped", () => {
+  const fresh = decide(input({ partitions: [{ partition: 0, start: 3, end: 10, stored: null }] }));
+  assert.equal(fresh.unread, 7);
+  const empty = decide(input({ partitions: [{ partition: 0, start: 0, end: 0, stored: null }] }));
+  assert.equal(empty.kind, "no-new-data");
+  const retained = decide(input({ partitions: [{ partition: 0, start: 8, end: 10, stored: 2 }] }));
+  assert.equal(retained.unread, 2);
+  const ahead = decide(input({ partitions: [{ partition: 0, start: 0, end: 10, stored: 12 }] }));
+  assert.equal(ahead.unread, 0, "never negative");
+});
+
+Deno.test("sensor decide: live lease -> skip naming holder and expiry; expired lease ignored", () => {
+  const lease = {
+    holder: "run-42",
+    pid: 99,
+    hostname: "box",
+    acquiredAt: NOW - 5000,
+    expiresAt: NOW + 25_000,
+  };
+  const d = decide(input({ lease }));
+  assert.equal(d.kind, "lease-held");
+  assert.equal(
+    d.action,
+    `skip: lease held by run-42 (pid 99 on box) until ${new Date(NOW + 25_000).toISOString()}`,
+  );
+  assert.equal(decide(input({ lease: { ...lease, expiresAt: NOW } })).kind, "launch");
+  // The lease wins over "no new data": the log says why nothing happens.
+  assert.equal(decide(input({ lease, minNew: 100 })).kind, "lease-held");
+});
+
+Deno.test("sensor decide: own child running -> skip: child running (before anything else)", () => {
+  const d = decide(input({
+    child: { pid: 1234, startedAt: NOW - 1000 },
+    crash: { consecutiveFailures: 3, lastFailureAt: NOW, lastExitCode: 1 },
+  }));
+  assert.equal(d.kind, "child-running");
+  assert.equal(d.action, "skip: child running (pid 1234)");
+});
+
+Deno.test("sensor decide: crash-loop backoff skips launches until it ends", () => {
+  const crash: CrashState = {
+    consecutiveFailures: 2,
+    lastFailureAt: NOW - 60_000,
+    lastExitCode: 1,
+  };
+  const backoff = { baseMs: 60_000, maxMs: 600_000 };
+  const d = decide(input({ crash, backoff }));
+  assert.equal(d.kind, "backoff");
+  assert.equal(d.backoffUntil, NOW + 60_000);
+  assert.match(d.action, /^skip: backoff after 2 failures \(last exit code 1\) until /);
+  assert.equal(decide(input({ crash, backoff, now: NOW + 60_000 })).kind, "launch");
+  // No new data is reported as such even during a backoff.
+  assert.equal(decide(input({ crash, backoff, minNew: 50 })).kind, "no-new-data");
+});
+
+Deno.test("sensor backoff: doubles per consecutive failure, capped; 0 when healthy", () => {
+  const o = { baseMs: 1000, maxMs: 10_000 };
+  assert.deepEqual(
+    [0, 1, 2, 3, 4, 5, 100].map((n) => crashBackoffMs(n, o)),
+    [0, 1000, 2000, 4000, 8000, 10_000, 10_000],
+  );
+  assert.equal(crashBackoffMs(1), 60_000, "default base = one check at the default schedule");
+  assert.equal(backoffUntil(HEALTHY), null);
+  assert.equal(
+    backoffUntil({ consecutiveFailures: 3, lastFailureAt: 100, lastExitCode: 1 }, o),
+    4100,
+  );
+});
+
+Deno.test("sensor backoff: exit 0 resets, exit 3 is not a failure, other codes count up", () => {
+  let s = nextCrashState(HEALTHY, 1, 10);
+  assert.deepEqual(s, { consecutiveFailures: 1, lastFailureAt: 10, lastExitCode: 1 });
+  s = nextCrashState(s, 137, 20);
+  assert.deepEqual(s, { consecutiveFailures: 2, lastFailureAt: 20, lastExitCode: 137 });
+  assert.deepEqual(nextCrashState(s, 3, 30), s, "lease held elsewhere: unchanged");
+  assert.deepEqual(nextCrashState(s, 2, 40).consecutiveFailures, 3, "config error counts");
+  assert.deepEqual(nextCrashState(s, 0, 50), HEALTHY);
+});
+
+Deno.test("sensor decisionFields: one line with partitions, end and stored offsets, lease", () => {
+  const i = input({
+    partitions: [{ partition: 1, start: 0, end: 5, stored: null }, {
+      partition: 0,
+      start: 0,
+      end: 9,
+      stored: 9,
+    }],
+  });
+  const f = decisionFields(i, decide(i));
+  assert.deepEqual(f, {
+    partitions: "0,1",
+    end: "9,5",
+    stored: "9,-",
+    unread: 5,
+    minNew: 1,
+    lease: "none",
+    failures: 0,
+  });
+});
+
+Deno.test("sensor launcher: deno by name, -P=aggregate, abs config/main, DATABASE_URL only in env", () => {
+  const url = "postgres://u:s3cret@db:5432/x";
+  const base = {
+    brokers: ["a:1", "b:2"],
+    databaseUrl: url,
+    topic: "t",
+    kvPath: ".data/x.kv",
+    configPath: "/repo/deno.json",
+    mainPath: "/repo/main.ts",
+    execPath: "/opt/bin/tickpipe-sensor",
+  };
+  const c = buildAggregateCommand({ ...base, standalone: false, trigger: "1s", idleTimeout: "3s" });
+  assert.equal(c.command, "deno");
+  assert.deepEqual(c.args, [
+    "run",
+    "--no-prompt",
+    "-P=aggregate",
+    "--config",
+    "/repo/deno.json",
+    "/repo/main.ts",
+    "aggregate",
+    "--brokers",
+    "a:1,b:2",
+    "--topic",
+    "t",
+    "--kv",
+    ".data/x.kv",
+    "--trigger",
+    "1s",
+    "--idle-timeout",
+    "3s",
+  ]);
+  assert.ok(!c.args.some((a) => a.includes("s3cret") || a === "-A" || a.startsWith("--allow")));
+  assert.deepEqual(c.env, { DATABASE_URL: url });
+  const s = buildAggregateCommand({ ...base, standalone: true });
+  assert.equal(s.command, "/opt/bin/tickpipe-aggregate");
+  assert.deepEqual(s.args.slice(0, 3), ["aggregate", "--brokers", "a:1,b:2"]);
+});
+
+Deno.test("sensor kv: the sensor's keys are the aggregator's (KV layout contract)", async () => {
+  const agg = await import("../../aggregate/mod.ts");
+  const mine = await import("../../sensor/_kv.ts");
+  assert.equal(mine.KV_PREFIX, agg.KV_PREFIX);
+  assert.deepEqual(mine.leaseKey("t"), agg.leaseKey("t"));
+  assert.deepEqual(mine.checkpointKey("t"), agg.checkpointKey("t"));
+  assert.deepEqual(mine.progressKey("t"), agg.progressKey("t"));
+});

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { DEFAULT_RESTART_POLICY, pipeLines, restartDelay } from "../../pipeline/supervisor.ts";
+import { pipelineChildren } from "../../pipeline/start_main.ts";
+import { loadBaseConfig } from "../../common/config.ts";
+import { renderCandles } from "../../pipeline/status.ts";
+
+Deno.test("supervisor: restart delay grows with consecutive failures and is capped", () => {
+  for (let f = 1; f < 15; f++) {
+    const ceiling = Math.min(
+      DEFAULT_RESTART_POLICY.maxMs,
+      DEFAULT_RESTART_POLICY.initialMs * 2 ** (f - 1),
+    );
+    const d = restartDelay(f);
+    assert.ok(
+      d >= ceiling / 2 - 1 && d <= ceiling,
+      `failures ${f}: ${d} not in [${ceiling / 2}, ${ceiling}]`,
+    );
+  }
+});
+
+Deno.test("supervisor: child output is split into prefixed lines, partial last line kept", async () => {
+  const chunks = ["hel", "lo\nwor", "ld\n", "tail"];
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const s of chunks) c.enqueue(new TextEncoder().encode(s));
+      c.close();
+    },
+  });
+  const lines: string[] = [];
+  await pipeLines(stream, "x", (l) => lines.push(l));
+  assert.deepEqual(lines, ["[x] hello", "[x] world", "[x] tail"]);
+});
+
+Deno.test("start: children get explicit config; DATABASE_URL only via the sensor's env", () => {
+  const config = loadBaseConfig({
+    brokers: "127.0.0.1:9092",
+    "database-url": "postgres://u:secret@127.0.0.1:5432/db",
+    topic: "tt",
+    kv: ".data/x.kv",
+  }, { env: () => undefined });
+  const [ingest, sensor] = pipelineChildren(config, { symbols: "A,B", trigger: "5s" });
+  assert.equal(ingest.command, "ingest");
+  assert.deepEqual(ingest.args.slice(0, 4), ["--brokers", "127.0.0.1:9092", "--topic", "tt"]);
+  assert.ok(ingest.args.includes("A,B"));
+  assert.ok(!JSON.stringify(ingest).includes("secret"), "ingest never sees the database URL");
+  assert.equal(sensor.command, "sensor");
+  assert.ok(!sensor.args.join(" ").includes("secret"), "no password in argv");
+  assert.equal(sensor.env?.DATABASE_URL, config.databaseUrl);
+  assert.deepEqual(
+    sensor.args.slice(sensor.args.indexOf("--trigger"), sensor.args.indexOf("--trigger") + 2),
+    [
+      "--trigger",
+      "5s",
+    ],
+  );
+});
+
+Deno.test("status: candle table renders one line per window with its values", () => {
+  const out = renderCandles([{
+    symbol: "BTC-USD",
+    windowStart: "2026-01-01T10:05:00.000Z",
+    open: 94745.08,
+    high: 95000,
+    low: 94000.5,
+    close: 94800,
+    avg: 94700.25,
+    count: 42,
+    isFinal: true,
+    updatedAt: "2026-01-01T10:10:00.000Z",
+  }]);
+  const lines = out.split("\n");
+  assert.equal(lines.length, 2);
+  assert.match(
+    lines[1],
+    /^BTC-USD\s+10:05\s+94745\.08\s+95000\.00\s+94000\.50\s+94800\.00\s+94700\.25\s+42 yes$/,
+  );
+});
