@@ -27,7 +27,7 @@ export type FrameReason = typeof FRAME_REASONS[number];
 
 /** A validated tick: decoded PricingData (proto3 JSON names) with id, price and time present. */
 export interface Tick extends PricingData {
-  /** Symbol, 1-32 printable ASCII characters. */
+  /** Symbol, 1-32 characters, no control characters or surrounding spaces. */
   id: string;
   /** Last price, finite and > 0. */
   price: number;
@@ -64,7 +64,10 @@ export const DEFAULT_MAX_FRAME_LENGTH = 65_536;
 /** Longest accepted symbol. */
 export const MAX_SYMBOL_LENGTH = 32;
 
-const SYMBOL = /^[\x21-\x7e]+$/;
+// Any characters but control characters (C0, DEL, C1) and surrounding white space: real
+// symbols are ASCII (BRK-B, ^GSPC, EURUSD=X), but quotes, spaces and unicode are data, and
+// the database stores them verbatim (parameterized SQL only).
+const SYMBOL = /^(?!\s)[^\x00-\x1f\x7f-\x9f]+(?<!\s)$/u;
 
 /** Quote a value for a detail message, keeping huge inputs short. */
 function show(value: unknown): string {
@@ -192,10 +195,12 @@ export function parseFrame(raw: string, options: ParseFrameOptions): FrameResult
 
   const { id, price, time } = data;
   if (id === undefined) return reject("missing_id", "PricingData has no id (field 1)");
-  if (id.length > MAX_SYMBOL_LENGTH || !SYMBOL.test(id)) {
+  if ([...id].length > MAX_SYMBOL_LENGTH || !SYMBOL.test(id)) {
     return reject(
       "bad_symbol",
-      `Symbol ${show(id)} must be 1-${MAX_SYMBOL_LENGTH} printable ASCII characters`,
+      `Symbol ${
+        show(id)
+      } must be 1-${MAX_SYMBOL_LENGTH} characters without control characters or surrounding spaces`,
     );
   }
   if (price === undefined) return reject("missing_price", `Tick ${id} has no price (field 2)`);

@@ -85,7 +85,18 @@ Deno.test("each rejection reason", () => {
   assertRejected(parseFrame(b64({ price: 1, time: NOW }), o), "missing_id");
   assertRejected(parseFrame(b64({ ...GOOD, id: "" }), o), "bad_symbol");
   assertRejected(parseFrame(b64({ ...GOOD, id: "X".repeat(33) }), o), "bad_symbol");
-  assertRejected(parseFrame(b64({ ...GOOD, id: "A B" }), o), "bad_symbol");
+  assertRejected(parseFrame(b64({ ...GOOD, id: "A\nB" }), o), "bad_symbol");
+  assertRejected(parseFrame(b64({ ...GOOD, id: " AAPL" }), o), "bad_symbol");
+  assertRejected(parseFrame(b64({ ...GOOD, id: "AAPL\u0085" }), o), "bad_symbol");
+  for (
+    const id of ["A B", `O'Brien"; DROP TABLE price_windows;--`.slice(0, 32), "日経225", "€/$ 📈"]
+  ) {
+    const r = parseFrame(b64({ ...GOOD, id }), o);
+    assert.ok(
+      r.ok === true && r.tick.id === id,
+      `symbol ${JSON.stringify(id)} is data, kept verbatim`,
+    );
+  }
   assertRejected(parseFrame(b64({ id: "AAPL", time: NOW }), o), "missing_price");
   for (const price of [0, -1, -0, NaN, Infinity]) {
     assertRejected(parseFrame(b64({ ...GOOD, price }), o), "bad_price");
