@@ -102,7 +102,17 @@ export async function main(args: string[]): Promise<number> {
     try {
       hostname = Deno.hostname();
     } catch { /* no sys permission */ }
-    let handle;
+    let handle: Awaited<ReturnType<typeof runAggregator>> | undefined;
+    // Listen from the start: a SIGTERM while the consumer is still joining must not kill the
+    // process before it can release its lease (it stops right after startup instead).
+    let stopRequested = false;
+    const onSignal = () => {
+      log.info("signal received: final trigger, checkpoint, lease release");
+      stopRequested = true;
+      handle?.stop();
+    };
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    for (const s of signals) Deno.addSignalListener(s, onSignal);
     try {
       handle = await runAggregator({ kafka, pool, kv, logger: log, hostname }, {
         topic: config.topic,
@@ -116,6 +126,7 @@ export async function main(args: string[]): Promise<number> {
         fromBeginning: values["from-beginning"] === true,
       });
     } catch (e) {
+      for (const s of signals) Deno.removeSignalListener(s, onSignal);
       if (e instanceof LeaseHeldError) {
         console.error(`tickpipe aggregate: ${e.message}`);
         return EXIT_LEASE_HELD;
@@ -123,12 +134,7 @@ export async function main(args: string[]): Promise<number> {
       if ((e as Error)?.name?.startsWith("KafkaJS")) throw kafkaError(e, config.brokers);
       throw e;
     }
-    const onSignal = () => {
-      log.info("signal received: final trigger, checkpoint, lease release");
-      handle.stop();
-    };
-    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-    for (const s of signals) Deno.addSignalListener(s, onSignal);
+    if (stopRequested) handle.stop();
     const result = await handle.done;
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     if (result.reason === "idle" || result.reason === "stopped") return 0;

@@ -64,9 +64,17 @@ export async function main(args: string[]): Promise<number> {
     (s) => s !== "",
   );
   if (symbols.length === 0) throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
-  const log = createLogger("demo");
+  const { Supervisor, projectFiles, safeWriter } = await import("./supervisor.ts");
+  // Output that survives a closed pipe (| head): the children must still be stopped cleanly.
+  const out = safeWriter(Deno.stdout);
+  const errOut = safeWriter(Deno.stderr);
+  const raw = (text: string) => {
+    try {
+      Deno.stdout.writeSync(new TextEncoder().encode(text));
+    } catch { /* closed */ }
+  };
+  const log = createLogger("demo", { write: errOut });
 
-  const { Supervisor, projectFiles } = await import("./supervisor.ts");
   const { pipelineChildren, watchSignals } = await import("./start_main.ts");
   const { collectStatus } = await import("./status.ts");
   const { renderDashboard, renderSummaryLine } = await import("./dashboard.ts");
@@ -184,9 +192,9 @@ export async function main(args: string[]): Promise<number> {
   };
   const baseline = await collectStatus(config, { kafka, pool, kv }, { symbols }).catch(() => null);
   const color = tty && !Deno.noColor;
-  if (tty) Deno.stdout.writeSync(enc.encode("\x1b[?25l\x1b[H\x1b[2J"));
+  if (tty) raw("\x1b[?25l\x1b[H\x1b[2J");
   else {
-    console.log(
+    out(
       `tickpipe demo: simulator ${header.source} (${symbols.join(",")}), topic ${config.topic}, ` +
         `${header.settings}; child logs in ${logPath}; ${header.until}`,
     );
@@ -230,18 +238,16 @@ export async function main(args: string[]): Promise<number> {
       if (tty) {
         const { columns } = consoleSize();
         const screen = renderDashboard(view, { width: columns });
-        Deno.stdout.writeSync(
-          enc.encode("\x1b[H" + screen.split("\n").map((l) => l + "\x1b[K").join("\n") + "\x1b[J"),
-        );
-      } else console.log(renderSummaryLine(view));
+        raw("\x1b[H" + screen.split("\n").map((l) => l + "\x1b[K").join("\n") + "\x1b[J");
+      } else out(renderSummaryLine(view));
     }
   } finally {
-    if (tty) Deno.stdout.writeSync(enc.encode("\x1b[?25h\n"));
+    if (tty) raw("\x1b[?25h\n");
   }
   signals.onRepeat(() =>
-    console.error("demo: still stopping (ingest flushes, the aggregator checkpoints)...")
+    errOut("demo: still stopping (ingest flushes, the aggregator checkpoints)...")
   );
-  console.error(
+  errOut(
     simulatorDied
       ? `demo: ${simulatorDied}; stopping (details in ${logPath})`
       : "demo: stopping the pipeline (ingest flushes, the aggregator checkpoints)...",
@@ -259,7 +265,7 @@ export async function main(args: string[]): Promise<number> {
   logFile.close();
   const windows = final?.windows?.total ?? 0;
   const { renderCandles } = await import("./status.ts");
-  console.log(
+  out(
     `summary: ${Math.round((Date.now() - started) / 1000)} s, ${
       final?.ticksInTopic ?? 0
     } ticks in topic ${config.topic}, ${final?.deadLetters ?? 0} dead letters, lag ${
@@ -268,7 +274,7 @@ export async function main(args: string[]): Promise<number> {
       final?.windows?.final ?? 0
     } final); exit codes: ${exits}`,
   );
-  if (final?.windows?.newest.length) console.log(renderCandles(final.windows.newest));
+  if (final?.windows?.newest.length) out(renderCandles(final.windows.newest));
   if (simulatorDied) return 1;
   const newestUpdate = final?.windows?.freshnessMs == null
     ? null

@@ -10,10 +10,15 @@ import { createLogger } from "../common/log.ts";
 
 const USAGE = `Usage: tickpipe start [flags]
 
-Runs ingest and the sensor as supervised children, each under its own permission set;
-the sensor launches the aggregator when Kafka has unread ticks. Crashed children are
-restarted with exponential backoff; SIGINT/SIGTERM stops all of them cleanly (ingest
-flushes, the aggregator checkpoints) and exits 0.
+Runs ingest and the sensor as supervised children, each under its own permission set
+(deno run -P=ingest / -P=sensor main.ts ...); the sensor launches the aggregator when
+Kafka has unread ticks. A child that exits is restarted with exponential backoff (0.5 s
+doubling to 30 s; reset after a minute of healthy running); a child that rejects its
+flags (exit 2) stops everything with exit 1. The first SIGINT/SIGTERM stops the children
+upstream first, one SIGTERM each: ingest flushes into Kafka, then the sensor stops its
+aggregator, which runs a final trigger, checkpoints and releases its lease; exit 0.
+Children get --brokers/--topic/--kv explicitly and DATABASE_URL only in the sensor's
+environment (never on a command line).
 
 Flags:
   --source URL         WebSocket source (default Yahoo's streamer)
@@ -150,8 +155,8 @@ export async function main(args: string[]): Promise<number> {
     minNew: values["min-new"],
   };
   validateStartOptions(options);
-  const log = createLogger("start");
-  const { Supervisor } = await import("./supervisor.ts");
+  const { Supervisor, safeWriter } = await import("./supervisor.ts");
+  const log = createLogger("start", { write: safeWriter(Deno.stderr) });
   const fatal = Promise.withResolvers<string>();
   const sup = new Supervisor({
     logger: log,

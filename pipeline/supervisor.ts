@@ -334,13 +334,22 @@ async function killGroup(p: Deno.ChildProcess): Promise<void> {
 
 const enc = new TextEncoder();
 
-function defaultWrite(line: string): void {
-  Deno.stdout.writeSync(enc.encode(line + "\n"));
+/**
+ * Writes a line to `file`, ignoring errors: when our stdout/stderr is a closed pipe (`| head`,
+ * a pager quit, `| tee` killed by Ctrl-C) the supervisor must still stop its children cleanly.
+ */
+export function safeWriter(file: { writeSync(p: Uint8Array): number }): (line: string) => void {
+  return (line) => {
+    try {
+      const bytes = enc.encode(line + "\n");
+      let off = 0;
+      while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+    } catch { /* broken pipe: nobody reads us any more */ }
+  };
 }
 
-function errWrite(line: string): void {
-  Deno.stderr.writeSync(enc.encode(line + "\n"));
-}
+const defaultWrite = safeWriter(Deno.stdout);
+const errWrite = safeWriter(Deno.stderr);
 
 /** Copies `stream` to `write` line by line with a `[name] ` prefix. */
 export async function pipeLines(

@@ -39,6 +39,7 @@ Deno.test({
     const kafka = testKafka();
     const pool = testPool();
     await cleanupRows(pool, prefix, topic);
+    // Port 8765: the only one the ingest permission set lets `start`'s ingest child reach.
     const sim = await startSimulator({
       port: 8765,
       rate: 80,
@@ -48,6 +49,10 @@ Deno.test({
       malformedFraction: 0.01,
       heartbeatMs: 1000,
       logFile: simLog,
+    }).catch(async (e) => {
+      await Deno.remove(simLog).catch(() => {});
+      await pool.end();
+      throw new Error(`Cannot start the simulator on 127.0.0.1:8765 (in use?): ${e.message}`);
     });
     let simClosed = false;
     const child = new Deno.Command(Deno.execPath(), {

@@ -97,9 +97,9 @@ export async function readTopic(kafka: Kafka, topic: string): Promise<TopicRecor
   try {
     await consumer.subscribe({ topic, fromBeginning: true });
     await consumer.run({
-      eachMessage: async ({ partition, message }) => {
+      eachMessage: ({ partition, message }) => {
         const offset = Number(message.offset);
-        if (offset >= (ends.get(partition) ?? 0)) return;
+        if (offset >= (ends.get(partition) ?? 0)) return Promise.resolve();
         out[partition].push({
           partition,
           offset,
@@ -107,6 +107,7 @@ export async function readTopic(kafka: Kafka, topic: string): Promise<TopicRecor
           value: message.value?.toString() ?? "",
         });
         if (++seen >= total) done.resolve();
+        return Promise.resolve();
       },
     });
     const timer = setTimeout(() => done.reject(new Error(`Read ${seen} of ${total}`)), 30_000);
@@ -119,7 +120,10 @@ export async function readTopic(kafka: Kafka, topic: string): Promise<TopicRecor
 }
 
 /** Kafka records as the aggregate oracle's input (offsets must be 0..n-1 in order). */
-export function asStream(records: TopicRecord[][], below: Record<string, number>): StreamRecord[][] {
+export function asStream(
+  records: TopicRecord[][],
+  below: Record<string, number>,
+): StreamRecord[][] {
   return records.map((recs, p) =>
     recs.filter((r) => r.offset < (below[String(p)] ?? 0)).map((r, i) => {
       if (r.offset !== i) throw new Error(`Partition ${p} has a gap at offset ${i}`);
