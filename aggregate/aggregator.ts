@@ -561,6 +561,9 @@ export async function runAggregator(
     buffered -= pending.records;
     if (paused && buffered < maxBuffered && stopReason === null) {
       paused = false;
+      // Time spent paused (e.g. PostgreSQL down) is not idle time: unread records may be
+      // waiting (found by tests/chaos/c3: the aggregator exited "idle" right after an outage).
+      lastInputAt = now();
       consumer.resume([{ topic }]);
       log.info("consumer resumed", { buffered });
     }
@@ -583,7 +586,7 @@ export async function runAggregator(
         await sleep(triggerMs, stopCtl.signal).catch(() => {});
         if (stopReason !== null) break;
         await flush("interval");
-        if (now() - lastInputAt >= idleTimeoutMs) {
+        if (!paused && now() - lastInputAt >= idleTimeoutMs) {
           log.info("idle timeout: no new records", { idleMs: now() - lastInputAt });
           requestStop("idle");
         }

@@ -94,11 +94,30 @@ export async function connectAdmin(kafka: Kafka, brokers: string[]): Promise<Adm
   return admin;
 }
 
+/** True when `e` (or an error it wraps, as kafkajs does) is Deno's permission denial. */
+export function isPermissionError(e: unknown): boolean {
+  for (
+    let cur = e as
+        | { name?: string; message?: string; cause?: unknown; originalError?: unknown }
+        | undefined,
+      i = 0;
+    cur && i < 5;
+    i++
+  ) {
+    if (
+      cur.name === "NotCapable" ||
+      /^Requires (net|read|write|env|run|sys) access/.test(cur.message ?? "")
+    ) return true;
+    cur = (cur.originalError ?? cur.cause) as typeof cur;
+  }
+  return /Requires net access to/.test(String((e as Error)?.message ?? e));
+}
+
 /** Wraps any Kafka connection failure in a KafkaUnavailableError naming `brokers`. */
 export function kafkaError(e: unknown, brokers: string[]): Error {
   if (e instanceof KafkaUnavailableError) return e;
   const err = e as Error;
-  if (err?.name === "NotCapable") {
+  if (isPermissionError(e)) {
     return new KafkaUnavailableError(
       `KAFKA_BROKERS=${brokers.join(",")} is not allowed by this command's permission set: ` +
         `add it to the "net" list of the permission set in deno.json (${err.message})`,
@@ -112,11 +131,28 @@ export function kafkaError(e: unknown, brokers: string[]): Error {
   );
 }
 
-/** Creates `topic` with `partitions` partitions when it does not exist; returns true if created. */
+/**
+ * Topic configuration for tick topics. Record timestamps are event times, which can be days
+ * old (Yahoo's last close after subscribing, replays of recorded feeds, backfills); Kafka's
+ * time-based retention and segment rolling judge records by that timestamp, so with the
+ * broker defaults an unread backlog of old ticks would be deleted within minutes. Time-based
+ * retention is therefore off and segments roll by size; the topic is bounded by size instead
+ * (`retention.bytes` per partition, default 10 GiB).
+ */
+export function tickTopicConfig(options: { retentionBytes?: number } = {}): Record<string, string> {
+  return {
+    "message.timestamp.type": "CreateTime",
+    "retention.ms": "-1",
+    "retention.bytes": String(options.retentionBytes ?? 10 * 1024 ** 3),
+    "segment.ms": String(10 * 365 * 24 * 3600 * 1000),
+  };
+}
+
+/** Creates `topic` (tick topic configuration) when it does not exist; returns true if created. */
 export async function ensureTopic(
   admin: Admin,
   topic: string,
-  options: { partitions?: number; replicationFactor?: number } = {},
+  options: { partitions?: number; replicationFactor?: number; retentionBytes?: number } = {},
 ): Promise<boolean> {
   const existing = await admin.listTopics();
   if (existing.includes(topic)) return false;
@@ -127,6 +163,10 @@ export async function ensureTopic(
         topic,
         numPartitions: options.partitions ?? 3,
         replicationFactor: options.replicationFactor ?? 1,
+        configEntries: Object.entries(tickTopicConfig(options)).map(([name, value]) => ({
+          name,
+          value,
+        })),
       }],
     });
   } catch (e) {

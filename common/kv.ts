@@ -64,9 +64,29 @@ export function retryingKv(kv: Deno.Kv): Deno.Kv {
   });
 }
 
+/** Raised when the KV path is not allowed by the running command's permission set. */
+export class KvPermissionError extends Error {
+  /** Creates the error; the message names the path. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "KvPermissionError";
+  }
+}
+
 /** Opens the KV database at `path` (never the default location), creating the parent folder. */
 export async function openKv(path: string): Promise<Deno.Kv> {
   const slash = path.lastIndexOf("/");
-  if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
-  return retryingKv(await withKvRetry(() => Deno.openKv(path)));
+  try {
+    if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
+    return retryingKv(await withKvRetry(() => Deno.openKv(path)));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || (e as Error)?.name === "NotCapable") {
+      throw new KvPermissionError(
+        `TICKPIPE_KV=${path} is outside this command's permission set (it may read and write ` +
+          `.data/ only): use a path under .data/ or add it to the permission set in deno.json`,
+        { cause: e },
+      );
+    }
+    throw e;
+  }
 }

@@ -134,6 +134,22 @@ export function dlqRecord(
   };
 }
 
+/** True for kafkajs errors that mean the idempotent producer's sequence/id is unusable. */
+export function isProducerStateError(e: unknown): boolean {
+  for (
+    let x = e as { type?: string; message?: string; cause?: unknown } | undefined, i = 0;
+    x && i < 4;
+    x = x.cause as typeof x, i++
+  ) {
+    if (
+      /^(OUT_OF_ORDER_SEQUENCE_NUMBER|UNKNOWN_PRODUCER_ID|INVALID_PRODUCER_EPOCH)$/.test(
+        x.type ?? "",
+      ) || /out of order sequence|unknown producer id|producer.*epoch/i.test(x.message ?? "")
+    ) return true;
+  }
+  return false;
+}
+
 /** Formats one progress line from two snapshots `elapsedMs` apart. */
 export function progressLine(
   cur: IngestStats,
@@ -167,7 +183,8 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
     logger: log.child("kafka"),
   });
   const admin = kafka.admin();
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const newProducer = () => kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  let producer = newProducer();
   try {
     await admin.connect();
     for (const t of [topic, dlqTopic]) {
@@ -192,7 +209,33 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
       bytes: spool.bytes(),
     });
   }
-  const baseSend = kafkaSend(producer);
+  // After a broker crash kafkajs' idempotent producer can be left with sequence numbers the
+  // broker rejects forever (OUT_OF_ORDER_SEQUENCE_NUMBER on every retry: ingest wedged until
+  // restarted, found by tests/chaos/c2). Such a batch is retried on a NEW producer (new producer
+  // id); the broker may already hold part of it, so those records can be duplicated
+  // (at-least-once; measured in tests/chaos/README.md).
+  let send = kafkaSend(producer);
+  let reconnect = false;
+  const baseSend: SendBatch = async (records) => {
+    try {
+      if (reconnect) {
+        await producer.connect();
+        reconnect = false;
+      }
+      await send(records);
+    } catch (e) {
+      if (isProducerStateError(e)) {
+        log.warn("Idempotent producer state rejected by the broker: re-initializing the producer", {
+          error: e as Error,
+        });
+        await producer.disconnect().catch(() => {});
+        producer = newProducer();
+        send = kafkaSend(producer);
+        reconnect = true; // connected (new producer id) by the next attempt
+      }
+      throw e;
+    }
+  };
   const batcher: Batcher = createBatcher({
     send: options.wrapSend ? options.wrapSend(baseSend) : baseSend,
     batchSize: options.batchSize,
