@@ -67,6 +67,7 @@ export const MAX_SYMBOL_LENGTH = 32;
 // Any characters but control characters (C0, DEL, C1) and surrounding white space: real
 // symbols are ASCII (BRK-B, ^GSPC, EURUSD=X), but quotes, spaces and unicode are data, and
 // the database stores them verbatim (parameterized SQL only).
+// deno-lint-ignore no-control-regex -- rejecting control characters is the point
 const SYMBOL = /^(?!\s)[^\x00-\x1f\x7f-\x9f]+(?<!\s)$/u;
 
 /** Quote a value for a detail message, keeping huge inputs short. */
