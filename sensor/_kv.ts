@@ -5,34 +5,18 @@
  * @module
  */
 
-import { backoffDelay, sleep } from "../common/backoff.ts";
+import { isKvBusy, withKvRetry } from "../common/kv.ts";
+import { KV_PREFIX, leaseKey } from "../aggregate/lease.ts";
+import { checkpointKey, type CheckpointPointer } from "../aggregate/checkpoint.ts";
+import { progressKey } from "../aggregate/progress.ts";
 import type { CrashState, LeaseInfo } from "./sensor.ts";
 import { HEALTHY } from "./sensor.ts";
 
-/** First element of every tickpipe KV key. */
-export const KV_PREFIX = "tickpipe";
+// The aggregator owns the layout of its keys; the sensor reads them through its helpers.
+export { checkpointKey, isKvBusy, KV_PREFIX, leaseKey, progressKey, withKvRetry };
 
-/** The aggregator's checkpoint as stored in KV. */
-export interface StoredCheckpoint {
-  /** Engine state generation. */
-  generation: number;
-  /** Run that wrote it. */
-  runId: string;
-  /** Batch number within the run. */
-  batchId: number;
-  /** Commit time (epoch ms). */
-  committedAt: number;
-  /** Next offset to read per partition. */
-  offsets: Record<string, number>;
-  /** Watermark per partition (epoch ms or null). */
-  watermarks: Record<string, number | null>;
-  /** Number of state chunks. */
-  chunks: number;
-  /** Total bytes of state. */
-  stateBytes: number;
-  /** Other fields the aggregator may add. */
-  [extra: string]: unknown;
-}
+/** The aggregator's checkpoint pointer as stored in KV. */
+export type StoredCheckpoint = CheckpointPointer;
 
 /** One launch of the aggregator by a sensor. */
 export interface LaunchRecord {
@@ -51,21 +35,6 @@ export interface LaunchRecord {
 /** Launch records kept in KV. */
 export const MAX_LAUNCHES = 20;
 
-/** KV key of the aggregator's lease. */
-export function leaseKey(topic: string): Deno.KvKey {
-  return [KV_PREFIX, topic, "lease"];
-}
-
-/** KV key of the aggregator's checkpoint. */
-export function checkpointKey(topic: string): Deno.KvKey {
-  return [KV_PREFIX, topic, "checkpoint"];
-}
-
-/** KV key of the aggregator's latest progress record. */
-export function progressKey(topic: string): Deno.KvKey {
-  return [KV_PREFIX, topic, "progress"];
-}
-
 /** KV key of the sensor's launch history. */
 export function launchesKey(topic: string): Deno.KvKey {
   return [KV_PREFIX, topic, "sensor", "launches"];
@@ -74,25 +43,6 @@ export function launchesKey(topic: string): Deno.KvKey {
 /** KV key of the sensor's crash-loop state. */
 export function crashKey(topic: string): Deno.KvKey {
   return [KV_PREFIX, topic, "sensor", "crash"];
-}
-
-/** True for SQLite lock contention between processes sharing one KV file (transient). */
-export function isKvBusy(e: unknown): boolean {
-  return /database is locked|database table is locked|SQLITE_BUSY/i.test(
-    String((e as Error)?.message),
-  );
-}
-
-/** Runs `fn`, retrying with backoff while the KV file is locked by another process. */
-export async function withKvRetry<T>(fn: () => Promise<T>, attempts = 30): Promise<T> {
-  for (let i = 0;; i++) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (!isKvBusy(e) || i + 1 >= attempts) throw e;
-      await sleep(backoffDelay(i, { initialMs: 20, maxMs: 1000 }));
-    }
-  }
 }
 
 /** Reads the lease (live or not yet purged); null when absent. */

@@ -17,6 +17,7 @@ import {
   readLaunches,
   type StoredCheckpoint,
 } from "./_kv.ts";
+import { deleteStaleGenerations } from "../aggregate/checkpoint.ts";
 import { type CrashState, type LeaseInfo, leaseIsLive } from "./sensor.ts";
 
 /** One partition's line of the report. */
@@ -296,23 +297,7 @@ export async function resetOffsets(
     if (l !== null && leaseIsLive(l, Date.now())) throw new ResetLeaseHeldError(topic, l);
     throw new Error(`Checkpoint of topic "${topic}" changed during the reset: try again`);
   }
-  let deleted = 0;
-  let op = kv.atomic();
-  let n = 0;
-  for await (const e of kv.list({ prefix: [KV_PREFIX, topic, "state"] })) {
-    op.delete(e.key);
-    n++;
-    if (n >= 500) {
-      await op.commit();
-      deleted += n;
-      op = kv.atomic();
-      n = 0;
-    }
-  }
-  if (n > 0) {
-    await op.commit();
-    deleted += n;
-  }
+  const deleted = await deleteStaleGenerations(kv, topic, null);
   return {
     topic,
     before: prev?.offsets ?? null,
