@@ -89,8 +89,27 @@ export async function main(args: string[]): Promise<number> {
   const { migrate } = await import("../sql/migrate.ts");
   const { runAggregator, LeaseHeldError } = await import("./mod.ts");
 
+  const { processLockPath, readLease, tryProcessLock } = await import("./lease.ts");
   const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-aggregate" });
   const kv = await openKv(config.kvPath);
+  // One aggregator per topic and KV on this host: the OS lock is released even by kill -9,
+  // so a restart takes a dead holder's lease over at once instead of waiting for its expiry.
+  const processLock = await tryProcessLock(processLockPath(config.kvPath, config.topic));
+  if (processLock === null) {
+    const held = await readLease(kv, config.topic);
+    console.error(
+      `tickpipe aggregate: ${
+        held
+          ? new LeaseHeldError(config.topic, held.lease).message
+          : `another aggregator of topic "${config.topic}" runs on this host (it holds ${
+            processLockPath(config.kvPath, config.topic)
+          })`
+      }`,
+    );
+    kv.close();
+    await pool.end().catch(() => {});
+    return EXIT_LEASE_HELD;
+  }
   try {
     await checkDatabase(pool, config.databaseUrl);
     await migrate(pool, { logger: log });
@@ -123,6 +142,7 @@ export async function main(args: string[]): Promise<number> {
         watermarkDelayMs,
         maxBuffered,
         leaseTtlMs,
+        holdsProcessLock: true,
         fromBeginning: values["from-beginning"] === true,
       });
     } catch (e) {
@@ -145,5 +165,6 @@ export async function main(args: string[]): Promise<number> {
   } finally {
     await pool.end().catch(() => {});
     kv.close();
+    processLock.release();
   }
 }

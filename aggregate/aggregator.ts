@@ -81,6 +81,8 @@ export interface AggregatorOptions {
   fromBeginning?: boolean;
   /** Lease TTL in ms (default 30 000; renewed every third of it). */
   leaseTtlMs?: number;
+  /** The caller holds the host-local process lock (tryProcessLock): same-host lease holders are dead. */
+  holdsProcessLock?: boolean;
   /** On stop, how long to keep retrying the final write before giving up (default 30 000). */
   finalFlushTimeoutMs?: number;
   /** kafkajs session timeout (default 10 000). */
@@ -192,6 +194,10 @@ export async function runAggregator(
     now: now(),
     ttlMs: leaseTtlMs,
     hostname: deps.hostname,
+    // With the host's process lock in hand, a holder on this host is a dead process.
+    holderDead: options.holdsProcessLock && deps.hostname !== undefined
+      ? (l) => l.hostname === deps.hostname
+      : undefined,
   });
   let kvChain: Promise<unknown> = Promise.resolve();
   const withKvLock = <T>(fn: () => Promise<T>): Promise<T> => {

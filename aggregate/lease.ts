@@ -44,6 +44,11 @@ export interface LeaseRequest {
   hostname?: string;
   /** Time-to-live in ms (default 30 000). */
   ttlMs?: number;
+  /**
+   * Says a live lease's holder is known to be dead (e.g. it ran on this host and no longer
+   * holds the host-local process lock), so the lease can be taken over before it expires.
+   */
+  holderDead?: (lease: LeaseRecord) => boolean;
 }
 
 /** Raised when another holder has a live lease; the aggregator exits with code 3. */
@@ -103,7 +108,10 @@ export async function acquireLease(
   const key = leaseKey(topic);
   for (let attempt = 0; attempt < 5; attempt++) {
     const cur = await kv.get<LeaseRecord>(key);
-    if (cur.value && isLeaseLive(cur.value, req.now) && cur.value.holder !== req.holder) {
+    if (
+      cur.value && isLeaseLive(cur.value, req.now) && cur.value.holder !== req.holder &&
+      !(req.holderDead?.(cur.value) ?? false)
+    ) {
       throw new LeaseHeldError(topic, cur.value);
     }
     const lease: LeaseRecord = {
@@ -152,4 +160,43 @@ export async function releaseLease(kv: Deno.Kv, topic: string, holder: string): 
   if (!cur.value || cur.value.holder !== holder) return false;
   const res = await kv.atomic().check(cur).delete(key).commit();
   return res.ok;
+}
+
+/**
+ * An OS-level exclusive lock on a file next to the KV database, held for the life of the
+ * aggregator process. The kernel releases it when the process dies, even by `kill -9`, so a
+ * restarted aggregator that obtains it knows a same-host lease holder is dead and can take the
+ * lease over at once instead of waiting for it to expire. (Deno KV on a local file is only
+ * shared by processes of one host, so this covers every aggregator of that KV.)
+ */
+export interface ProcessLock {
+  /** Releases the lock (also released by the OS when the process exits). */
+  release(): void;
+}
+
+/** Tries to take the process lock at `path`; returns null when another live process holds it. */
+export async function tryProcessLock(path: string): Promise<ProcessLock | null> {
+  const file = await Deno.open(path, { read: true, write: true, create: true });
+  let locked = false;
+  try {
+    locked = await file.tryLock(true);
+  } finally {
+    if (!locked) file.close();
+  }
+  if (!locked) return null;
+  return {
+    release() {
+      try {
+        file.unlockSync();
+      } catch { /* already released */ }
+      try {
+        file.close();
+      } catch { /* already closed */ }
+    },
+  };
+}
+
+/** The process-lock path of `topic` for the KV database at `kvPath`. */
+export function processLockPath(kvPath: string, topic: string): string {
+  return `${kvPath}.aggregate-${encodeURIComponent(topic)}.lock`;
 }

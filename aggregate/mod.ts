@@ -21,9 +21,12 @@ export {
   LeaseLostError,
   type LeaseRecord,
   type LeaseRequest,
+  type ProcessLock,
+  processLockPath,
   readLease,
   releaseLease,
   renewLease,
+  tryProcessLock,
 } from "./lease.ts";
 export {
   CheckpointConflictError,
