@@ -194,9 +194,11 @@ export async function runAggregator(
     now: now(),
     ttlMs: leaseTtlMs,
     hostname: deps.hostname,
-    // With the host's process lock in hand, a holder on this host is a dead process.
+    processLocked: options.holdsProcessLock === true,
+    // With the host's process lock in hand, a holder on this host that also took that lock
+    // must be a dead process (the kernel released its lock).
     holderDead: options.holdsProcessLock && deps.hostname !== undefined
-      ? (l) => l.hostname === deps.hostname
+      ? (l) => l.processLocked === true && l.hostname === deps.hostname
       : undefined,
   });
   let kvChain: Promise<unknown> = Promise.resolve();
@@ -211,8 +213,15 @@ export async function runAggregator(
   const nextOffset = new Map<number, number>();
   let batchId = 0;
   const admin = kafka.admin();
+  // Membership and offsets are separate on purpose. The consumer joins a group of its own run,
+  // so a restart after kill -9 does not wait for the dead member's session to time out before
+  // the rebalance completes (recovery in about a second instead of sessionTimeout), and
+  // aggregators of different topics never rebalance each other. Offsets are read from KV (the
+  // source of truth) and, after each checkpoint, written to the stable group (`--group`, default
+  // tickpipe-aggregator) with the admin API, so standard Kafka tools show its lag.
+  const offsetsGroup = options.groupId ?? DEFAULT_GROUP_ID;
   const consumer = kafka.consumer({
-    groupId: options.groupId ?? DEFAULT_GROUP_ID,
+    groupId: `${offsetsGroup}.run-${runId}`,
     sessionTimeout: options.sessionTimeoutMs ?? 10_000,
     heartbeatInterval: 1000,
     maxWaitTimeInMs: 250,
@@ -580,7 +589,11 @@ export async function runAggregator(
       offset: String(o),
     }));
     if (commits.length > 0) {
-      await Promise.race([consumer.commitOffsets(commits), sleep(2000)]).catch((e) =>
+      const partitions = commits.map((c) => ({ partition: c.partition, offset: c.offset }));
+      await Promise.race([
+        admin.setOffsets({ groupId: offsetsGroup, topic, partitions }),
+        sleep(2000),
+      ]).catch((e) =>
         log.debug("kafka offset commit failed (KV is authoritative)", { error: e as Error })
       );
     }

@@ -22,6 +22,8 @@ export interface LeaseRecord {
   acquiredAt: number;
   /** The lease is free once `expiresAt < now` (epoch ms). */
   expiresAt: number;
+  /** The holder also holds the host-local process lock (so its death is detectable). */
+  processLocked?: boolean;
 }
 
 /** A lease as read back, with the KV versionstamp of the entry. */
@@ -42,6 +44,8 @@ export interface LeaseRequest {
   pid?: number;
   /** Host name (default "unknown"). */
   hostname?: string;
+  /** The requester holds the host-local process lock (recorded in the lease). */
+  processLocked?: boolean;
   /** Time-to-live in ms (default 30 000). */
   ttlMs?: number;
   /**
@@ -120,6 +124,7 @@ export async function acquireLease(
       hostname: req.hostname ?? "unknown",
       acquiredAt: cur.value?.holder === req.holder ? cur.value.acquiredAt : req.now,
       expiresAt: req.now + ttl,
+      ...(req.processLocked ? { processLocked: true } : {}),
     };
     const res = await kv.atomic().check(cur).set(key, lease, { expireIn: ttl }).commit();
     if (res.ok) return { lease, versionstamp: res.versionstamp };

@@ -185,8 +185,24 @@ Deno.test(
       assert.deepEqual(cp?.pointer.offsets, { "0": 300, "1": 300, "2": 300 });
       // Second half, through the CLI (real permission set), until idle: exit 0.
       await produceStream(env.kafka, env.topic, env.streams, { from: 300, to: 600 });
-      const b = await runCliAggregate(env, ["--idle-timeout", "3s"], { timeoutMs: 90_000 });
+      const group = uniqueName("agg-offsets");
+      const b = await runCliAggregate(env, ["--idle-timeout", "3s", "--group", group], {
+        timeoutMs: 90_000,
+      });
       assert.equal(b.code, 0, b.stderr);
+      // Kafka tools see the same offsets as KV in the stable group (KV stays the truth).
+      const kvOffsets = (await readCheckpoint(env.kv, env.topic))!.pointer.offsets;
+      const admin = env.kafka.admin();
+      await admin.connect();
+      try {
+        const [committed] = await admin.fetchOffsets({ groupId: group, topics: [env.topic] });
+        const byPartition = Object.fromEntries(
+          committed.partitions.map((p) => [String(p.partition), Number(p.offset)]),
+        );
+        assert.deepEqual(byPartition, kvOffsets);
+      } finally {
+        await admin.disconnect();
+      }
       const expected = oracle(env.streams, { windowMs: WINDOW, watermarkDelayMs: DELAY });
       // A window that spans both runs (ticks before and after offset 300) has the full count.
       const first = oracle(env.streams.map((s) => s.slice(0, 300)), {

@@ -44,7 +44,26 @@ Deno.test("lease: a live lease is taken over only when its holder is known dead"
   const kv = await Deno.openKv(":memory:");
   try {
     const now = 1_000_000;
-    await acquireLease(kv, "t", { holder: "dead", now, hostname: "h1", ttlMs: 30_000 });
+    await acquireLease(kv, "t", { holder: "unlocked", now, hostname: "h1", ttlMs: 30_000 });
+    await assert.rejects(
+      () =>
+        acquireLease(kv, "t", {
+          holder: "new",
+          now: now + 1,
+          hostname: "h1",
+          holderDead: (l) => l.processLocked === true && l.hostname === "h1",
+        }),
+      LeaseHeldError,
+      "a holder that never took the process lock is never judged dead",
+    );
+    await kv.delete(["tickpipe", "t", "lease"]);
+    await acquireLease(kv, "t", {
+      holder: "dead",
+      now,
+      hostname: "h1",
+      ttlMs: 30_000,
+      processLocked: true,
+    });
     await assert.rejects(
       () => acquireLease(kv, "t", { holder: "new", now: now + 1, hostname: "h1" }),
       LeaseHeldError,
@@ -55,7 +74,7 @@ Deno.test("lease: a live lease is taken over only when its holder is known dead"
           holder: "new",
           now: now + 1,
           hostname: "h2",
-          holderDead: (l) => l.hostname === "h2",
+          holderDead: (l) => l.processLocked === true && l.hostname === "h2",
         }),
       LeaseHeldError,
       "a holder on another host is not judged dead",
@@ -64,7 +83,7 @@ Deno.test("lease: a live lease is taken over only when its holder is known dead"
       holder: "new",
       now: now + 1,
       hostname: "h1",
-      holderDead: (l) => l.hostname === "h1",
+      holderDead: (l) => l.processLocked === true && l.hostname === "h1",
     });
     assert.equal(took.lease.holder, "new");
   } finally {
