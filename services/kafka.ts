@@ -252,9 +252,11 @@ export async function stopKafka(
 
 /** A random KRaft cluster id (16 random bytes, URL-safe base64 without padding). */
 export function clusterId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(
-    /=+$/,
-    "",
-  );
+  for (;;) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    const id = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
+      .replace(/=+$/, "");
+    // kafka-storage's argument parser takes an id starting with "-" for an option.
+    if (!id.startsWith("-")) return id;
+  }
 }
