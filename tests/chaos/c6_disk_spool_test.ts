@@ -80,6 +80,12 @@ Deno.test(
       b.kill("SIGTERM");
       const [codeA, codeB] = [await a.status, await b.status];
       const drainMs = Date.now() - back;
+      // Ingest's own progress lines report the spool size too (`spool=<records>/<bytes>B`); the
+      // directory sampler above can miss a spill that happens between two samples.
+      const reported = (lines: string[]) =>
+        Math.max(0, ...lines.map((l) => Number(/spool=\d+\/(\d+)B/.exec(l)?.[1] ?? 0)));
+      maxA = Math.max(maxA, reported(a.lines));
+      maxB = Math.max(maxB, reported(b.lines));
       const sent = sim.sent();
       const connA = sent.filter((s) => s.conn === 1);
       const connB = sent.filter((s) => s.conn === 2);
