@@ -213,16 +213,10 @@ export async function runAggregator(
   const nextOffset = new Map<number, number>();
   let batchId = 0;
   const admin = kafka.admin();
-  // Membership and offsets are separate on purpose. The consumer joins a group of its own run,
-  // so a restart after kill -9 does not wait for the dead member's session to time out before
-  // the rebalance completes (recovery in about a second instead of sessionTimeout), and
-  // aggregators of different topics never rebalance each other. Offsets are read from KV (the
-  // source of truth) and, after each checkpoint, written to the stable group (`--group`, default
-  // tickpipe-aggregator) with the admin API, so standard Kafka tools show its lag.
-  const offsetsGroup = options.groupId ?? DEFAULT_GROUP_ID;
   const consumer = kafka.consumer({
-    groupId: `${offsetsGroup}.run-${runId}`,
-    sessionTimeout: options.sessionTimeoutMs ?? 10_000,
+    groupId: options.groupId ?? DEFAULT_GROUP_ID,
+    // The broker's minimum: a restart after kill -9 waits this long for the dead member to leave.
+    sessionTimeout: options.sessionTimeoutMs ?? 6_000,
     heartbeatInterval: 1000,
     maxWaitTimeInMs: 250,
     retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 5000 },
@@ -589,11 +583,7 @@ export async function runAggregator(
       offset: String(o),
     }));
     if (commits.length > 0) {
-      const partitions = commits.map((c) => ({ partition: c.partition, offset: c.offset }));
-      await Promise.race([
-        admin.setOffsets({ groupId: offsetsGroup, topic, partitions }),
-        sleep(2000),
-      ]).catch((e) =>
+      await Promise.race([consumer.commitOffsets(commits), sleep(2000)]).catch((e) =>
         log.debug("kafka offset commit failed (KV is authoritative)", { error: e as Error })
       );
     }
