@@ -4,48 +4,11 @@
  * @module
  */
 import { type Tick, WindowEngine } from "../aggregate/engine.ts";
+import { engineTicks, T0 } from "./suites/_data.ts";
 
-/** mulberry32 seeded PRNG (the benchmark input is deterministic). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const T0 = 1_750_000_000_000;
 const PARTITIONS = 6;
 
-/** `n` ticks over `symbols` symbols, ~`tickMs` apart, 2% up to 30 s out of order, 0.1% very late. */
-function makeTicks(n: number, symbols: number, tickMs: number, seed = 1): Tick[] {
-  const rand = mulberry32(seed);
-  const names = Array.from({ length: symbols }, (_, i) => `SYM${i}.X`);
-  const offsets = new Array<number>(PARTITIONS).fill(0);
-  const ticks: Tick[] = new Array(n);
-  for (let i = 0; i < n; i++) {
-    const s = Math.floor(rand() * symbols);
-    const partition = s % PARTITIONS; // Kafka key = symbol
-    let eventTime = T0 + i * tickMs;
-    const r = rand();
-    if (r < 0.02) eventTime -= Math.floor(rand() * 30_000);
-    else if (r < 0.021) eventTime -= 3_600_000;
-    ticks[i] = {
-      symbol: names[s],
-      eventTime,
-      price: 100 + Math.round(rand() * 10_000) / 100,
-      partition,
-      offset: offsets[partition]++,
-    };
-  }
-  return ticks;
-}
-
-// 1M ticks over 1000 symbols, ~6 h of event time (one tick per symbol every ~21 s).
-const MILLION = makeTicks(1_000_000, 1000, 21);
+const MILLION = engineTicks(1_000_000, 1000, { partitions: PARTITIONS, tickMs: 21 });
 
 Deno.bench("fold 1M ticks, 1000 symbols, 6 partitions (no trigger)", { group: "fold" }, () => {
   const engine = new WindowEngine();

@@ -185,13 +185,3 @@ export async function endOffsets(admin: Admin, topic: string): Promise<Map<numbe
   }
   return out;
 }
-
-/** Earliest available offsets per partition of `topic`. */
-export async function startOffsets(admin: Admin, topic: string): Promise<Map<number, number>> {
-  const rows = await admin.fetchTopicOffsets(topic);
-  const out = new Map<number, number>();
-  for (const r of rows.sort((a, b) => a.partition - b.partition)) {
-    out.set(r.partition, Number(r.low));
-  }
-  return out;
-}

@@ -17,7 +17,7 @@ import {
   readLease,
   readProgress,
 } from "../aggregate/mod.ts";
-import { type LaunchRecord, readCrash, readLaunches } from "../sensor/mod.ts";
+import { type LaunchRecord, readCrash, readLaunches, unreadOf } from "../sensor/mod.ts";
 
 /** One partition's offsets. */
 export interface PartitionStatus {
@@ -136,7 +136,7 @@ export interface StatusOptions {
 
 /** Lag of a partition: unread records from the stored offset (or the earliest) to the end (pure). */
 export function partitionLag(start: number, end: number, stored: number | null): number {
-  return Math.max(0, end - Math.max(start, stored ?? start));
+  return unreadOf({ partition: 0, start, end, stored });
 }
 
 /** Collects the pipeline status for `config` from the edges in `deps`. */

@@ -18,7 +18,7 @@ import {
   type StoredCheckpoint,
 } from "./_kv.ts";
 import { deleteStaleGenerations } from "../aggregate/checkpoint.ts";
-import { type CrashState, type LeaseInfo, leaseIsLive } from "./sensor.ts";
+import { type CrashState, type LeaseInfo, leaseIsLive, unreadOf } from "./sensor.ts";
 
 /** One partition's line of the report. */
 export interface PartitionReport {
@@ -131,7 +131,7 @@ export async function inspectOffsets(
       stored,
       start: k.start,
       end: k.end,
-      lag: Math.max(0, k.end - Math.max(stored ?? k.start, k.start)),
+      lag: unreadOf({ partition: k.partition, start: k.start, end: k.end, stored }),
       watermark: cp?.watermarks?.[String(k.partition)] ?? null,
     };
   });

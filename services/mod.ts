@@ -6,7 +6,8 @@
 
 import { type BaseConfig } from "../common/config.ts";
 import { createKafka } from "../common/kafka.ts";
-import type { Logger } from "../common/log.ts";
+import { type Logger, redact } from "../common/log.ts";
+import { ServiceError } from "./_process.ts";
 import { KAFKA_VERSION, kafkaPid, startKafka, stopKafka } from "./kafka.ts";
 import { postgresPid, probeDatabase, startPostgres, stopPostgres } from "./postgres.ts";
 
@@ -70,7 +71,6 @@ export async function servicesUp(
   } else {
     const port = config.brokers.length === 1 ? localPort(config.brokers[0]) : undefined;
     if (port === undefined) {
-      const { ServiceError } = await import("./_process.ts");
       throw new ServiceError(
         `KAFKA_BROKERS=${config.brokers.join(",")} does not answer and is not a single local ` +
           `broker, so none is started: start that cluster, or unset KAFKA_BROKERS to use the local one`,
@@ -107,7 +107,6 @@ export interface ServicesStatus {
 /** Reports whether each service is reachable and whether the local one runs. */
 export async function servicesStatus(config: BaseConfig): Promise<ServicesStatus> {
   const dir = dataDir();
-  const { redact } = await import("../common/log.ts");
   const pgErr = await probeDatabase(config.databaseUrl);
   return {
     kafka: {

@@ -111,16 +111,7 @@ async function installPostgres(log: Logger): Promise<void> {
 async function ensureReachableByPostgres(dataDir: string, log: Logger): Promise<void> {
   if (!isRoot()) return;
   const link = `${dataDir}/pg`;
-  try {
-    const st = await Deno.lstat(link);
-    if (st.isSymlink || st.isDirectory) {
-      const ok = await run("runuser", ["-u", "postgres", "--", "test", "-x", dataDir]);
-      if (ok.code === 0 || st.isSymlink) return;
-    }
-  } catch {
-    const ok = await run("runuser", ["-u", "postgres", "--", "test", "-x", dataDir]);
-    if (ok.code === 0) return;
-  }
+  if ((await Deno.lstat(link).catch(() => null))?.isSymlink) return; // placed earlier
   const ok = await run("runuser", ["-u", "postgres", "--", "test", "-x", dataDir]);
   if (ok.code === 0) return;
   const id = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(dataDir));
@@ -295,9 +286,4 @@ export async function stopPostgres(dataDir: string): Promise<boolean> {
   ]);
   if (r.code !== 0) throw new ServiceError(`pg_ctl stop failed: ${r.out}`);
   return true;
-}
-
-/** Starts the local cluster again after {@linkcode stopPostgres} (for tests and chaos runs). */
-export async function restartPostgres(options: PostgresServiceOptions): Promise<void> {
-  await startPostgres(options);
 }

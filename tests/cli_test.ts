@@ -55,14 +55,7 @@ Deno.test("cli: unreachable PostgreSQL gives a clear error, not a stack trace or
 });
 
 Deno.test("cli: unreachable Kafka gives a clear error naming KAFKA_BROKERS", async () => {
-  const r = await runCli("services", ["services", "status", "--json"], {
-    env: {
-      KAFKA_BROKERS: "127.0.0.1:9092",
-      DATABASE_URL: "postgres://postgres:x@127.0.0.1:5432/tickpipe",
-    },
-  });
-  // Reachable here; then ask for a port nobody listens on through the flag.
-  assert.equal(r.code === 0 || r.code === 1, true);
+  // A port nobody listens on, through the flag: reported unreachable, naming the brokers.
   const bad = await runCli("services", [
     "services",
     "status",
