@@ -260,7 +260,7 @@ Deno.test({
   ...opts,
   async fn() {
     const vectors = JSON.parse(
-      await Deno.readTextFile(new URL("../../shared/vectors/yahoo_frames.json", import.meta.url)),
+      await Deno.readTextFile(new URL("./fixtures/yahoo_frames.json", import.meta.url)),
     ) as { frames: { id: string; frame_base64: string; expected: Record<string, unknown> }[] };
     assert.ok(vectors.frames.length > 0);
     const kafka = testKafka();

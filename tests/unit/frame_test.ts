@@ -15,7 +15,7 @@ interface Vector {
   expected: PricingData;
 }
 const VECTORS: Vector[] = JSON.parse(
-  await Deno.readTextFile(new URL("../../../shared/vectors/yahoo_frames.json", import.meta.url)),
+  await Deno.readTextFile(new URL("../fixtures/yahoo_frames.json", import.meta.url)),
 ).frames;
 
 const NOW = 1_736_509_140_000;

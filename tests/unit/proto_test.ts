@@ -7,7 +7,7 @@ interface Vector {
   frame_base64: string;
   expected: PricingData;
 }
-const VECTORS_PATH = new URL("../../../shared/vectors/yahoo_frames.json", import.meta.url);
+const VECTORS_PATH = new URL("../fixtures/yahoo_frames.json", import.meta.url);
 const VECTORS: { field_names: string; frames: Vector[] } = JSON.parse(
   await Deno.readTextFile(VECTORS_PATH),
 );
