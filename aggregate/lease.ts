@@ -205,3 +205,68 @@ export async function tryProcessLock(path: string): Promise<ProcessLock | null> 
 export function processLockPath(kvPath: string, topic: string): string {
   return `${kvPath}.aggregate-${encodeURIComponent(topic)}.lock`;
 }
+
+/** A lease kept alive in the background. */
+export interface KeptLease {
+  /** The lease as last written (its versionstamp fences checkpoint writes). */
+  current(): HeldLease;
+  /** Settles once the lease is lost (taken over or deleted); renewal stops then. */
+  lost: Promise<LeaseLostError>;
+  /** Stops renewing (the caller releases the lease). */
+  stop(): void;
+}
+
+/** Options of {@linkcode keepLease}. */
+export interface KeepLeaseOptions {
+  /** Holder id. */
+  holder: string;
+  /** Time-to-live in ms; renewed every third of it. */
+  ttlMs: number;
+  /** Host name recorded in the lease. */
+  hostname?: string;
+  /** Clock (epoch ms). */
+  now: () => number;
+  /** Serializes KV writes of the process (renewals must not race a checkpoint flip). */
+  serialize: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** Told about a failed renewal that is retried (KV busy, I/O). */
+  onRetry?: (error: Error) => void;
+}
+
+/** Renews `lease` every third of its TTL until stopped or lost. */
+export function keepLease(
+  kv: Deno.Kv,
+  topic: string,
+  lease: HeldLease,
+  options: KeepLeaseOptions,
+): KeptLease {
+  let held = lease;
+  let stopped = false;
+  const lost = Promise.withResolvers<LeaseLostError>();
+  const timer = setInterval(() => {
+    if (stopped) return;
+    options.serialize(() =>
+      renewLease(kv, topic, {
+        holder: options.holder,
+        now: options.now(),
+        ttlMs: options.ttlMs,
+        hostname: options.hostname,
+      })
+    ).then((l) => {
+      held = l;
+    }, (e) => {
+      if (e instanceof LeaseLostError) {
+        stopped = true;
+        clearInterval(timer);
+        lost.resolve(e);
+      } else options.onRetry?.(e as Error);
+    });
+  }, Math.max(100, Math.floor(options.ttlMs / 3)));
+  return {
+    current: () => held,
+    lost: lost.promise,
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
+}
