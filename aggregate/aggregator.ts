@@ -527,16 +527,22 @@ export async function runAggregator(
   let compacting: Promise<void> | null = null;
   let lastOffsetsCopy = 0;
 
-  const trigger = async (reason: TriggerReason): Promise<number | null> => {
+  /** Runs one trigger; returns when idle finalization will be done and whether all is read. */
+  const trigger = async (
+    reason: TriggerReason,
+  ): Promise<{ allFinalAt: number | null; caughtUp: boolean }> => {
     const endsNow = await topicOffsets(admin, topic, { timeoutMs: 2000 }).catch(() => null);
     const endMap = endsNow === null
       ? null
       : new Map(endsNow.map((r) => [r.partition, r.end] as const));
     const nowMs = now();
+    const caughtUp = endMap !== null &&
+      [...endMap].every(([p, end]) => (next.get(p) ?? logStart.get(p) ?? 0) >= end);
     const t0 = performance.now();
     const cut = engine.cut({
       nowMs,
-      caughtUp: (p) => endMap !== null && (next.get(p) ?? 0) >= (endMap.get(p) ?? Infinity),
+      caughtUp: (p) =>
+        endMap !== null && (next.get(p) ?? logStart.get(p) ?? 0) >= (endMap.get(p) ?? Infinity),
     });
     const plan = planTrigger({
       runId,
@@ -573,7 +579,7 @@ export async function runAggregator(
     try {
       if (empty) {
         writeProgress(JSON.stringify(plan.progress));
-        return plan.allFinalAt;
+        return { allFinalAt: plan.allFinalAt, caughtUp };
       }
       const result = await commitTrigger({
         pool,
@@ -614,7 +620,7 @@ export async function runAggregator(
     }
     maybeCompact();
     copyOffsets(false);
-    return plan.allFinalAt;
+    return { allFinalAt: plan.allFinalAt, caughtUp };
   };
 
   const maybeCompact = () => {
@@ -668,8 +674,11 @@ export async function runAggregator(
         early = null;
         if (reason === "caught-up") caughtUpPending = false;
         lastTrigger = performance.now();
-        const allFinalAt = await trigger(reason);
-        const quiet = now() - lastInputAt >= o.idleTimeoutMs && source.up();
+        const { allFinalAt, caughtUp } = await trigger(reason);
+        // Idle means nothing left to read: time without Kafka, or with unread records (a
+        // consumer still reconnecting), is not idle time.
+        if (!caughtUp) lastInputAt = now();
+        const quiet = now() - lastInputAt >= o.idleTimeoutMs;
         // Idle exit waits for windows that idle finalization closes soon (within one window
         // and two triggers); later ones are left to the finalization run the sensor launches
         // at the checkpoint's finalizeDueAt.
@@ -677,7 +686,7 @@ export async function runAggregator(
         if (quiet && (allFinalAt === null || allFinalAt > soon || engine.openWindowCount === 0)) {
           log.info("idle timeout: no new records", { idleMs: now() - lastInputAt });
           requestStop("idle");
-        } else if (!source.up()) lastInputAt = now(); // time without Kafka is not idle time
+        }
       }
       if (stopReason === "stopped" || stopReason === "idle") {
         // Fold what was already fetched, then the last trigger.
