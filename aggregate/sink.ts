@@ -361,6 +361,11 @@ function rowJson(row: unknown): string {
   );
 }
 
+/** `s` cut to 200 characters for a message. */
+function clip(s: string): string {
+  return s.length <= 200 ? s : `${s.slice(0, 200)}… (${s.length} characters)`;
+}
+
 /** The error text of `e` (message and SQLSTATE). */
 function describe(e: unknown): string {
   const err = e as { message?: unknown; code?: unknown };
@@ -414,7 +419,7 @@ class Transaction {
     if (cls === "timeout") {
       if (++this.#timeouts > this.options.maxTimeouts || rows.length === 1) {
         const what = rows.length === 1
-          ? `a single ${kind.table} row (key ${JSON.stringify(kind.source(rows[0]).key)})`
+          ? `a single ${kind.table} row (key ${clip(JSON.stringify(kind.source(rows[0]).key))})`
           : `${this.#timeouts} statements of one batch`;
         throw new SinkUnavailableError(
           `PostgreSQL statement timeout (${this.options.statementTimeoutMs} ms) on ${what}: ` +
