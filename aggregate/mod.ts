@@ -51,11 +51,16 @@ export {
   readProgress,
 } from "./progress.ts";
 export {
+  classifyDbError,
   compareVersions,
-  dedupeWindows,
+  type DbErrorClass,
+  type Rejection,
   type SinkBatch,
+  SinkError,
   type SinkResult,
+  SinkUnavailableError,
   writeBatch,
+  type WriteBatchOptions,
 } from "./sink.ts";
 export {
   type AggregatorDeps,

@@ -1,82 +1,209 @@
 /**
- * The PostgreSQL sink: one transaction per trigger with ONE batched upsert of the window rows
- * (`INSERT ... SELECT ... FROM unnest(...) ON CONFLICT ... DO UPDATE ... WHERE newer`), the late
- * ticks (`ON CONFLICT DO NOTHING`) and the progress row.
+ * The PostgreSQL sink (schema v2): ONE transaction per trigger, one upsert statement per slice of
+ * window rows (`INSERT ... SELECT FROM unnest(...) ON CONFLICT ... DO UPDATE ... WHERE`), the
+ * late ticks (`ON CONFLICT DO NOTHING`) and the progress row.
  *
- * Row versions: within one Kafka partition a row's version is `(last_offset, is_final)` (a window
- * finalizes with the offset it already had, so is_final breaks the tie). Rows of the same
- * (symbol, window_start) coming from a DIFFERENT partition (the topic was re-partitioned and the
- * symbol moved) are ordered by `(last_tick_at, kafka_partition)`. Both orders are restrictions of
- * the single total order `(last_tick_at, kafka_partition, last_offset, is_final)` (within one
- * partition last_tick_at never decreases as the offset grows), so the stored row is the maximum of
- * every version ever written, whatever the write order or replays: rows never regress. On a
- * re-partition a window split across two partitions keeps the version of the partition that saw
- * the latest tick (a partial window; documented limitation).
- * Timestamps are exact to the ms: epoch ms travel as bigint and become
- * `timestamptz 'epoch' + ms * interval '1 millisecond'` (integer microseconds, no float seconds).
+ * Rows: `price_windows` is keyed by (topic, symbol, window_length, window_start).
+ * - A row with `is_final` is never changed again (final rows are immutable).
+ * - Otherwise a version applies only when it is newer. Within one Kafka partition a row's version
+ *   is `(last_offset, is_final)`; rows of one key coming from a DIFFERENT partition (the topic was
+ *   re-partitioned and the symbol moved) are ordered by `(last_tick_at, kafka_partition)`. Both
+ *   are restrictions of the total order `(last_tick_at, kafka_partition, last_offset, is_final)`
+ *   ({@linkcode compareVersions}), so replays never move a row backwards.
+ * - The result is that of upserting the rows one by one in the order given (slices in order, rows
+ *   in order). Two versions of one key in one slice (the engine never emits that) make PostgreSQL
+ *   refuse the statement (21000): the slice is bisected until they are in separate statements.
+ *
+ * Errors ({@linkcode classifyDbError}): every statement runs under a savepoint. A data error
+ * (SQLSTATE classes 21, 22, 23, 44, 54) rolls back to it and the rows are bisected, each half
+ * under its own savepoint, until the offending rows are isolated: those go to `rejected_rows`
+ * (with the reason and their source partition and offset) and the rest commits. A statement
+ * timeout (57014) splits the same way (a single row that still times out is an availability
+ * problem). Availability errors (connection, 08xxx, 40001/40P01, 53xxx, 55P03, 57P0x, 58xxx)
+ * throw {@linkcode SinkUnavailableError}: the caller retries the trigger. Anything else (42xxx,
+ * a bug) throws {@linkcode SinkError}. Either way the transaction is rolled back.
+ *
+ * Parameters are PostgreSQL array literals built by `common/pg_array.ts` and cast in SQL (exact
+ * for every string and float64, without node-postgres' per-element escaping). Timestamps are
+ * exact to the ms: epoch ms travel as bigint and become `timestamptz 'epoch' + ms * interval
+ * '1 millisecond'`; a window length of `windowMs` is `windowMs * interval '1 millisecond'` (a pure
+ * time interval).
  * @module
  */
 
 import type { Pool, PoolClient } from "../common/pg.ts";
-import type { LateTick, WindowRow } from "./engine.ts";
+import { boolArray, floatArray, integerArray, textArray } from "../common/pg_array.ts";
 import type { AggregatorProgress } from "./progress.ts";
+
+/** One window version, as the v2 engine emits it (DESIGN "Engine v2"). */
+export interface WindowRow {
+  /** Symbol of the window. */
+  symbol: string;
+  /** Window length (the resolution), ms. */
+  windowMs: number;
+  /** Window start, inclusive (epoch ms, multiple of windowMs). */
+  windowStart: number;
+  /** Window end, exclusive (windowStart + windowMs). */
+  windowEnd: number;
+  /** Number of ticks folded. */
+  count: number;
+  /** Compensated sum of prices. */
+  sum: number;
+  /** sum / count. */
+  avg: number;
+  /** Price at the earliest event time. */
+  open: number;
+  /** Highest price. */
+  high: number;
+  /** Lowest price. */
+  low: number;
+  /** Price at the latest event time. */
+  close: number;
+  /** Earliest event time folded (epoch ms). */
+  firstEventTime: number;
+  /** Latest event time folded (epoch ms). */
+  lastEventTime: number;
+  /** Kafka partition the window belongs to. */
+  partition: number;
+  /** Highest offset folded into the window. */
+  lastOffset: number;
+  /** True on the single, last emission of a window. */
+  isFinal: boolean;
+  /** Sum of the per-tick volume deltas. */
+  volume: number;
+  /** Sum of price × volume delta. */
+  pvSum: number;
+  /** pvSum / volume, or null when volume is 0. */
+  vwap: number | null;
+}
+
+/** A tick dropped by the watermark of at least one resolution (DESIGN "Engine v2"). */
+export interface LateTick {
+  /** Symbol of the tick. */
+  symbol: string;
+  /** Event time (epoch ms). */
+  eventTime: number;
+  /** Price. */
+  price: number;
+  /** Kafka partition. */
+  partition: number;
+  /** Kafka offset. */
+  offset: number;
+  /** The partition's watermark just before this tick (epoch ms). */
+  watermark: number;
+  /** The resolutions (window lengths, ms) that dropped the tick. */
+  lateFor: number[];
+}
 
 /** What one trigger writes. */
 export interface SinkBatch {
-  /** Window versions (any order; duplicates of one key are reduced to the newest). */
-  windows: WindowRow[];
-  /** Late ticks. */
-  late: LateTick[];
+  /** Kafka topic the rows come from (part of every key). */
+  topic: string;
+  /** Window versions: slices (one upsert statement each), or one array sliced by `sliceSize`. */
+  windows: Iterable<readonly WindowRow[]> | readonly WindowRow[];
+  /** Late ticks (default none). */
+  late?: readonly LateTick[];
   /** The progress record (inserted into aggregator_progress), or null. */
-  progress: AggregatorProgress | null;
+  progress?: AggregatorProgress | null;
+}
+
+/** Options of {@linkcode writeBatch}. */
+export interface WriteBatchOptions {
+  /** Rows per statement when `windows` is one array, and for late ticks (default 5000). */
+  sliceSize?: number;
+  /** statement_timeout of the sink's statements, ms (default 60 000; 0 = none). */
+  statementTimeoutMs?: number;
+  /** Statement timeouts tolerated in one call before it gives up as unavailable (default 8). */
+  maxTimeouts?: number;
+}
+
+/** A row PostgreSQL (or the sink's own check) refused, as recorded in rejected_rows. */
+export interface Rejection {
+  /** Target table: price_windows, late_ticks or aggregator_progress. */
+  table: string;
+  /** The row's key, as JSON text. */
+  rowKey: string;
+  /** SQLSTATE of the refusal; null when the sink refused it before sending it. */
+  sqlstate: string | null;
+  /** Why it was refused. */
+  reason: string;
 }
 
 /** Counts of what the transaction changed. */
 export interface SinkResult {
-  /** Window rows inserted or updated (rows skipped as older are not counted). */
+  /** Window rows inserted or updated (versions skipped as older, or final rows, not counted). */
   windowsWritten: number;
   /** Late ticks inserted (duplicates of a replay are not counted). */
   lateInserted: number;
-  /** Time from BEGIN to just before the progress insert, ms. */
+  /** Rows refused and dead-lettered to rejected_rows in this call. */
+  rejected: number;
+  /** The refused rows (keys and reasons, for the log). */
+  rejections: Rejection[];
+  /** Time from the call to just before the progress insert, ms (written into the progress row). */
   sinkMs: number;
 }
 
-const UPSERT_SQL = `
-INSERT INTO price_windows AS w (
-  symbol, window_start, window_end, avg_price, open_price, high_price, low_price, close_price,
-  tick_count, is_final, kafka_partition, last_offset, updated_at, price_sum, first_tick_at,
-  last_tick_at)
-SELECT u.symbol, e.t + u.ws * e.ms, e.t + u.we * e.ms, u.avg, u.o, u.h, u.l, u.c,
-  u.n, u.fin, u.p, u.off, now(), u.s, e.t + u.ft * e.ms, e.t + u.lt * e.ms
-FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[], $6::float8[],
-            $7::float8[], $8::float8[], $9::bigint[], $10::boolean[], $11::int[], $12::bigint[],
-            $13::float8[], $14::bigint[], $15::bigint[])
-  AS u(symbol, ws, we, avg, o, h, l, c, n, fin, p, off, s, ft, lt)
-CROSS JOIN (SELECT timestamptz 'epoch' AS t, interval '1 millisecond' AS ms) AS e
-ON CONFLICT (symbol, window_start) DO UPDATE SET
-  window_end = EXCLUDED.window_end, avg_price = EXCLUDED.avg_price,
-  open_price = EXCLUDED.open_price, high_price = EXCLUDED.high_price,
-  low_price = EXCLUDED.low_price, close_price = EXCLUDED.close_price,
-  tick_count = EXCLUDED.tick_count, is_final = EXCLUDED.is_final,
-  kafka_partition = EXCLUDED.kafka_partition, last_offset = EXCLUDED.last_offset,
-  updated_at = EXCLUDED.updated_at, price_sum = EXCLUDED.price_sum,
-  first_tick_at = EXCLUDED.first_tick_at, last_tick_at = EXCLUDED.last_tick_at
-WHERE (EXCLUDED.kafka_partition = w.kafka_partition
-       AND (EXCLUDED.last_offset, EXCLUDED.is_final) > (w.last_offset, w.is_final))
-   OR (EXCLUDED.kafka_partition <> w.kafka_partition
-       AND (EXCLUDED.last_tick_at, EXCLUDED.kafka_partition) > (w.last_tick_at, w.kafka_partition))`;
+/** What a database error means for the sink. */
+export type DbErrorClass = "availability" | "timeout" | "data" | "other";
 
-const LATE_SQL = `
-INSERT INTO late_ticks (topic, symbol, event_time, price, kafka_partition, kafka_offset, watermark)
-SELECT $1, u.symbol, e.t + u.et * e.ms, u.price, u.p, u.off, e.t + u.wm * e.ms
-FROM unnest($2::text[], $3::bigint[], $4::float8[], $5::int[], $6::bigint[], $7::bigint[])
-  AS u(symbol, et, price, p, off, wm)
-CROSS JOIN (SELECT timestamptz 'epoch' AS t, interval '1 millisecond' AS ms) AS e
-ON CONFLICT DO NOTHING`;
+/** PostgreSQL cannot take the batch now (connection, shutdown, resources, locks): retry later. */
+export class SinkUnavailableError extends Error {
+  /** SQLSTATE (or Node error code) of the cause, if any. */
+  readonly code: string | undefined;
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions & { code?: string }) {
+    super(message, options);
+    this.name = "SinkUnavailableError";
+    this.code = options?.code;
+  }
+}
 
-const PROGRESS_SQL = `
-INSERT INTO aggregator_progress (run_id, batch_id, topic, progress)
-VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (run_id, batch_id) DO NOTHING`;
+/** PostgreSQL refused the batch for a reason that is not the data nor availability (a bug). */
+export class SinkError extends Error {
+  /** SQLSTATE of the cause, if any. */
+  readonly code: string | undefined;
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions & { code?: string }) {
+    super(message, options);
+    this.name = "SinkError";
+    this.code = options?.code;
+  }
+}
+
+const NODE_UNAVAILABLE = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+]);
+const CONNECTION_MESSAGE =
+  /Connection terminated|timeout exceeded when trying to connect|not queryable|Connection refused|connect ECONNREFUSED|socket hang up/i;
+
+/**
+ * Classifies a node-postgres error: "availability" (connection errors, 08xxx, 40001, 40P01,
+ * 53xxx, 55P03, 57P0x, 58xxx), "timeout" (57014), "data" (classes 21, 22, 23, 44, 54: the rows
+ * were refused), or "other" (42xxx and everything else: a bug).
+ */
+export function classifyDbError(e: unknown): DbErrorClass {
+  const err = e as { code?: unknown; message?: unknown } | null;
+  const code = typeof err?.code === "string" ? err.code : "";
+  if (code === "57014") return "timeout";
+  if (/^[0-9A-Z]{5}$/.test(code)) {
+    if (/^(08|53|57P|58)/.test(code) || code === "40001" || code === "40P01" || code === "55P03") {
+      return "availability";
+    }
+    if (/^(21|22|23|44|54)/.test(code)) return "data";
+    return "other";
+  }
+  if (NODE_UNAVAILABLE.has(code)) return "availability";
+  const message = typeof err?.message === "string" ? err.message : "";
+  return CONNECTION_MESSAGE.test(message) ? "availability" : "other";
+}
 
 /** Compares two versions of one window by the total order (lastEventTime, partition, lastOffset, isFinal). */
 export function compareVersions(a: WindowRow, b: WindowRow): number {
@@ -84,26 +211,374 @@ export function compareVersions(a: WindowRow, b: WindowRow): number {
     (a.lastOffset - b.lastOffset) || (Number(a.isFinal) - Number(b.isFinal));
 }
 
-/** Keeps only the newest version per (symbol, windowStart): ON CONFLICT cannot touch a row twice. */
-export function dedupeWindows(rows: WindowRow[]): WindowRow[] {
-  const best = new Map<string, WindowRow>();
-  for (const r of rows) {
-    const k = `${r.windowStart}\u0000${r.symbol}`;
-    const cur = best.get(k);
-    if (cur === undefined || compareVersions(r, cur) > 0) best.set(k, r);
+const EPOCH = "CROSS JOIN (SELECT timestamptz 'epoch' AS t, interval '1 millisecond' AS ms) AS e";
+
+const UPSERT_SQL = `
+INSERT INTO price_windows AS w (
+  topic, symbol, window_length, window_start, window_end, avg_price, open_price, high_price,
+  low_price, close_price, tick_count, is_final, kafka_partition, last_offset, updated_at,
+  price_sum, first_tick_at, last_tick_at, volume, pv_sum, vwap)
+SELECT $1, u.symbol, u.wl * e.ms, e.t + u.ws * e.ms, e.t + (u.ws + u.wl) * e.ms, u.avg, u.o, u.h,
+  u.l, u.c, u.n, u.fin, u.p, u.off, now(), u.s, e.t + u.ft * e.ms, e.t + u.lt * e.ms, u.v, u.pv,
+  u.vwap
+FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[], $7::float8[],
+            $8::float8[], $9::float8[], $10::bigint[], $11::boolean[], $12::int[], $13::bigint[],
+            $14::float8[], $15::bigint[], $16::bigint[], $17::float8[], $18::float8[],
+            $19::float8[])
+  AS u(symbol, wl, ws, avg, o, h, l, c, n, fin, p, off, s, ft, lt, v, pv, vwap)
+${EPOCH}
+ON CONFLICT (topic, symbol, window_length, window_start) DO UPDATE SET
+  window_end = EXCLUDED.window_end, avg_price = EXCLUDED.avg_price,
+  open_price = EXCLUDED.open_price, high_price = EXCLUDED.high_price,
+  low_price = EXCLUDED.low_price, close_price = EXCLUDED.close_price,
+  tick_count = EXCLUDED.tick_count, is_final = EXCLUDED.is_final,
+  kafka_partition = EXCLUDED.kafka_partition, last_offset = EXCLUDED.last_offset,
+  updated_at = EXCLUDED.updated_at, price_sum = EXCLUDED.price_sum,
+  first_tick_at = EXCLUDED.first_tick_at, last_tick_at = EXCLUDED.last_tick_at,
+  volume = EXCLUDED.volume, pv_sum = EXCLUDED.pv_sum, vwap = EXCLUDED.vwap
+WHERE NOT w.is_final AND (
+      (EXCLUDED.kafka_partition = w.kafka_partition
+       AND (EXCLUDED.last_offset, EXCLUDED.is_final) > (w.last_offset, w.is_final))
+   OR (EXCLUDED.kafka_partition <> w.kafka_partition
+       AND (EXCLUDED.last_tick_at, EXCLUDED.kafka_partition) > (w.last_tick_at, w.kafka_partition)))`;
+
+// late_for travels as one text element per tick ("300000,60000": window lengths in ms).
+const LATE_SQL = `
+INSERT INTO late_ticks (
+  topic, symbol, event_time, price, kafka_partition, kafka_offset, watermark, late_for)
+SELECT $1, u.symbol, e.t + u.et * e.ms, u.price, u.p, u.off, e.t + u.wm * e.ms,
+  CASE WHEN u.lf IS NULL THEN NULL ELSE ARRAY(
+    SELECT f.x * e.ms FROM unnest(string_to_array(u.lf, ',')::bigint[]) WITH ORDINALITY AS f(x, i)
+    ORDER BY f.i) END
+FROM unnest($2::text[], $3::bigint[], $4::float8[], $5::int[], $6::bigint[], $7::bigint[],
+            $8::text[])
+  AS u(symbol, et, price, p, off, wm, lf)
+${EPOCH}
+ON CONFLICT DO NOTHING`;
+
+const PROGRESS_SQL = `
+INSERT INTO aggregator_progress (run_id, batch_id, topic, progress)
+VALUES ($2, $3, $1, $4::jsonb) ON CONFLICT (run_id, batch_id) DO NOTHING`;
+
+const REJECTED_SQL = `
+INSERT INTO rejected_rows (
+  topic, table_name, row_key, row_json, sqlstate, reason, kafka_partition, last_offset)
+SELECT $1, u.tbl, u.k, u.j, u.st, u.r, u.p, u.off
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[])
+  AS u(tbl, k, j, st, r, p, off)
+ON CONFLICT (topic, table_name, md5(row_key), (coalesce(kafka_partition, -1)),
+             (coalesce(last_offset, -1)))
+DO NOTHING`;
+
+/** How one kind of row is written, checked and described for rejected_rows. */
+interface RowKind<T> {
+  table: string;
+  /** Runs the statement for `rows`; returns the rows affected. */
+  exec(client: PoolClient, topic: string, rows: readonly T[]): Promise<number>;
+  /** Why the sink refuses a row before sending it (it cannot be sent exactly), or null. */
+  check(row: T): string | null;
+  /** Key (JSON text), source partition and offset of a row. */
+  source(row: T): { key: unknown[]; partition: number | null; offset: number | null };
+}
+
+const WINDOWS: RowKind<WindowRow> = {
+  table: "price_windows",
+  async exec(client, topic, rows) {
+    const n = rows.length;
+    const r = await client.query(UPSERT_SQL, [
+      topic,
+      textArray(n, (i) => rows[i].symbol),
+      integerArray(n, (i) => rows[i].windowMs),
+      integerArray(n, (i) => rows[i].windowStart),
+      floatArray(n, (i) => rows[i].avg),
+      floatArray(n, (i) => rows[i].open),
+      floatArray(n, (i) => rows[i].high),
+      floatArray(n, (i) => rows[i].low),
+      floatArray(n, (i) => rows[i].close),
+      integerArray(n, (i) => rows[i].count),
+      boolArray(n, (i) => rows[i].isFinal),
+      integerArray(n, (i) => rows[i].partition),
+      integerArray(n, (i) => rows[i].lastOffset),
+      floatArray(n, (i) => rows[i].sum),
+      integerArray(n, (i) => rows[i].firstEventTime),
+      integerArray(n, (i) => rows[i].lastEventTime),
+      floatArray(n, (i) => rows[i].volume),
+      floatArray(n, (i) => rows[i].pvSum),
+      floatArray(n, (i) => rows[i].vwap),
+    ]);
+    return r.rowCount ?? 0;
+  },
+  check: (r) => r.symbol.isWellFormed() ? null : LONE_SURROGATE,
+  source: (r) => ({
+    key: [r.symbol, r.windowMs, r.windowStart],
+    partition: r.partition,
+    offset: r.lastOffset,
+  }),
+};
+
+const LATE: RowKind<LateTick> = {
+  table: "late_ticks",
+  async exec(client, topic, rows) {
+    const n = rows.length;
+    const r = await client.query(LATE_SQL, [
+      topic,
+      textArray(n, (i) => rows[i].symbol),
+      integerArray(n, (i) => rows[i].eventTime),
+      floatArray(n, (i) => rows[i].price),
+      integerArray(n, (i) => rows[i].partition),
+      integerArray(n, (i) => rows[i].offset),
+      integerArray(n, (i) => rows[i].watermark),
+      textArray(n, (i) => {
+        const lf = rows[i].lateFor as number[] | undefined;
+        return lf === undefined ? null : lf.map((x) => String(x)).join(",");
+      }),
+    ]);
+    return r.rowCount ?? 0;
+  },
+  check: (t) => t.symbol.isWellFormed() ? null : LONE_SURROGATE,
+  source: (t) => ({ key: [t.partition, t.offset], partition: t.partition, offset: t.offset }),
+};
+
+const PROGRESS: RowKind<AggregatorProgress> = {
+  table: "aggregator_progress",
+  async exec(client, topic, rows) {
+    const p = rows[0];
+    const r = await client.query(PROGRESS_SQL, [topic, p.runId, p.batchId, JSON.stringify(p)]);
+    return r.rowCount ?? 0;
+  },
+  check: () => null,
+  source: (p) => ({ key: [p.runId, p.batchId], partition: null, offset: null }),
+};
+
+const LONE_SURROGATE =
+  "Symbol is not well-formed UTF-16 (a lone surrogate): it cannot be stored exactly";
+
+/** JSON text of a row for rejected_rows: non-finite numbers kept as strings, \u0000 escaped. */
+function rowJson(row: unknown): string {
+  return JSON.stringify(
+    row,
+    (_k, v) => typeof v === "number" && !Number.isFinite(v) ? String(v) : v,
+  );
+}
+
+/** `s` cut to 200 characters for a message. */
+function clip(s: string): string {
+  return s.length <= 200 ? s : `${s.slice(0, 200)}… (${s.length} characters)`;
+}
+
+/** The error text of `e` (message and SQLSTATE). */
+function describe(e: unknown): string {
+  const err = e as { message?: unknown; code?: unknown };
+  const msg = typeof err?.message === "string" ? err.message : String(e);
+  return typeof err?.code === "string" ? `${msg} (SQLSTATE ${err.code})` : msg;
+}
+
+/** One transaction's writer: savepoints, bisection and the rejections collected. */
+class Transaction {
+  readonly rejected: {
+    kind: RowKind<unknown>;
+    row: unknown;
+    sqlstate: string | null;
+    reason: string;
+  }[] = [];
+  #timeouts = 0;
+
+  constructor(
+    readonly client: PoolClient,
+    readonly topic: string,
+    readonly options: { statementTimeoutMs: number; maxTimeouts: number },
+  ) {}
+
+  /** Writes `rows` (one statement, bisected on data errors and timeouts); returns rows affected. */
+  async write<T>(kind: RowKind<T>, rows: readonly T[]): Promise<number> {
+    let send = rows;
+    if (rows.some((r) => kind.check(r) !== null)) {
+      send = rows.filter((r) => {
+        const why = kind.check(r);
+        if (why !== null) this.#reject(kind, r, null, why);
+        return why === null;
+      });
+    }
+    return send.length === 0 ? 0 : await this.#attempt(kind, send);
   }
-  return best.size === rows.length ? rows : [...best.values()];
+
+  async #attempt<T>(kind: RowKind<T>, rows: readonly T[]): Promise<number> {
+    await this.client.query("SAVEPOINT tp_sink");
+    let failure: unknown;
+    try {
+      const n = await kind.exec(this.client, this.topic, rows);
+      await this.client.query("RELEASE SAVEPOINT tp_sink");
+      return n;
+    } catch (e) {
+      failure = e;
+    }
+    const cls = classifyDbError(failure);
+    if (cls !== "data" && cls !== "timeout") throw failure;
+    await this.client.query("ROLLBACK TO SAVEPOINT tp_sink; RELEASE SAVEPOINT tp_sink");
+    const code = (failure as { code?: string }).code ?? null;
+    if (cls === "timeout") {
+      if (++this.#timeouts > this.options.maxTimeouts || rows.length === 1) {
+        const what = rows.length === 1
+          ? `a single ${kind.table} row (key ${clip(JSON.stringify(kind.source(rows[0]).key))})`
+          : `${this.#timeouts} statements of one batch`;
+        throw new SinkUnavailableError(
+          `PostgreSQL statement timeout (${this.options.statementTimeoutMs} ms) on ${what}: ` +
+            `the server is overloaded or the rows are locked; retry later`,
+          { cause: failure, code: "57014" },
+        );
+      }
+    }
+    if (rows.length === 1) {
+      this.#reject(kind, rows[0], code, describe(failure));
+      return 0;
+    }
+    const mid = rows.length >>> 1;
+    const left = await this.#attempt(kind, rows.slice(0, mid));
+    return left + await this.#attempt(kind, rows.slice(mid));
+  }
+
+  #reject<T>(kind: RowKind<T>, row: T, sqlstate: string | null, reason: string): void {
+    this.rejected.push({ kind: kind as RowKind<unknown>, row, sqlstate, reason });
+  }
+
+  /** Inserts the rejections into rejected_rows (a replay's duplicates are skipped). */
+  async recordRejections(): Promise<Rejection[]> {
+    const n = this.rejected.length;
+    if (n === 0) return [];
+    const rs = this.rejected.map((r) => {
+      const s = r.kind.source(r.row);
+      return { ...r, key: JSON.stringify(s.key), partition: s.partition, offset: s.offset };
+    });
+    await this.client.query(REJECTED_SQL, [
+      this.topic,
+      textArray(n, (i) => rs[i].kind.table),
+      textArray(n, (i) => rs[i].key),
+      textArray(n, (i) => rowJson(rs[i].row)),
+      textArray(n, (i) => rs[i].sqlstate),
+      textArray(n, (i) => rs[i].reason),
+      integerArray(n, (i) => rs[i].partition),
+      integerArray(n, (i) => rs[i].offset),
+    ]);
+    return rs.map((r) => ({
+      table: r.kind.table,
+      rowKey: r.key,
+      sqlstate: r.sqlstate,
+      reason: r.reason,
+    }));
+  }
 }
 
-/** Integer epoch ms as a bigint literal (engine times are integers; fractions are truncated). */
-function ms(v: number): string {
-  return Math.trunc(v).toString();
+/** Yields the window slices: the given ones, or `rows` cut into slices of `size`. */
+function* slicesOf(
+  windows: Iterable<readonly WindowRow[]> | readonly WindowRow[],
+  size: number,
+): Iterable<readonly WindowRow[]> {
+  if (Array.isArray(windows) && (windows.length === 0 || !Array.isArray(windows[0]))) {
+    const rows = windows as readonly WindowRow[];
+    for (let i = 0; i < rows.length; i += size) yield rows.slice(i, i + size);
+    return;
+  }
+  for (const slice of windows as Iterable<readonly WindowRow[]>) {
+    if (slice.length > 0) yield slice;
+  }
 }
 
-/** Writes one trigger's output to PostgreSQL in ONE transaction; rolls back on any error. */
-export async function writeBatch(pool: Pool, topic: string, batch: SinkBatch): Promise<SinkResult> {
+function positiveInteger(name: string, v: number | undefined, fallback: number, min: number) {
+  const x = v ?? fallback;
+  if (!Number.isSafeInteger(x) || x < min) {
+    throw new RangeError(`Option ${name} must be an integer >= ${min}, got ${v}`);
+  }
+  return x;
+}
+
+/** Turns a failure outside the bisected statements into SinkUnavailableError or SinkError. */
+function sinkError(e: unknown, what: string): Error {
+  if (e instanceof SinkUnavailableError || e instanceof SinkError) return e;
+  const code = (e as { code?: unknown })?.code;
+  const opts = { cause: e, code: typeof code === "string" ? code : undefined };
+  const cls = classifyDbError(e);
+  if (cls === "availability" || cls === "timeout") {
+    return new SinkUnavailableError(
+      `PostgreSQL unavailable while ${what}: ${describe(e)}; retry later`,
+      opts,
+    );
+  }
+  return new SinkError(`PostgreSQL refused ${what}: ${describe(e)}`, opts);
+}
+
+/** A v1 window row (no resolution, volume or VWAP): the deprecated call shape. */
+export type LegacyWindowRow =
+  & Omit<WindowRow, "windowMs" | "volume" | "pvSum" | "vwap">
+  & Partial<Pick<WindowRow, "windowMs" | "volume" | "pvSum" | "vwap">>;
+
+/** A v1 late tick (no lateFor): the deprecated call shape. */
+export type LegacyLateTick = Omit<LateTick, "lateFor"> & Partial<Pick<LateTick, "lateFor">>;
+
+/** The v1 batch: `writeBatch(pool, topic, batch)`. */
+export interface LegacySinkBatch {
+  /** Window versions. */
+  windows: LegacyWindowRow[];
+  /** Late ticks. */
+  late: LegacyLateTick[];
+  /** Progress row or null. */
+  progress: AggregatorProgress | null;
+}
+
+/**
+ * Writes one trigger's output to PostgreSQL in ONE transaction: data errors are dead-lettered to
+ * rejected_rows and never fail the call; availability problems throw SinkUnavailableError (retry),
+ * anything else SinkError; on a throw nothing is committed.
+ */
+export function writeBatch(
+  pool: Pool,
+  batch: SinkBatch,
+  options?: WriteBatchOptions,
+): Promise<SinkResult>;
+/** @deprecated v1 call shape (topic first), kept until the aggregator is rewired to v2. */
+export function writeBatch(pool: Pool, topic: string, batch: LegacySinkBatch): Promise<SinkResult>;
+export function writeBatch(
+  pool: Pool,
+  batchOrTopic: SinkBatch | string,
+  optionsOrLegacy?: WriteBatchOptions | LegacySinkBatch,
+): Promise<SinkResult> {
+  if (typeof batchOrTopic !== "string") {
+    return write(pool, batchOrTopic, (optionsOrLegacy ?? {}) as WriteBatchOptions);
+  }
+  const legacy = optionsOrLegacy as LegacySinkBatch;
+  return write(pool, {
+    topic: batchOrTopic,
+    windows: legacy.windows.map((w) => ({
+      ...w,
+      windowMs: w.windowMs ?? w.windowEnd - w.windowStart,
+      volume: w.volume ?? 0,
+      pvSum: w.pvSum ?? 0,
+      vwap: w.vwap ?? null,
+    })),
+    late: legacy.late as LateTick[], // lateFor undefined → late_for NULL
+    progress: legacy.progress,
+  }, {});
+}
+
+async function write(
+  pool: Pool,
+  batch: SinkBatch,
+  options: WriteBatchOptions,
+): Promise<SinkResult> {
   const t0 = performance.now();
-  const client: PoolClient = await pool.connect();
+  const sliceSize = positiveInteger("sliceSize", options.sliceSize, 5000, 1);
+  const statementTimeoutMs = positiveInteger(
+    "statementTimeoutMs",
+    options.statementTimeoutMs,
+    60_000,
+    0,
+  );
+  const maxTimeouts = positiveInteger("maxTimeouts", options.maxTimeouts, 8, 0);
+  let client: PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (e) {
+    throw sinkError(e, "connecting");
+  }
   let broken = false;
   // A connection dropped while checked out emits "error" on the client: without a listener it
   // would be an uncaught exception. The failing query reports it.
@@ -112,54 +587,30 @@ export async function writeBatch(pool: Pool, topic: string, batch: SinkBatch): P
   };
   client.on("error", onError);
   try {
-    await client.query("BEGIN");
+    await client.query(`BEGIN; SET LOCAL statement_timeout = ${statementTimeoutMs}`);
+    const tx = new Transaction(client, batch.topic, { statementTimeoutMs, maxTimeouts });
     let windowsWritten = 0;
-    const rows = dedupeWindows(batch.windows);
-    if (rows.length > 0) {
-      const r = await client.query(UPSERT_SQL, [
-        rows.map((w) => w.symbol),
-        rows.map((w) => ms(w.windowStart)),
-        rows.map((w) => ms(w.windowEnd)),
-        rows.map((w) => w.avg),
-        rows.map((w) => w.open),
-        rows.map((w) => w.high),
-        rows.map((w) => w.low),
-        rows.map((w) => w.close),
-        rows.map((w) => w.count),
-        rows.map((w) => w.isFinal),
-        rows.map((w) => w.partition),
-        rows.map((w) => w.lastOffset),
-        rows.map((w) => w.sum),
-        rows.map((w) => ms(w.firstEventTime)),
-        rows.map((w) => ms(w.lastEventTime)),
-      ]);
-      windowsWritten = r.rowCount ?? 0;
+    for (const slice of slicesOf(batch.windows, sliceSize)) {
+      windowsWritten += await tx.write(WINDOWS, slice);
     }
     let lateInserted = 0;
-    if (batch.late.length > 0) {
-      const l = batch.late;
-      const r = await client.query(LATE_SQL, [
-        topic,
-        l.map((t) => t.symbol),
-        l.map((t) => ms(t.eventTime)),
-        l.map((t) => t.price),
-        l.map((t) => t.partition),
-        l.map((t) => t.offset),
-        l.map((t) => ms(t.watermark)),
-      ]);
-      lateInserted = r.rowCount ?? 0;
+    const late = batch.late ?? [];
+    for (let i = 0; i < late.length; i += sliceSize) {
+      lateInserted += await tx.write(LATE, late.slice(i, i + sliceSize));
     }
     const sinkMs = Math.round(performance.now() - t0);
     if (batch.progress) {
-      const p = { ...batch.progress, durationsMs: { ...batch.progress.durationsMs, sinkMs } };
-      await client.query(PROGRESS_SQL, [p.runId, p.batchId, topic, JSON.stringify(p)]);
+      const p = batch.progress;
+      await tx.write(PROGRESS, [{ ...p, durationsMs: { ...p.durationsMs, sinkMs } }]);
     }
+    const rejections = await tx.recordRejections();
     await client.query("COMMIT");
-    return { windowsWritten, lateInserted, sinkMs };
+    return { windowsWritten, lateInserted, rejected: rejections.length, rejections, sinkMs };
   } catch (e) {
-    broken = true;
-    await client.query("ROLLBACK").catch(() => {});
-    throw e;
+    const err = sinkError(e, `writing a batch of topic ${batch.topic}`);
+    if (err instanceof SinkUnavailableError) broken = true;
+    else await client.query("ROLLBACK").catch(() => (broken = true));
+    throw err;
   } finally {
     client.off("error", onError);
     // A client that failed mid-transaction may be dead: drop it from the pool.
