@@ -212,7 +212,11 @@ export async function prepareCluster(
       prefix: "tickpipe-pg-",
       owner,
     });
-    await Deno.symlink(root, link); // fails if anything took the name meanwhile
+    // `ln -sT` (Deno.symlink needs unrestricted read/write): fails if the name was taken.
+    const ln = await run("ln", ["-sT", root, link]);
+    if (ln.code !== 0) {
+      throw new ServiceError(`Cannot link ${link} to ${root}: ${ln.stderr.trim()}`);
+    }
     logger.info(`the ${owner.name} user cannot enter .data: cluster placed in a private folder`, {
       dir: root,
       link,

@@ -1,6 +1,9 @@
 // The real Kafka broker (started by `deno task services`) works with kafkajs:
 // admin (create topic, end offsets), idempotent produce, consume in a group
-// with commits that a second consumer of the same group resumes from.
+// with commits that a second consumer of the same group resumes from. And the
+// broker is what we think it is: its version is read from the running broker
+// process itself (the jars it has open), and the API versions kafkajs
+// negotiates with it are asserted, so a broker that drops one fails loudly.
 import assert from "node:assert/strict";
 import { endOffsets, ensureTopic } from "../common/kafka.ts";
 import { config, testKafka, uniqueName } from "./_helpers/env.ts";
