@@ -49,6 +49,10 @@ const OPTIONS = {
   "backoff-max": { type: "string" },
 } as const;
 
+/** How long stopping may take before a later stop request cuts it: the aggregator's 40 s
+ * deadline plus 10 s. */
+const STOP_DEADLINE_MS = 50_000;
+
 /** Default check schedule: every minute. */
 export const DEFAULT_SCHEDULE = "* * * * *";
 
@@ -130,13 +134,45 @@ export async function main(args: string[]): Promise<number> {
     await admin.disconnect().catch(() => {});
   };
 
+  // One stop request, however many copies arrive (common/signals.ts). The sensor's flush is its
+  // aggregator's: it is asked to stop once (SIGTERM) and awaited; a later request cuts only after
+  // the aggregator's own deadline has passed too, and then kills it.
+  const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
+  let stopRequested = false;
+  const stopChild = () => {
+    const c = sensor.child();
+    if (c === null) return;
+    log.info("stopping running aggregator", { pid: c.pid });
+    c.kill("SIGTERM");
+  };
+  const watchStops = () => {
+    const w = watchStopSignals({
+      logger: log,
+      deadlineMs: STOP_DEADLINE_MS,
+      onCut: () => {
+        sensor.child()?.kill("SIGKILL");
+        Deno.exit(EXIT_CUT);
+      },
+    });
+    w.requested.then(() => {
+      stopRequested = true;
+    });
+    return w;
+  };
+
   if (values.once) {
+    // Without --wait the aggregator is detached and outlives the sensor: nothing to stop.
+    const stops = values.wait ? watchStops() : undefined;
     try {
       const { launched } = await sensor.check();
       if (launched === null || !values.wait) return 0;
+      // Stop the child on a request, including one that came during the check.
+      if (stopRequested) stopChild();
+      else stops?.requested.then(stopChild);
       const code = await sensor.settled();
       return code ?? 1;
     } finally {
+      stops?.dispose();
       await close();
     }
   }
@@ -166,12 +202,8 @@ export async function main(args: string[]): Promise<number> {
   const interval = everyMs === undefined
     ? undefined
     : setInterval(() => checkSerial().catch(() => {}), everyMs);
-  const { promise: signalled, resolve } = Promise.withResolvers<string>();
-  const onSignal = (sig: Deno.Signal) => () => resolve(sig);
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  const sig = await signalled;
-  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  const stops = watchStops();
+  const sig = await stops.requested;
   log.info("sensor stopping", { signal: sig });
   if (interval !== undefined) clearInterval(interval);
   stop.abort();
@@ -179,12 +211,11 @@ export async function main(args: string[]): Promise<number> {
   // A check already running may still launch an aggregator: wait for it, so that child is
   // stopped too instead of outliving the sensor.
   await chain;
-  const c = sensor.child();
-  if (c !== null) {
-    log.info("stopping running aggregator", { pid: c.pid });
-    c.kill("SIGTERM");
+  if (sensor.child() !== null) {
+    stopChild();
     await sensor.settled();
   }
+  stops.dispose();
   await close();
   return 0;
 }

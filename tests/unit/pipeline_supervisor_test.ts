@@ -1,12 +1,8 @@
 // The supervisor with real child processes (a stand-in executable instead of deno), and the pure
 // parts of start, status and the demo dashboard.
 import assert from "node:assert/strict";
-import {
-  childArgs,
-  nextFailures,
-  Supervisor,
-  type SupervisorEvent,
-} from "../../pipeline/supervisor.ts";
+import { nextFailures, Supervisor, type SupervisorEvent } from "../../pipeline/supervisor.ts";
+import { denoRunArgs } from "../../common/child.ts";
 import { pipelineChildren, validateStartOptions } from "../../pipeline/start_main.ts";
 import { ConfigError, loadBaseConfig } from "../../common/config.ts";
 import { createLogger } from "../../common/log.ts";
@@ -52,16 +48,34 @@ Deno.test("supervisor: a crashing child is restarted with backoff, its output pr
     policy: { initialMs: 20, maxMs: 100, healthyAfterMs: 60_000 },
     write: (l) => lines.push(l),
     onEvent: (e) => events.push(e),
+    format: "text",
   });
   sup.add({ name: "crashy", command: "crash", args: ["x"] });
-  await until("three starts", () => sup.children[0].starts >= 3);
+  // Wait for the exits themselves, not for the starts: a run still going when stop() is called
+  // is ended by stop's SIGTERM (exit 143), which is not the crash under test.
+  const exits = () => events.filter((e) => e.kind === "exited");
+  await until("three crashes", () => exits().length >= 3);
+  // stop() marks the supervisor as stopping synchronously: no exit is counted after this line.
+  const crashes = exits();
   await sup.stop();
   const c = sup.children[0];
-  assert.ok(c.failures >= 2, `failures ${c.failures}`);
-  assert.equal(c.lastExit, 1);
+  assert.deepEqual(
+    crashes.map((e) => e.kind === "exited" && e.code),
+    crashes.map(() => 1),
+    "every run crashed with its own exit code",
+  );
+  assert.equal(c.failures, crashes.length, "each crash is one more consecutive failure");
+  assert.ok(c.starts >= crashes.length, `restarted: ${c.starts} starts`);
   assert.ok(lines.includes("[crashy] boom x"), lines.join("\n"));
   const kinds = events.filter((e) => e.child === "crashy").map((e) => e.kind);
-  assert.deepEqual(kinds.slice(0, 4), ["started", "exited", "started", "exited"]);
+  assert.deepEqual(kinds.slice(0, 6), [
+    "started",
+    "exited",
+    "started",
+    "exited",
+    "started",
+    "exited",
+  ]);
   await Deno.remove(deno.slice(0, deno.lastIndexOf("/")), { recursive: true });
 });
 
@@ -76,6 +90,7 @@ Deno.test("supervisor: a child rejecting its flags (exit 2) is not restarted", a
     write: () => {},
     writeErr: (l) => errs.push(l),
     onEvent: (e) => events.push(e),
+    format: "text",
   });
   sup.add({ name: "u", command: "usage", args: [] });
   await sup.wait();
@@ -89,7 +104,13 @@ Deno.test("supervisor: a child rejecting its flags (exit 2) is not restarted", a
 Deno.test("supervisor: stop sends SIGTERM, then SIGKILL after the grace period", async () => {
   const deno = await fakeDeno();
   const lines: string[] = [];
-  const sup = new Supervisor({ logger: quiet, deno, graceMs: 300, write: (l) => lines.push(l) });
+  const sup = new Supervisor({
+    logger: quiet,
+    deno,
+    graceMs: 300,
+    write: (l) => lines.push(l),
+    format: "text",
+  });
   sup.add({ name: "good", command: "good", args: [] });
   sup.add({ name: "stubborn", command: "stubborn", args: [] });
   await until("both ready", () => lines.filter((l) => l.endsWith(" ready")).length === 2);
@@ -109,7 +130,7 @@ Deno.test("supervisor: stop sends SIGTERM, then SIGKILL after the grace period",
 
 Deno.test("supervisor: children run main.ts under their permission set with explicit paths", () => {
   assert.deepEqual(
-    childArgs({ name: "i", command: "ingest", args: ["--topic", "t"] }, {
+    denoRunArgs("ingest", ["--topic", "t"], {
       configPath: "/p/deno.json",
       mainPath: "/p/main.ts",
     }),

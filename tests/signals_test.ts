@@ -1,0 +1,335 @@
+// Stop signals the way supervisors send them, against the REAL Kafka broker (and PostgreSQL for
+// `start`): `kill -TERM -- -PGID` on `deno task ingest` / `deno task start` delivers SIGTERM to
+// `deno task` and to its child, and `deno task` forwards its own copy; the supervisor then sends
+// the group a second SIGTERM. One stop request: everything ingest received reaches the topic or
+// the DLQ, the --record file has every frame too, and nothing exits "without flushing".
+// Both tests run the simulator on 127.0.0.1:8765, the only feed port the ingest permission set
+// allows (`deno task` cannot add flags), so they wait for the port to be free.
+import assert from "node:assert/strict";
+import { parseFrame } from "../ingest/frame.ts";
+import { type SentFrame, type Simulator, startSimulator } from "../ingest/simulator.ts";
+import { openKv } from "../common/kv.ts";
+import { readLaunches } from "../sensor/mod.ts";
+import { tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
+import { cleanupRows } from "./_helpers/aggregate_stream.ts";
+import {
+  descendants,
+  missingFrom,
+  type Proc,
+  randomPrefix,
+  readTopic,
+  stillRunning,
+  tickId,
+  waitFor,
+} from "./_helpers/e2e_pipeline.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+const PORT = 8765;
+const SOURCE = `ws://127.0.0.1:${PORT}/?version=2`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts the simulator on port 8765, waiting up to 3 minutes while another test holds it. */
+async function simulatorOn8765(options: Parameters<typeof startSimulator>[0]): Promise<Simulator> {
+  const end = Date.now() + 180_000;
+  for (;;) {
+    try {
+      return await startSimulator({ ...options, port: PORT });
+    } catch (e) {
+      if (Date.now() > end) {
+        throw new Error(`Port ${PORT} stayed busy for 3 minutes: ${(e as Error).message}`);
+      }
+      console.log(`port ${PORT} busy (another test?): waiting`);
+      await sleep(2_000);
+    }
+  }
+}
+
+/** Live processes whose process group is `pgid`, from /proc. */
+function groupMembers(pgid: number): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (f[0] !== "Z" && Number(f[2]) === pgid) out.push(Number(e.name));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** `kill -TERM -- -pgid`, as a supervisor does; false when the group is already gone. */
+function groupKill(pgid: number): boolean {
+  try {
+    Deno.kill(-pgid, "SIGTERM");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Spawns `deno task <args>` as the leader of its own process group, collecting its output. */
+function denoTask(args: string[]) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", ...args],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    detached: true, // setsid: its own session and process group, pgid = pid
+  }).spawn();
+  let output = "";
+  const dec = new TextDecoder();
+  const pump = (s: ReadableStream<Uint8Array>) =>
+    s.pipeTo(
+      new WritableStream({
+        write(chunk) {
+          output += dec.decode(chunk, { stream: true });
+        },
+      }),
+    ).catch(() => {});
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  return {
+    child,
+    output: () => output,
+    done: async () => {
+      const status = await child.status;
+      await pumps;
+      return status;
+    },
+  };
+}
+
+/** Group SIGTERM, then the supervisor's second one `gapMs` later; resolves to the exit status. */
+async function groupKillTwice(task: ReturnType<typeof denoTask>, gapMs: number) {
+  const pgid = task.child.pid;
+  assert.ok(groupMembers(pgid).length >= 2, "deno task and its child share the group");
+  assert.ok(groupKill(pgid));
+  await sleep(gapMs);
+  const second = groupKill(pgid);
+  const status = await task.done();
+  return { status, second };
+}
+
+const NO_FLUSH_CUT = /without flushing|without finishing the flush/;
+
+Deno.test({
+  name:
+    "signals: group SIGTERM twice to `deno task ingest --record`: every frame in topic/DLQ and record",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const topic = uniqueName("t-sig-ingest");
+    const record = `.data/test/${topic}.rec`;
+    const spoolDir = `.data/test/spool-${topic}`;
+    const sim = await simulatorOn8765({ rate: 500, malformedFraction: 0.05, heartbeatMs: 0 });
+    const task = denoTask([
+      "ingest",
+      "--source",
+      SOURCE,
+      "--symbols",
+      "AAPL,MSFT,BTC-USD",
+      "--topic",
+      topic,
+      "--record",
+      record,
+      "--spool-dir",
+      spoolDir,
+      "--progress-every",
+      "300ms",
+    ]);
+    try {
+      await waitFor(
+        "ingest to receive 300 frames",
+        () => /frames=[3-9]\d{2,}|frames=\d{4,}/.test(task.output()),
+        {
+          timeoutMs: 60_000,
+          everyMs: 50,
+        },
+      );
+      // Mid-stream (the simulator keeps sending): the group kill, then the supervisor's second
+      // while ingest flushes.
+      const { status, second } = await groupKillTwice(task, 50);
+      const out = task.output();
+      assert.equal(status.code, 0, out.slice(-3000));
+      assert.doesNotMatch(out, NO_FLUSH_CUT);
+      // (How many copies arrive varies: the kernel merges a pending SIGTERM with a new one.)
+      assert.deepEqual(groupMembers(task.child.pid), [], "the whole group exited");
+      const stopped = /ingest stopped \(SIGTERM\): frames=(\d+)/.exec(out);
+      assert.ok(stopped, out.slice(-3000));
+      const frames = (await Deno.readTextFile(record)).split("\n").filter((l) => l !== "");
+      assert.equal(frames.length, Number(stopped[1]), "the record holds every frame received");
+
+      // Every frame received is in the topic (valid) or the DLQ (rejected), exactly once.
+      const now = Date.now();
+      const wantTicks: string[] = [];
+      const wantDlq: string[] = [];
+      for (const f of frames) {
+        const r = parseFrame(f, { nowMs: now });
+        if (r.ok === true) wantTicks.push(JSON.stringify(r.tick));
+        else if (r.ok === false) wantDlq.push(f);
+      }
+      const ticks = (await readTopic(kafka, topic)).flat();
+      const dlq = (await readTopic(kafka, `${topic}.dlq`)).flat();
+      assert.ok(wantTicks.length > 250, `ticks received: ${wantTicks.length}`);
+      assert.deepEqual(missingFrom(wantTicks, ticks.map((m) => m.value)), [], "no tick lost");
+      assert.equal(ticks.length, wantTicks.length, "and none extra");
+      assert.deepEqual(
+        dlq.map((m) => m.value).sort(),
+        wantDlq.sort(),
+        "every rejected frame is a dead letter, once",
+      );
+      console.log(
+        `ingest: frames=${frames.length} ticks=${ticks.length} dlq=${dlq.length}, second group ` +
+          `kill ${second ? "delivered" : "found the group gone"}, repeated signals coalesced=${
+            out.match(/Repeated stop signal/g)?.length ?? 0
+          }`,
+      );
+    } finally {
+      for (const pid of groupMembers(task.child.pid)) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await task.done().catch(() => {});
+      await sim.close();
+      const admin = kafka.admin();
+      await admin.connect();
+      await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
+      await admin.disconnect();
+      await Deno.remove(record).catch(() => {});
+      await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "signals: group SIGTERM twice to `deno task start`: exit 0, clean children, no frame lost",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const pool = testPool();
+    const topic = uniqueName("t-sig-start");
+    const kvPath = await tempKvPath("sig-start");
+    const prefix = randomPrefix();
+    const symbols = [`${prefix}A`, `${prefix}B`, `${prefix}C-USD`];
+    await cleanupRows(pool, prefix, topic);
+    const sim = await simulatorOn8765({
+      rate: 200,
+      seed: 12,
+      malformedFraction: 0.02,
+      outOfOrderFraction: 0.05,
+      heartbeatMs: 0,
+    });
+    const task = denoTask([
+      "start",
+      "--topic",
+      topic,
+      "--kv",
+      kvPath,
+      "--source",
+      SOURCE,
+      "--symbols",
+      symbols.join(","),
+      "--every",
+      "1s",
+      "--trigger",
+      "1s",
+      "--idle-timeout",
+      "2m",
+    ]);
+    const seen = new Map<number, Proc>();
+    const watch = setInterval(() => {
+      for (const p of descendants(task.child.pid)) seen.set(p.pid, p);
+    }, 200);
+    let exited = false;
+    try {
+      await waitFor(
+        "the aggregator launched by start's sensor",
+        () => descendants(task.child.pid).some((p) => /main\.ts aggregate /.test(p.cmdline)),
+        {
+          timeoutMs: 90_000,
+        },
+      );
+      await waitFor("ticks flowing", () => sim.sent().length > 300, { timeoutMs: 30_000 });
+      const { status, second } = await groupKillTwice(task, 50);
+      exited = true;
+      clearInterval(watch);
+      const out = task.output();
+      assert.equal(status.code, 0, out.slice(-4000));
+      assert.doesNotMatch(out, NO_FLUSH_CUT);
+      assert.deepEqual(
+        [...seen.values()].filter(stillRunning),
+        [],
+        "no process of start's tree outlives it",
+      );
+      // The children exit cleanly: ingest and the sensor 0, the sensor's aggregator 0.
+      const exits = /\[start\] stopped exits=(\{[^}]*\})/.exec(out);
+      assert.ok(exits, out.slice(-4000));
+      assert.deepEqual(JSON.parse(exits[1]), { ingest: 0, sensor: 0 });
+      assert.match(out, /aggregator stopped reason=stopped/);
+      const kv = await openKv(kvPath);
+      const launches = await readLaunches(kv, topic).finally(() => kv.close());
+      assert.ok(launches.length >= 1);
+      assert.equal(launches.at(-1)?.exitCode, 0, JSON.stringify(launches));
+
+      // Every frame ingest received reaches Kafka: ingest received the first N frames the
+      // simulator sent on its connection (one connection, in order).
+      const stopped = /ingest stopped \(SIGTERM\): frames=(\d+)/.exec(out);
+      assert.ok(stopped, out.slice(-4000));
+      const ours = new Set(symbols);
+      const sent = sim.sent();
+      const conns = new Set(sent.filter((s) => ours.has(s.symbol ?? "")).map((s) => s.conn));
+      assert.equal(conns.size, 1, `ingest used one connection: ${[...conns]}`);
+      const [conn] = conns;
+      const received: SentFrame[] = sent.filter((s) => s.conn === conn).slice(
+        0,
+        Number(stopped[1]),
+      );
+      assert.equal(received.length, Number(stopped[1]), "the simulator sent what ingest counted");
+      const valid = received.filter((s) => s.expect === "ok").map((s) =>
+        tickId({ symbol: s.symbol, time: s.time!, price: s.price! })
+      );
+      const rejected = received.filter((s) => s.expect !== "ok" && s.expect !== "ignored");
+      const inKafka = (await readTopic(kafka, topic)).flat().map((r) =>
+        tickId(JSON.parse(r.value))
+      );
+      assert.ok(valid.length > 300, `ticks received: ${valid.length}`);
+      assert.deepEqual(missingFrom(valid, inKafka), [], "every tick ingest received is in Kafka");
+      assert.equal(inKafka.length, valid.length, "and nothing else");
+      const dlq = (await readTopic(kafka, `${topic}.dlq`)).flat();
+      assert.equal(dlq.length, rejected.length, "every rejected frame is a dead letter");
+      console.log(
+        `start: frames=${received.length} ticks=${inKafka.length} dlq=${dlq.length} ` +
+          `aggregator runs=${launches.length}, processes seen=${seen.size}, second group kill ` +
+          `${second ? "delivered" : "found the group gone"}, repeated signals coalesced=${
+            out.match(/\[start\] Repeated stop signal/g)?.length ?? 0
+          }`,
+      );
+    } finally {
+      clearInterval(watch);
+      if (!exited) {
+        for (const p of [...seen.values(), ...descendants(task.child.pid)]) {
+          try {
+            Deno.kill(p.pid, "SIGKILL");
+          } catch { /* gone */ }
+        }
+        try {
+          Deno.kill(-task.child.pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await task.done().catch(() => {});
+      await sim.close();
+      const admin = kafka.admin();
+      await admin.connect();
+      await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
+      await admin.disconnect();
+      await cleanupRows(pool, prefix, topic);
+      await pool.end();
+      for (const f of [kvPath, `${kvPath}-shm`, `${kvPath}-wal`]) {
+        await Deno.remove(f).catch(() => {});
+      }
+      await Deno.remove(`.data/spool/${topic}`, { recursive: true }).catch(() => {});
+    }
+  },
+});
