@@ -29,7 +29,9 @@ export interface DenoRunOptions {
 
 /**
  * The argv after the deno executable that runs `main.ts <command> ...args`:
- * `run --no-prompt -P=<set> --config <deno.json> <main.ts> <command> ...args`.
+ * `run --quiet --no-prompt -P=<set> --config <deno.json> <main.ts> <command> ...args`
+ * (`--quiet`: no Deno diagnostics such as the "Permissions in the config file" warning among the
+ * child's lines; its errors are still printed).
  */
 export function denoRunArgs(
   command: string,
@@ -43,6 +45,7 @@ export function denoRunArgs(
   const perm = options.allowAll ? ["-A"] : set === null ? [] : [`-P=${set}`];
   return [
     "run",
+    "--quiet",
     "--no-prompt",
     ...perm,
     ...(options.denoFlags ?? []),

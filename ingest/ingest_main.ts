@@ -112,6 +112,10 @@ export async function main(args: string[]): Promise<number> {
   });
 
   const log = createLogger("ingest");
+  // One stop request, however many copies arrive (a group kill plus deno task's forwarded copy):
+  // it always flushes; a later request cuts only a flush past its deadline (Kafka wait + spool).
+  // Listening from the start: a request during startup stops right after it.
+  const stops = watchStopSignals({ logger: log, deadlineMs: flushTimeoutMs + SPOOL_GRACE_MS });
   const { startIngest } = await import("./ingest.ts");
   const ingest = await startIngest({
     brokers: base.brokers,
@@ -131,11 +135,6 @@ export async function main(args: string[]): Promise<number> {
     logger: log,
   });
 
-  // Installed before any frame can be handled (no await since startIngest returned). Until then
-  // a signal stops the process by default: nothing has been received yet.
-  // One stop request, however many copies arrive (a group kill plus deno task's forwarded copy):
-  // it always flushes; a later request cuts only a flush past its deadline (Kafka wait + spool).
-  const stops = watchStopSignals({ logger: log, deadlineMs: flushTimeoutMs + SPOOL_GRACE_MS });
   const timer = durationMs === undefined
     ? undefined
     : setTimeout(() => stops.begin("duration"), durationMs);

@@ -90,6 +90,30 @@ export async function main(args: string[]): Promise<number> {
     : parseDuration(values.every, "--every", { fallbackMs: 0 });
 
   const log = createLogger("sensor");
+  // One stop request, however many copies arrive (common/signals.ts), listened for from the
+  // start. The sensor's flush is its aggregator's: it is asked to stop once (SIGTERM) and
+  // awaited; a later request cuts only after the aggregator's own deadline has passed too, and
+  // then kills it.
+  const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
+  let runningChild: () => import("./launcher.ts").RunningChild | null = () => null;
+  let stopRequested = false;
+  const stops = watchStopSignals({
+    logger: log,
+    deadlineMs: STOP_DEADLINE_MS,
+    onCut: () => {
+      runningChild()?.kill("SIGKILL");
+      Deno.exit(EXIT_CUT);
+    },
+  });
+  stops.requested.then(() => {
+    stopRequested = true;
+  });
+  const stopChild = () => {
+    const c = runningChild();
+    if (c === null) return;
+    log.info("stopping running aggregator", { pid: c.pid });
+    c.kill("SIGTERM");
+  };
   const { createKafka, connectAdmin } = await import("../common/kafka.ts");
   const { openKv } = await import("../common/kv.ts");
   const { buildAggregateCommand, projectPaths, spawnAggregator } = await import("./launcher.ts");
@@ -129,50 +153,24 @@ export async function main(args: string[]): Promise<number> {
     identity: `${hostname}:${Deno.pid}`,
   });
 
+  runningChild = () => sensor.child();
   const close = async () => {
+    stops.dispose();
     kv.close();
     await admin.disconnect().catch(() => {});
   };
 
-  // One stop request, however many copies arrive (common/signals.ts). The sensor's flush is its
-  // aggregator's: it is asked to stop once (SIGTERM) and awaited; a later request cuts only after
-  // the aggregator's own deadline has passed too, and then kills it.
-  const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
-  let stopRequested = false;
-  const stopChild = () => {
-    const c = sensor.child();
-    if (c === null) return;
-    log.info("stopping running aggregator", { pid: c.pid });
-    c.kill("SIGTERM");
-  };
-  const watchStops = () => {
-    const w = watchStopSignals({
-      logger: log,
-      deadlineMs: STOP_DEADLINE_MS,
-      onCut: () => {
-        sensor.child()?.kill("SIGKILL");
-        Deno.exit(EXIT_CUT);
-      },
-    });
-    w.requested.then(() => {
-      stopRequested = true;
-    });
-    return w;
-  };
-
   if (values.once) {
-    // Without --wait the aggregator is detached and outlives the sensor: nothing to stop.
-    const stops = values.wait ? watchStops() : undefined;
     try {
+      if (stopRequested) return 0; // stopped before the check: launch nothing
       const { launched } = await sensor.check();
+      // Without --wait the aggregator is detached and outlives the sensor: nothing to stop.
       if (launched === null || !values.wait) return 0;
       // Stop the child on a request, including one that came during the check.
-      if (stopRequested) stopChild();
-      else stops?.requested.then(stopChild);
+      stops.requested.then(stopChild);
       const code = await sensor.settled();
       return code ?? 1;
     } finally {
-      stops?.dispose();
       await close();
     }
   }
@@ -198,11 +196,10 @@ export async function main(args: string[]): Promise<number> {
   }, async () => {
     await checkSerial();
   });
-  checkSerial().catch(() => {}); // one check right away, not only at the next tick
+  if (!stopRequested) checkSerial().catch(() => {}); // one check now, not only at the next tick
   const interval = everyMs === undefined
     ? undefined
     : setInterval(() => checkSerial().catch(() => {}), everyMs);
-  const stops = watchStops();
   const sig = await stops.requested;
   log.info("sensor stopping", { signal: sig });
   if (interval !== undefined) clearInterval(interval);
@@ -215,7 +212,6 @@ export async function main(args: string[]): Promise<number> {
     stopChild();
     await sensor.settled();
   }
-  stops.dispose();
   await close();
   return 0;
 }

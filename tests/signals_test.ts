@@ -8,8 +8,10 @@
 import assert from "node:assert/strict";
 import { parseFrame } from "../ingest/frame.ts";
 import { type SentFrame, type Simulator, startSimulator } from "../ingest/simulator.ts";
+import { pumpLines } from "../common/child.ts";
 import { openKv } from "../common/kv.ts";
 import { readLaunches } from "../sensor/mod.ts";
+import { readProgress } from "../aggregate/mod.ts";
 import { tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
 import { cleanupRows } from "./_helpers/aggregate_stream.ts";
 import {
@@ -69,29 +71,24 @@ function groupKill(pgid: number): boolean {
 }
 
 /** Spawns `deno task <args>` as the leader of its own process group, collecting its output. */
-function denoTask(args: string[]) {
+function denoTask(args: string[], env: Record<string, string> = {}) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", ...args],
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
     detached: true, // setsid: its own session and process group, pgid = pid
   }).spawn();
-  let output = "";
-  const dec = new TextDecoder();
-  const pump = (s: ReadableStream<Uint8Array>) =>
-    s.pipeTo(
-      new WritableStream({
-        write(chunk) {
-          output += dec.decode(chunk, { stream: true });
-        },
-      }),
-    ).catch(() => {});
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const lines = { stdout: [] as string[], stderr: [] as string[] };
+  const pumps = Promise.all([
+    pumpLines(child.stdout, (l) => lines.stdout.push(l)),
+    pumpLines(child.stderr, (l) => lines.stderr.push(l)),
+  ]);
   return {
     child,
-    output: () => output,
+    lines,
+    output: () => [...lines.stdout, ...lines.stderr].join("\n"),
     done: async () => {
       const status = await child.status;
       await pumps;
@@ -204,7 +201,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "signals: group SIGTERM twice to `deno task start`: exit 0, clean children, no frame lost",
+  name:
+    "signals: group SIGTERM twice to `deno task start` (LOG_FORMAT=json): exit 0, clean children, no frame lost, JSON lines only",
   ...opts,
   async fn() {
     const kafka = testKafka();
@@ -237,7 +235,7 @@ Deno.test({
       "1s",
       "--idle-timeout",
       "2m",
-    ]);
+    ], { LOG_FORMAT: "json" });
     const seen = new Map<number, Proc>();
     const watch = setInterval(() => {
       for (const p of descendants(task.child.pid)) seen.set(p.pid, p);
@@ -251,23 +249,56 @@ Deno.test({
           timeoutMs: 90_000,
         },
       );
+      // The aggregator is up (it wrote a progress record), so it is stopped, not cut short at
+      // birth: a signal before a process runs its first line of JavaScript ends it the default
+      // way (it has nothing to flush yet).
+      const kvWatch = await openKv(kvPath);
+      try {
+        await waitFor("a progress record", () => readProgress(kvWatch, topic), {
+          timeoutMs: 60_000,
+        });
+      } finally {
+        kvWatch.close();
+      }
       await waitFor("ticks flowing", () => sim.sent().length > 300, { timeoutMs: 30_000 });
       const { status, second } = await groupKillTwice(task, 50);
       exited = true;
       clearInterval(watch);
       const out = task.output();
       assert.equal(status.code, 0, out.slice(-4000));
-      assert.doesNotMatch(out, NO_FLUSH_CUT);
+      // LOG_FORMAT=json holds under start: every line is one JSON object (deno task's own
+      // "Task start ..." announcement aside), children's lines carry their name in `child`.
+      const recs: Record<string, unknown>[] = [];
+      for (const line of [...task.lines.stdout, ...task.lines.stderr]) {
+        if (line.startsWith("Task start ")) continue;
+        let rec;
+        try {
+          rec = JSON.parse(line);
+        } catch {
+          assert.fail(`Not a JSON line under LOG_FORMAT=json: ${line}`);
+        }
+        assert.ok(rec !== null && typeof rec === "object" && !Array.isArray(rec), line);
+        recs.push(rec);
+      }
+      const msg = (r: Record<string, unknown>) => String(r.msg ?? "");
+      assert.deepEqual(recs.filter((r) => NO_FLUSH_CUT.test(msg(r))), []);
       assert.deepEqual(
         [...seen.values()].filter(stillRunning),
         [],
         "no process of start's tree outlives it",
       );
       // The children exit cleanly: ingest and the sensor 0, the sensor's aggregator 0.
-      const exits = /\[start\] stopped exits=(\{[^}]*\})/.exec(out);
-      assert.ok(exits, out.slice(-4000));
-      assert.deepEqual(JSON.parse(exits[1]), { ingest: 0, sensor: 0 });
-      assert.match(out, /aggregator stopped reason=stopped/);
+      const stoppedRec = recs.find((r) => r.component === "start" && r.msg === "stopped");
+      assert.ok(stoppedRec, out.slice(-4000));
+      assert.deepEqual(stoppedRec.exits, { ingest: 0, sensor: 0 });
+      assert.ok(
+        recs.some((r) =>
+          r.msg === "aggregator stopped" && r.reason === "stopped" && r.child === "sensor/aggregate"
+        ),
+        `the aggregator (relayed by the sensor, then by start) stopped on request: ${
+          JSON.stringify(recs.filter((r) => String(r.child).includes("sensor")).slice(-8))
+        }`,
+      );
       const kv = await openKv(kvPath);
       const launches = await readLaunches(kv, topic).finally(() => kv.close());
       assert.ok(launches.length >= 1);
@@ -275,7 +306,10 @@ Deno.test({
 
       // Every frame ingest received reaches Kafka: ingest received the first N frames the
       // simulator sent on its connection (one connection, in order).
-      const stopped = /ingest stopped \(SIGTERM\): frames=(\d+)/.exec(out);
+      const ingestStopped = recs.find((r) =>
+        r.child === "ingest" && /^ingest stopped \(SIGTERM\)/.test(msg(r))
+      );
+      const stopped = /frames=(\d+)/.exec(ingestStopped ? msg(ingestStopped) : "");
       assert.ok(stopped, out.slice(-4000));
       const ours = new Set(symbols);
       const sent = sim.sent();
@@ -303,7 +337,7 @@ Deno.test({
         `start: frames=${received.length} ticks=${inKafka.length} dlq=${dlq.length} ` +
           `aggregator runs=${launches.length}, processes seen=${seen.size}, second group kill ` +
           `${second ? "delivered" : "found the group gone"}, repeated signals coalesced=${
-            out.match(/\[start\] Repeated stop signal/g)?.length ?? 0
+            recs.filter((r) => r.component === "start" && /Repeated stop/.test(msg(r))).length
           }`,
       );
     } finally {

@@ -21,10 +21,11 @@ function streamOf(chunks: (string | Uint8Array)[]): ReadableStream<Uint8Array> {
   });
 }
 
-Deno.test("child: denoRunArgs builds `run --no-prompt -P=<set> --config <deno.json> <main.ts> <command> ...`", () => {
+Deno.test("child: denoRunArgs builds `run --quiet --no-prompt -P=<set> --config <deno.json> <main.ts> <command> ...`", () => {
   const paths = { configPath: "/p/deno.json", mainPath: "/p/main.ts" };
   assert.deepEqual(denoRunArgs("ingest", ["--topic", "t"], paths), [
     "run",
+    "--quiet",
     "--no-prompt",
     "-P=ingest",
     "--config",
@@ -35,18 +36,18 @@ Deno.test("child: denoRunArgs builds `run --no-prompt -P=<set> --config <deno.js
     "t",
   ]);
   assert.deepEqual(
-    denoRunArgs("sensor", [], { ...paths, permissionSet: "start" }).slice(0, 3),
-    ["run", "--no-prompt", "-P=start"],
+    denoRunArgs("sensor", [], { ...paths, permissionSet: "start" }).slice(0, 4),
+    ["run", "--quiet", "--no-prompt", "-P=start"],
   );
   assert.deepEqual(
-    denoRunArgs("x", [], { ...paths, permissionSet: null }).slice(0, 3),
-    ["run", "--no-prompt", "--config"],
+    denoRunArgs("x", [], { ...paths, permissionSet: null }).slice(0, 4),
+    ["run", "--quiet", "--no-prompt", "--config"],
     "no permission flag",
   );
   assert.deepEqual(
     denoRunArgs("ingest", ["-h"], { ...paths, allowAll: true, denoFlags: ["--allow-net=a:1"] }),
-    ["run", "--no-prompt", "-A", "--allow-net=a:1", "--config", "/p/deno.json", "/p/main.ts"]
-      .concat(["ingest", "-h"]),
+    ["run", "--quiet", "--no-prompt", "-A", "--allow-net=a:1", "--config", "/p/deno.json"]
+      .concat(["/p/main.ts", "ingest", "-h"]),
   );
   const files = projectFiles();
   const d = denoRunArgs("status", []);

@@ -9,10 +9,10 @@ import { createLogger } from "../../common/log.ts";
 import { fmtAge, partitionLag, type PipelineStatus } from "../../pipeline/status.ts";
 import { clip, fmtInt, renderDashboard, renderSummaryLine } from "../../pipeline/dashboard.ts";
 
-// Stand-in for deno: argv is `run --no-prompt -P=<set> --config <cfg> <main> <command> ...`.
+// Stand-in for deno: argv is `run --quiet --no-prompt -P=<set> --config <cfg> <main> <command> ...`.
 const FAKE = `#!/bin/sh
-case "$7" in
-  crash) echo "boom $8"; exit 1 ;;
+case "$8" in
+  crash) echo "boom $9"; exit 1 ;;
   usage) echo "bad flag" >&2; exit 2 ;;
   good) trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.05; done ;;
   stubborn) trap '' TERM; echo ready; while :; do sleep 0.05; done ;;
@@ -134,8 +134,8 @@ Deno.test("supervisor: children run main.ts under their permission set with expl
       configPath: "/p/deno.json",
       mainPath: "/p/main.ts",
     }),
-    ["run", "--no-prompt", "-P=ingest", "--config", "/p/deno.json", "/p/main.ts", "ingest"]
-      .concat(["--topic", "t"]),
+    ["run", "--quiet", "--no-prompt", "-P=ingest", "--config", "/p/deno.json", "/p/main.ts"]
+      .concat(["ingest", "--topic", "t"]),
   );
   const policy = { initialMs: 1, maxMs: 1, healthyAfterMs: 1000 };
   assert.equal(nextFailures(3, 10, policy), 4, "a short run is one more failure");
