@@ -59,6 +59,7 @@ const URL_START = /\b([a-z][a-z0-9+.-]*:\/\/)(\S*)/gi;
 const QUERY_PARAM = /([?&])([^=&#\s]+)=([^&#\s]*)/g;
 
 const literalSecrets = new Set<string>();
+let secretsLongestFirst: string[] = [];
 let envSecretsLoaded = false;
 
 /**
@@ -71,6 +72,7 @@ export function addSecret(value: string): void {
   for (const form of [value, encodeURIComponent(value), JSON.stringify(value).slice(1, -1)]) {
     if (form.length >= MIN_SECRET_LENGTH) literalSecrets.add(form);
   }
+  secretsLongestFirst = [...literalSecrets].sort((a, b) => b.length - a.length);
 }
 
 /** Registers PGPASSWORD's value as a secret, once, when this process may read it. */
@@ -123,10 +125,7 @@ export function redact(text: string): string {
       (m, sep: string, name: string, value: string) =>
         SECRET_PARAM.test(decodeParam(name)) && value !== "" ? `${sep}${name}=***` : m,
     );
-  if (literalSecrets.size > 0) {
-    const byLength = [...literalSecrets].sort((a, b) => b.length - a.length);
-    for (const secret of byLength) out = out.split(secret).join("***");
-  }
+  for (const secret of secretsLongestFirst) out = out.split(secret).join("***");
   return out;
 }
 

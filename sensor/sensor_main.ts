@@ -32,7 +32,12 @@ Flags:
   --backoff-max DUR      longest pause after repeated failures (default 30m)
   -h, --help             show this help
 
-Exit codes: 0 ok (with --once --wait: the aggregator's exit code), 1 error, 2 bad flags.
+SIGINT/SIGTERM stop the checks and the running aggregator (one SIGTERM; it checkpoints and
+releases its lease), then exit 0. Copies of the signal within 3 s are one request; a later
+request cuts the stop (SIGKILL to the aggregator, exit 130) only after 50 s.
+
+Exit codes: 0 ok (with --once --wait: the aggregator's exit code), 1 error, 2 bad flags,
+130 stop cut short by a later stop request.
 
 ${BASE_USAGE}`;
 

@@ -11,9 +11,10 @@ import { type SentFrame, type Simulator, startSimulator } from "../ingest/simula
 import { pumpLines } from "../common/child.ts";
 import { openKv } from "../common/kv.ts";
 import { readLaunches } from "../sensor/mod.ts";
-import { readProgress } from "../aggregate/mod.ts";
+import { readLease, readProgress } from "../aggregate/mod.ts";
+import { ensureTopic } from "../common/kafka.ts";
 import { tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
-import { cleanupRows } from "./_helpers/aggregate_stream.ts";
+import { cleanupRows, generateStream, produceStream } from "./_helpers/aggregate_stream.ts";
 import {
   descendants,
   missingFrom,
@@ -367,3 +368,113 @@ Deno.test({
     }
   },
 });
+
+/** A topic holding `perPartition` ticks per partition for a test's own symbols. */
+async function topicWithTicks(topic: string, prefix: string, perPartition: number) {
+  const kafka = testKafka();
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopic(admin, topic, { partitions: 2 });
+  await admin.disconnect();
+  const stream = generateStream({
+    seed: 3,
+    prefix,
+    perPartition,
+    partitions: 2,
+    watermarkDelayMs: 60_000,
+    windowMs: 60_000,
+  });
+  await produceStream(kafka, topic, stream, { from: 0, to: perPartition });
+  return kafka;
+}
+
+async function dropTopic(topic: string): Promise<void> {
+  const admin = testKafka().admin();
+  await admin.connect();
+  const existing = new Set(await admin.listTopics());
+  const topics = [topic, `${topic}.dlq`].filter((t) => existing.has(t));
+  if (topics.length > 0) await admin.deleteTopics({ topics }).catch(() => {});
+  await admin.disconnect();
+}
+
+/** Waits until the aggregator of `topic` wrote a progress record (it is up, not starting). */
+async function aggregatorUp(kvPath: string, topic: string): Promise<void> {
+  const kv = await openKv(kvPath);
+  try {
+    await waitFor("a progress record", () => readProgress(kv, topic), { timeoutMs: 90_000 });
+  } finally {
+    kv.close();
+  }
+}
+
+for (const command of ["aggregate", "sensor"] as const) {
+  Deno.test({
+    name:
+      `signals: group SIGTERM twice to \`deno task ${command}\`: the aggregator checkpoints and exits 0`,
+    ...opts,
+    async fn() {
+      const pool = testPool();
+      const topic = uniqueName(`t-sig-${command}`);
+      const kvPath = await tempKvPath(`sig-${command}`);
+      const prefix = randomPrefix();
+      await topicWithTicks(topic, prefix, 300);
+      const flags = [
+        "--topic",
+        topic,
+        "--kv",
+        kvPath,
+        "--trigger",
+        "500ms",
+        "--idle-timeout",
+        "2m",
+      ];
+      const task = denoTask(
+        command === "aggregate"
+          ? [command, ...flags, "--group", uniqueName("g-sig")]
+          : [command, ...flags, "--every", "1s"],
+      );
+      try {
+        await aggregatorUp(kvPath, topic);
+        // For the sensor the group holds deno task, the sensor AND its aggregator: the
+        // aggregator gets the group's SIGTERM and then the sensor's.
+        const members = groupMembers(task.child.pid).length;
+        assert.equal(members, command === "sensor" ? 3 : 2, `group members: ${members}`);
+        const { status, second } = await groupKillTwice(task, 50);
+        const out = task.output();
+        assert.equal(status.code, 0, out.slice(-4000));
+        assert.doesNotMatch(out, NO_FLUSH_CUT);
+        assert.match(out, /aggregator stopped reason=stopped/);
+        assert.deepEqual(groupMembers(task.child.pid), [], "the whole group exited");
+        const kv = await openKv(kvPath);
+        try {
+          const progress = await readProgress(kv, topic);
+          assert.equal(progress?.reason, "final", "a final trigger and checkpoint");
+          assert.equal(await readLease(kv, topic), null, "the lease was released");
+          if (command === "sensor") {
+            const launches = await readLaunches(kv, topic);
+            assert.equal(launches.at(-1)?.exitCode, 0, JSON.stringify(launches));
+          }
+        } finally {
+          kv.close();
+        }
+        console.log(
+          `${command}: second group kill ${second ? "delivered" : "found the group gone"}, ` +
+            `repeated signals coalesced=${out.match(/Repeated stop signal/g)?.length ?? 0}`,
+        );
+      } finally {
+        for (const pid of groupMembers(task.child.pid)) {
+          try {
+            Deno.kill(pid, "SIGKILL");
+          } catch { /* gone */ }
+        }
+        await task.done().catch(() => {});
+        await dropTopic(topic);
+        await cleanupRows(pool, prefix, topic);
+        await pool.end();
+        for (const f of [kvPath, `${kvPath}-shm`, `${kvPath}-wal`]) {
+          await Deno.remove(f).catch(() => {});
+        }
+      }
+    },
+  });
+}

@@ -16,6 +16,7 @@ case "$8" in
   usage) echo "bad flag" >&2; exit 2 ;;
   good) trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.05; done ;;
   stubborn) trap '' TERM; echo ready; while :; do sleep 0.05; done ;;
+  args) echo "$@"; exit 0 ;;
 esac
 exit 9
 `;
@@ -128,15 +129,54 @@ Deno.test("supervisor: stop sends SIGTERM, then SIGKILL after the grace period",
   await Deno.remove(deno.slice(0, deno.lastIndexOf("/")), { recursive: true });
 });
 
-Deno.test("supervisor: children run main.ts under their permission set with explicit paths", () => {
+Deno.test("supervisor: kill() SIGKILLs every child's process group at once, without restarts", async () => {
+  const deno = await fakeDeno();
+  const lines: string[] = [];
+  const sup = new Supervisor({
+    logger: quiet,
+    deno,
+    graceMs: 60_000,
+    write: (l) => lines.push(l),
+    format: "text",
+  });
+  sup.add({ name: "a", command: "stubborn", args: [] });
+  sup.add({ name: "b", command: "stubborn", args: [] });
+  await until("both ready", () => lines.filter((l) => l.endsWith(" ready")).length === 2);
+  const t0 = performance.now();
+  await sup.kill();
+  await sup.wait();
+  assert.ok(performance.now() - t0 < 10_000, "not the 60 s grace period");
+  assert.deepEqual(sup.children.map((c) => c.lastExit), [137, 137]);
+  assert.deepEqual(sup.children.map((c) => c.starts), [1, 1], "no restart");
+  await Deno.remove(deno.slice(0, deno.lastIndexOf("/")), { recursive: true });
+});
+
+Deno.test("supervisor: children run main.ts under their permission set with explicit paths", async () => {
+  const deno = await fakeDeno();
+  const lines: string[] = [];
+  const sup = new Supervisor({
+    logger: quiet,
+    deno,
+    configPath: "/p/deno.json",
+    mainPath: "/p/main.ts",
+    write: (l) => lines.push(l),
+    format: "text",
+  });
+  sup.add({ name: "x", command: "args", args: ["--topic", "t"], permissionSet: "ingest" });
+  await until("the argv line", () => lines.length > 0);
+  await sup.stop();
+  const argv = denoRunArgs("args", ["--topic", "t"], {
+    permissionSet: "ingest",
+    configPath: "/p/deno.json",
+    mainPath: "/p/main.ts",
+  });
+  assert.equal(lines[0], `[x] ${argv.join(" ")}`, "the one command line builder");
   assert.deepEqual(
-    denoRunArgs("ingest", ["--topic", "t"], {
-      configPath: "/p/deno.json",
-      mainPath: "/p/main.ts",
-    }),
+    argv,
     ["run", "--quiet", "--no-prompt", "-P=ingest", "--config", "/p/deno.json", "/p/main.ts"]
-      .concat(["ingest", "--topic", "t"]),
+      .concat(["args", "--topic", "t"]),
   );
+  await Deno.remove(deno.slice(0, deno.lastIndexOf("/")), { recursive: true });
   const policy = { initialMs: 1, maxMs: 1, healthyAfterMs: 1000 };
   assert.equal(nextFailures(3, 10, policy), 4, "a short run is one more failure");
   assert.equal(nextFailures(3, 1000, policy), 1, "a healthy run resets the count");
