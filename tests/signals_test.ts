@@ -109,6 +109,16 @@ async function groupKillTwice(task: ReturnType<typeof denoTask>, gapMs: number) 
   return { status, second };
 }
 
+/** SIGKILLs what is left of the task's process group (after a failed test) and reaps it. */
+async function killGroup(task: ReturnType<typeof denoTask>): Promise<void> {
+  for (const pid of groupMembers(task.child.pid)) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  await task.done().catch(() => {});
+}
+
 const NO_FLUSH_CUT = /without flushing|without finishing the flush/;
 
 Deno.test({
@@ -184,17 +194,9 @@ Deno.test({
           }`,
       );
     } finally {
-      for (const pid of groupMembers(task.child.pid)) {
-        try {
-          Deno.kill(pid, "SIGKILL");
-        } catch { /* gone */ }
-      }
-      await task.done().catch(() => {});
+      await killGroup(task);
       await sim.close();
-      const admin = kafka.admin();
-      await admin.connect();
-      await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
-      await admin.disconnect();
+      await dropTopic(topic);
       await Deno.remove(record).catch(() => {});
       await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
     }
@@ -355,10 +357,7 @@ Deno.test({
       }
       await task.done().catch(() => {});
       await sim.close();
-      const admin = kafka.admin();
-      await admin.connect();
-      await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
-      await admin.disconnect();
+      await dropTopic(topic);
       await cleanupRows(pool, prefix, topic);
       await pool.end();
       for (const f of [kvPath, `${kvPath}-shm`, `${kvPath}-wal`]) {
