@@ -135,22 +135,25 @@ export function redact(text: string): string {
  * For records that leave the process: progress rows, KV values, status output.
  */
 export function redactValue<T>(value: T): T {
-  return redactDeep(value, new WeakSet()) as T;
+  return redactDeep(value, new WeakMap()) as T;
 }
 
-function redactDeep(v: unknown, seen: WeakSet<object>): unknown {
+function redactDeep(v: unknown, copies: WeakMap<object, unknown>): unknown {
   if (typeof v === "string") return redact(v);
   if (v instanceof Error) return redact(v.message);
-  if (v === null || typeof v !== "object" || seen.has(v)) return v;
+  if (v === null || typeof v !== "object") return v;
+  if (copies.has(v)) return copies.get(v); // a cycle: the copy, never the unredacted original
   if (Array.isArray(v)) {
-    seen.add(v);
-    return v.map((x) => redactDeep(x, seen));
+    const out: unknown[] = [];
+    copies.set(v, out);
+    for (const x of v) out.push(redactDeep(x, copies));
+    return out;
   }
   const proto = Object.getPrototypeOf(v);
   if (proto !== Object.prototype && proto !== null) return v;
-  seen.add(v);
   const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) out[redact(k)] = redactDeep(x, seen);
+  copies.set(v, out);
+  for (const [k, x] of Object.entries(v)) out[redact(k)] = redactDeep(x, copies);
   return out;
 }
 

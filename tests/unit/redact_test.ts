@@ -134,5 +134,7 @@ Deno.test("redactValue: a deep copy with every string redacted; the input is unt
   assert.equal(input.reason, `cannot reach ${url}`, "input unchanged");
   const cyclic: Record<string, unknown> = { s: url };
   cyclic.self = cyclic;
-  assert.equal((redactValue(cyclic) as { s: string }).s, "postgres://u:***@h/db?password=***");
+  const copy = redactValue(cyclic) as { s: string; self: { s: string } };
+  assert.equal(copy.s, "postgres://u:***@h/db?password=***");
+  assert.equal(copy.self, copy, "a cycle points at the redacted copy, not at the original");
 });
