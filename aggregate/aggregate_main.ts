@@ -68,6 +68,20 @@ export async function main(args: string[]): Promise<number> {
   }
   const config = loadBaseConfig(values);
   const log = createLogger("aggregate");
+  // Listen from the start: a SIGTERM while the consumer is still joining must not kill the
+  // process before it can release its lease (it stops right after startup instead).
+  // One stop request, however many copies arrive (common/signals.ts): a later request cuts
+  // the final flush only after 40 s (the runner's 30 s final-flush timeout plus the lease
+  // release); the checkpoint is atomic, so a cut run's records are re-read by the next one.
+  let handle: Awaited<ReturnType<typeof import("./mod.ts").runAggregator>> | undefined;
+  let stopRequested = false;
+  const { watchStopSignals } = await import("../common/signals.ts");
+  const stops = watchStopSignals({ logger: log, deadlineMs: 40_000 });
+  stops.requested.then((signal) => {
+    log.info("signal received: final trigger, checkpoint, lease release", { signal });
+    stopRequested = true;
+    handle?.stop();
+  });
 
   const { createKafka, kafkaError } = await import("../common/kafka.ts");
   const { createPool, checkDatabase } = await import("../common/pg.ts");
@@ -95,6 +109,7 @@ export async function main(args: string[]): Promise<number> {
     );
     kv.close();
     await pool.end().catch(() => {});
+    stops.dispose();
     return EXIT_LEASE_HELD;
   }
   try {
@@ -108,17 +123,6 @@ export async function main(args: string[]): Promise<number> {
     try {
       hostname = Deno.hostname();
     } catch { /* no sys permission */ }
-    let handle: Awaited<ReturnType<typeof runAggregator>> | undefined;
-    // Listen from the start: a SIGTERM while the consumer is still joining must not kill the
-    // process before it can release its lease (it stops right after startup instead).
-    let stopRequested = false;
-    const onSignal = () => {
-      log.info("signal received: final trigger, checkpoint, lease release");
-      stopRequested = true;
-      handle?.stop();
-    };
-    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-    for (const s of signals) Deno.addSignalListener(s, onSignal);
     try {
       handle = await runAggregator({ kafka, pool, kv, logger: log, hostname }, {
         ...aggregatorOptionsOf(config.topic, flags),
@@ -126,7 +130,7 @@ export async function main(args: string[]): Promise<number> {
         rebuild,
       });
     } catch (e) {
-      for (const s of signals) Deno.removeSignalListener(s, onSignal);
+      stops.dispose();
       if (e instanceof LeaseHeldError) {
         console.error(`tickpipe aggregate: ${e.message}`);
         return EXIT_LEASE_HELD;
@@ -144,7 +148,7 @@ export async function main(args: string[]): Promise<number> {
     }
     if (stopRequested) handle.stop();
     const result = await handle.done;
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    stops.dispose();
     if (result.reason === "idle" || result.reason === "stopped") return 0;
     if (result.reason === "identity") {
       console.error(`tickpipe aggregate: ${result.error?.message}`);

@@ -74,17 +74,8 @@ export function max(values: readonly number[]): number {
   return m;
 }
 
-/**
- * Nearest-rank percentile: the smallest sample such that at least `p`% of the samples are <= it
- * (`p` in [0, 100]; p = 0 gives the minimum). Throws when empty or `p` is out of range.
- */
-export function percentile(values: readonly number[], p: number): number {
-  check(values, "percentile");
-  if (!(p >= 0 && p <= 100)) throw new BenchStatsError(`Percentile ${p} is not within [0, 100]`);
-  const s = sorted(values);
-  const rank = Math.max(1, Math.ceil((p / 100) * s.length));
-  return s[rank - 1];
-}
+/** Nearest-rank percentile (common/stats.ts: the project's one definition). */
+export { percentile } from "../common/stats.ts";
 
 /** Median, min, max and count of `values`; throws when empty. */
 export function summarize(values: readonly number[]): Summary {

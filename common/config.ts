@@ -15,9 +15,6 @@ export const DEFAULT_TOPIC = "ticks";
 /** Default path of the Deno KV database. */
 export const DEFAULT_KV_PATH = ".data/tickpipe.kv";
 
-/** Environment variables tickpipe reads. */
-export const ENV_NAMES = ["KAFKA_BROKERS", "DATABASE_URL", "TICKS_TOPIC", "TICKPIPE_KV"] as const;
-
 /** Raised for invalid configuration; the CLI turns it into exit code 2. */
 export class ConfigError extends Error {
   /** Creates the error; `message` names the bad value and what was expected. */

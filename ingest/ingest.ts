@@ -14,9 +14,9 @@ import {
   createBatcher,
   kafkaSend,
   type OutRecord,
-  percentile,
   type SendBatch,
 } from "./producer.ts";
+import { percentile } from "../common/stats.ts";
 import { DEFAULT_MAX_SPOOL_BYTES, openSpool } from "./spool.ts";
 
 /** Options for startIngest. */
@@ -158,7 +158,7 @@ export function progressLine(
 ): string {
   const rate = ((cur.frames - prev.frames) * 1000) / Math.max(1, info.elapsedMs);
   const dlq = Object.entries(cur.dlq).map(([r, n]) => `${r}=${n}`).join(",") || "0";
-  const p50 = percentile(info.latencies, 0.5);
+  const p50 = info.latencies.length ? percentile(info.latencies, 50) : NaN;
   const max = info.latencies.length ? Math.max(...info.latencies) : NaN;
   const ms = (v: number) => (Number.isNaN(v) ? "-" : `${v.toFixed(1)}ms`);
   return `ingest: frames/s=${

@@ -1,16 +1,19 @@
 /**
  * CLI entry of `deno task ingest`: stream a Yahoo-protocol WebSocket feed into Kafka.
- * Statically imports only common/cli.ts, common/config.ts and common/log.ts so --help needs
- * no permission; the rest is loaded after the flags are parsed.
+ * Statically imports only common/cli.ts, common/config.ts, common/log.ts and common/signals.ts
+ * so --help needs no permission; the rest is loaded after the flags are parsed.
  * @module
  */
 
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, printOut, UsageError } from "../common/cli.ts";
 import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import { watchStopSignals } from "../common/signals.ts";
 
 const DEFAULT_SOURCE = "wss://streamer.finance.yahoo.com/?version=2";
 const DEFAULT_SYMBOLS = "AAPL,MSFT,NVDA,BTC-USD,ETH-USD";
+/** Time allowed for spooling what Kafka did not take, after the --flush-timeout wait. */
+const SPOOL_GRACE_MS = 10_000;
 
 const OPTIONS = {
   ...BASE_OPTIONS,
@@ -35,7 +38,9 @@ const USAGE = `Usage: tickpipe ingest [flags]
 Streams a Yahoo Finance streamer WebSocket (or the simulator) into Kafka: valid ticks to <topic>
 (key = symbol, timestamp = event time, header ingest_ms), bad frames to <topic>.dlq (headers
 reason, detail, ingest_ms). While Kafka is unreachable ticks are held in memory, then spooled to
-disk, and delivered in order when it returns. SIGINT/SIGTERM flush everything before exiting.
+disk, and delivered in order when it returns. SIGINT/SIGTERM flush everything before exiting:
+copies of the signal within 3 s are one request, and a later one cuts the flush (exit 130) only
+after --flush-timeout plus 10 s.
 
 Flags:
   --source URL               WebSocket URL (default ${DEFAULT_SOURCE})
@@ -107,6 +112,10 @@ export async function main(args: string[]): Promise<number> {
   });
 
   const log = createLogger("ingest");
+  // One stop request, however many copies arrive (a group kill plus deno task's forwarded copy):
+  // it always flushes; a later request cuts only a flush past its deadline (Kafka wait + spool).
+  // Listening from the start: a request during startup stops right after it.
+  const stops = watchStopSignals({ logger: log, deadlineMs: flushTimeoutMs + SPOOL_GRACE_MS });
   const { startIngest } = await import("./ingest.ts");
   const ingest = await startIngest({
     brokers: base.brokers,
@@ -126,28 +135,14 @@ export async function main(args: string[]): Promise<number> {
     logger: log,
   });
 
-  const { promise: stop, resolve } = Promise.withResolvers<string>();
-  let signals = 0;
-  const onSignal = (name: string) => () => {
-    if (++signals > 1) {
-      log.error("Second signal: exiting without flushing", { signal: name });
-      Deno.exit(130);
-    }
-    resolve(name);
-  };
-  const onInt = onSignal("SIGINT");
-  const onTerm = onSignal("SIGTERM");
-  Deno.addSignalListener("SIGINT", onInt);
-  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onTerm);
   const timer = durationMs === undefined
     ? undefined
-    : setTimeout(() => resolve("duration"), durationMs);
-  const why = await stop;
+    : setTimeout(() => stops.begin("duration"), durationMs);
+  const why = await stops.requested;
   clearTimeout(timer);
   log.info("Stopping: closing sockets, then flushing to Kafka", { why });
   const s = await ingest.stop({ flushTimeoutMs });
-  Deno.removeSignalListener("SIGINT", onInt);
-  if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGTERM", onTerm);
+  stops.dispose();
   printOut(
     `ingest stopped (${why}): frames=${s.frames} ticks_produced=${s.ticksProduced} ` +
       `dlq=${JSON.stringify(s.dlq)} spooled=${s.spooled} dropped=${s.dropped}`,

@@ -50,7 +50,6 @@ export {
   type KafkaBatchProducer,
   kafkaSend,
   type OutRecord,
-  percentile,
   type SendBatch,
 } from "./producer.ts";
 export {

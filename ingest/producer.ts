@@ -386,10 +386,3 @@ export function kafkaSend(producer: KafkaBatchProducer): SendBatch {
     });
   };
 }
-
-/** Percentile `p` (0..1) of `values` (nearest rank); NaN when empty. */
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))];
-}

@@ -4,6 +4,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { createLogger } from "../common/log.ts";
+import { watchStopSignals } from "../common/signals.ts";
 import { SimulatorError, type SimulatorOptions, startSimulator } from "./simulator.ts";
 
 const USAGE = `Usage: tickpipe simulate [options]
@@ -121,22 +123,21 @@ export async function main(args: string[]): Promise<number> {
   }
   console.log(`Simulator listening on ${sim.url}?version=2 (v1: ${sim.url}?version=1)`);
 
-  const { promise: stop, resolve } = Promise.withResolvers<string>();
-  const onSignal = () => resolve("signal");
-  Deno.addSignalListener("SIGINT", onSignal);
-  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal);
+  // One stop request, however many copies arrive (common/signals.ts): closing is quick, so a
+  // later request cuts it after 10 s.
+  const stops = watchStopSignals({ logger: createLogger("simulate"), deadlineMs: 10_000 });
   const timer = durationS === undefined
     ? undefined
-    : setTimeout(() => resolve("duration"), durationS * 1000);
+    : setTimeout(() => stops.begin("duration"), durationS * 1000);
   if (options.replay !== undefined) {
-    sim.finished.then(() => setTimeout(() => resolve("replay done"), 500));
+    sim.finished.then(() => setTimeout(() => stops.begin("replay done"), 500));
   }
 
-  const why = await stop;
+  const reason = await stops.requested;
+  const why = reason.startsWith("SIG") ? "signal" : reason;
   clearTimeout(timer);
-  Deno.removeSignalListener("SIGINT", onSignal);
-  if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGTERM", onSignal);
   await sim.close();
+  stops.dispose();
   console.log(`Simulator stopped (${why}); sent ${JSON.stringify(sim.counts())}`);
   return 0;
 }

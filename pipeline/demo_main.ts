@@ -64,7 +64,9 @@ export async function main(args: string[]): Promise<number> {
     (s) => s !== "",
   );
   if (symbols.length === 0) throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
-  const { Supervisor, projectFiles, safeWriter } = await import("./supervisor.ts");
+  const { Supervisor, safeWriter } = await import("./supervisor.ts");
+  const { denoRunArgs, projectFiles } = await import("../common/child.ts");
+  const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
   // Output that survives a closed pipe (| head): the children must still be stopped cleanly.
   const out = safeWriter(Deno.stdout);
   const errOut = safeWriter(Deno.stderr);
@@ -75,32 +77,33 @@ export async function main(args: string[]): Promise<number> {
   };
   const log = createLogger("demo", { write: errOut });
 
-  const { pipelineChildren, watchSignals } = await import("./start_main.ts");
+  const { pipelineChildren, STOP_DEADLINE_MS } = await import("./start_main.ts");
   const { collectStatus } = await import("./status.ts");
   const { renderDashboard, renderSummaryLine } = await import("./dashboard.ts");
   const { createKafka } = await import("../common/kafka.ts");
   const { createPool } = await import("../common/pg.ts");
   const { openKv } = await import("../common/kv.ts");
 
-  const signals = watchSignals();
+  // One stop request, however many copies arrive (common/signals.ts): the pipeline is stopped
+  // the way `start` stops it; a later request cuts only after the same deadline.
+  const live: { sup?: InstanceType<typeof Supervisor> } = {};
+  const signals = watchStopSignals({
+    logger: log,
+    deadlineMs: STOP_DEADLINE_MS,
+    onCut: () => {
+      if (tty) raw("\x1b[?25h\n");
+      (live.sup?.kill() ?? Promise.resolve()).finally(() => Deno.exit(EXIT_CUT));
+    },
+  });
   let interrupted = false;
-  signals.first.then(() => {
+  signals.requested.then(() => {
     interrupted = true;
   });
 
   log.info("setting up services (Kafka, PostgreSQL, migrations): deno task services");
   const files = projectFiles();
   const setup = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--no-prompt",
-      "-P=services",
-      "--config",
-      files.configPath,
-      files.mainPath,
-      "services",
-      "up",
-    ],
+    args: denoRunArgs("services", ["up"]),
     cwd: files.root,
     env: { DATABASE_URL: config.databaseUrl, KAFKA_BROKERS: config.brokers.join(",") },
     stdin: "null",
@@ -143,6 +146,7 @@ export async function main(args: string[]): Promise<number> {
       }
     },
   });
+  live.sup = sup;
   sup.add({
     name: "simulate",
     command: "simulate",
@@ -207,7 +211,7 @@ export async function main(args: string[]): Promise<number> {
       const wait = Math.min(refreshMs, Math.max(0, deadline - Date.now()));
       const timer = Promise.withResolvers<void>();
       const id = setTimeout(timer.resolve, wait);
-      await Promise.race([timer.promise, signals.first, events.promise]);
+      await Promise.race([timer.promise, signals.requested, events.promise]);
       clearTimeout(id);
       if (interrupted || simulatorDied !== undefined) break;
       let s;
@@ -244,9 +248,7 @@ export async function main(args: string[]): Promise<number> {
   } finally {
     if (tty) raw("\x1b[?25h\n");
   }
-  signals.onRepeat(() =>
-    errOut("demo: still stopping (ingest flushes, the aggregator checkpoints)...")
-  );
+  signals.begin(simulatorDied ? "simulator" : "duration");
   errOut(
     simulatorDied
       ? `demo: ${simulatorDied}; stopping (details in ${logPath})`

@@ -7,6 +7,14 @@
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
 import { type BaseConfig, loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import { EXIT_CUT, watchStopSignals } from "../common/signals.ts";
+
+/**
+ * How long stopping may take before a later stop request cuts it: the children are stopped one
+ * after the other, ingest (40 s: its 30 s Kafka wait plus spooling) then the sensor (50 s: its
+ * aggregator's final flush).
+ */
+export const STOP_DEADLINE_MS = 90_000;
 
 const USAGE = `Usage: tickpipe start [flags]
 
@@ -14,9 +22,11 @@ Runs ingest and the sensor as supervised children, each under its own permission
 (deno run -P=ingest / -P=sensor main.ts ...); the sensor launches the aggregator when
 Kafka has unread ticks. A child that exits is restarted with exponential backoff (0.5 s
 doubling to 30 s; reset after a minute of healthy running); a child that rejects its
-flags (exit 2) stops everything with exit 1. The first SIGINT/SIGTERM stops the children
-upstream first, one SIGTERM each: ingest flushes into Kafka, then the sensor stops its
-aggregator, which runs a final trigger, checkpoints and releases its lease; exit 0.
+flags (exit 2) stops everything with exit 1. SIGINT/SIGTERM stops the children upstream
+first, one SIGTERM each: ingest flushes into Kafka, then the sensor stops its aggregator,
+which runs a final trigger, checkpoints and releases its lease; exit 0. Copies of the signal
+within 3 s are the same request; a later request cuts the stop (SIGKILL to the children,
+exit 130) only after 90 s.
 Children get --brokers/--topic/--kv explicitly and DATABASE_URL only in the sensor's
 environment (never on a command line).
 
@@ -166,73 +176,32 @@ export async function main(args: string[]): Promise<number> {
   });
   log.info("starting pipeline", { topic: config.topic, kv: config.kvPath, pid: Deno.pid });
   for (const spec of pipelineChildren(config, options)) sup.add(spec);
-  const signals = watchSignals();
+  // One stop request, however many copies arrive (a group kill on `deno task start` delivers one
+  // copy and deno task forwards another): the children get one SIGTERM each and are awaited; a
+  // later request cuts only after STOP_DEADLINE_MS, by SIGKILLing every child's process group.
+  const stops = watchStopSignals({
+    logger: log,
+    deadlineMs: STOP_DEADLINE_MS,
+    onCut: () => {
+      sup.kill().finally(() => Deno.exit(EXIT_CUT));
+    },
+  });
   const why = await Promise.race([
-    signals.first.then((sig) => ({ sig, fatal: undefined })),
+    stops.requested.then((sig) => ({ sig, fatal: undefined })),
     fatal.promise.then((reason) => ({ sig: undefined, fatal: reason })),
   ]);
   if (why.sig) {
     log.info("stopping: signalling children (ingest flushes, the aggregator checkpoints)", {
       signal: why.sig,
     });
-  } else log.error("stopping: a child cannot run", { reason: why.fatal });
-  signals.onRepeat(() => log.warn("already stopping: waiting for the children to exit cleanly"));
+  } else {
+    stops.begin("fatal");
+    log.error("stopping: a child cannot run", { reason: why.fatal });
+  }
   await sup.stop();
-  signals.dispose();
+  stops.dispose();
   log.info("stopped", {
     exits: Object.fromEntries(sup.children.map((c) => [c.spec.name, c.lastExit ?? null])),
   });
   return why.fatal ? 1 : 0;
-}
-
-/** SIGINT/SIGTERM watcher: the first signal, then a hook for repeats. */
-export interface SignalWatch {
-  /** Resolves with the first signal. */
-  first: Promise<Deno.Signal>;
-  /** Calls `fn` on every later signal. */
-  onRepeat(fn: () => void): void;
-  /** Removes the listeners. */
-  dispose(): void;
-}
-
-/** Watches SIGINT and SIGTERM until disposed (later signals do not kill the process). */
-export function watchSignals(): SignalWatch {
-  const { promise, resolve } = Promise.withResolvers<Deno.Signal>();
-  let seen = false;
-  let repeat: () => void = () => {};
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
-    const h = () => {
-      if (seen) repeat();
-      else {
-        seen = true;
-        resolve(sig);
-      }
-    };
-    Deno.addSignalListener(sig, h);
-    return [sig, h] as const;
-  });
-  return {
-    first: promise,
-    onRepeat: (fn) => {
-      repeat = fn;
-    },
-    dispose: () => {
-      for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-    },
-  };
-}
-
-/** Resolves on the first SIGINT or SIGTERM. */
-export function waitForSignal(): Promise<Deno.Signal> {
-  return new Promise((resolve) => {
-    const handlers: [Deno.Signal, () => void][] = [];
-    for (const sig of ["SIGINT", "SIGTERM"] as const) {
-      const h = () => {
-        for (const [s, f] of handlers) Deno.removeSignalListener(s, f);
-        resolve(sig);
-      };
-      handlers.push([sig, h]);
-      Deno.addSignalListener(sig, h);
-    }
-  });
 }

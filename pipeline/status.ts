@@ -8,7 +8,7 @@
 
 import type { BaseConfig } from "../common/config.ts";
 import type { Kafka } from "../common/kafka.ts";
-import { redact } from "../common/log.ts";
+import { redact, redactValue } from "../common/log.ts";
 import type { Pool } from "../common/pg.ts";
 import {
   type AggregatorProgress,
@@ -205,7 +205,9 @@ export async function collectStatus(
     }),
     collectWindows(deps.pool, status, { ...options, now }),
   ]);
-  return status;
+  // Everything shown leaves the process: progress records, KV values, error messages and
+  // symbols are redacted like log lines (URL and query passwords, PGPASSWORD's value).
+  return redactValue(status);
 }
 
 async function collectKafka(

@@ -1,18 +1,20 @@
 /**
  * A small process supervisor: runs `deno run -P=<set> main.ts <command>`
- * children, prefixes their output, restarts them with backoff when they
+ * children, relays their output (`[name] line`, or JSON with a `child`
+ * field under LOG_FORMAT=json), restarts them with backoff when they
  * exit unexpectedly, and stops them all cleanly (SIGTERM, then SIGKILL
  * after a grace period) on request.
  *
  * Children are stopped upstream first, in the order they were added.
  * Each child runs in its own session (`detached`), so a Ctrl-C in the
- * terminal reaches only the supervisor, which then stops the children one
- * signal each (a second signal would make ingest exit without flushing).
+ * terminal or a group kill reaches only the supervisor, which then stops
+ * the children with one SIGTERM each.
  * @module
  */
 
 import { backoffDelay } from "../common/backoff.ts";
-import type { Logger } from "../common/log.ts";
+import { denoRunArgs, projectFiles, relayOutput } from "../common/child.ts";
+import type { LogFormat, Logger } from "../common/log.ts";
 
 /** A child to supervise. */
 export interface ChildSpec {
@@ -118,26 +120,8 @@ export interface SupervisorOptions {
   stopOrder?: "sequential" | "parallel";
   /** Called on every child event. */
   onEvent?: (event: SupervisorEvent) => void;
-}
-
-/** Absolute paths of this project's root, deno.json and main.ts. */
-export function projectFiles(): { root: string; configPath: string; mainPath: string } {
-  const p = (rel: string) => decodeURIComponent(new URL(rel, import.meta.url).pathname);
-  return { root: p("../"), configPath: p("../deno.json"), mainPath: p("../main.ts") };
-}
-
-/** The argv (after the executable) that runs `spec` (pure). */
-export function childArgs(spec: ChildSpec, paths: { configPath: string; mainPath: string }) {
-  return [
-    "run",
-    "--no-prompt",
-    `-P=${spec.permissionSet ?? spec.command}`,
-    "--config",
-    paths.configPath,
-    paths.mainPath,
-    spec.command,
-    ...spec.args,
-  ];
+  /** Format of relayed child lines (default: LOG_FORMAT). */
+  format?: LogFormat;
 }
 
 /** Runs and supervises children. */
@@ -192,14 +176,16 @@ export class Supervisor {
         state.starts++;
         log.info("child started", { child: state.spec.name, pid, start: state.starts });
         this.#emit({ kind: "started", child: state.spec.name, pid, start: state.starts });
+        const name = state.spec.name;
+        const format = this.#opts.format;
         const [status] = await Promise.all([
           child.status,
-          pipeLines(child.stdout, state.spec.name, this.#opts.write),
-          pipeLines(
-            child.stderr,
-            state.spec.name,
-            this.#opts.writeErr ?? this.#opts.write ?? errWrite,
-          ),
+          relayOutput(child.stdout, name, { write: this.#opts.write ?? defaultWrite, format }),
+          relayOutput(child.stderr, name, {
+            write: this.#opts.writeErr ?? this.#opts.write ?? errWrite,
+            format,
+            stream: "stderr",
+          }),
         ]);
         code = status.code;
         signal = status.signal ?? null;
@@ -255,7 +241,8 @@ export class Supervisor {
   #spawn(spec: ChildSpec): Deno.ChildProcess {
     const files = projectFiles();
     return new Deno.Command(this.#opts.deno ?? "deno", {
-      args: childArgs(spec, {
+      args: denoRunArgs(spec.command, spec.args, {
+        permissionSet: spec.permissionSet,
         configPath: this.#opts.configPath ?? files.configPath,
         mainPath: this.#opts.mainPath ?? files.mainPath,
       }),
@@ -264,7 +251,8 @@ export class Supervisor {
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      // Own session: terminal signals go to the supervisor only, which forwards exactly one.
+      // Own session: terminal signals and group kills go to the supervisor only, which sends
+      // each child exactly one SIGTERM.
       detached: true,
     }).spawn();
   }
@@ -301,6 +289,18 @@ export class Supervisor {
     if (this.#opts.stopOrder === "parallel") await Promise.all(this.#children.map(stopOne));
     else for (const c of this.#children) await stopOne(c);
     await Promise.all(this.#done);
+  }
+
+  /**
+   * SIGKILLs every running child's process group at once (a stop request that cuts the stop:
+   * see common/signals.ts). No restart follows.
+   */
+  kill(): Promise<void> {
+    this.#stopping = true;
+    for (const wake of [...this.#wake]) wake();
+    return Promise.all(
+      this.#children.map((c) => c.process ? killGroup(c.process) : Promise.resolve()),
+    ).then(() => {});
   }
 
   /** Resolves when every child loop has ended (after stop, or when no child restarts). */
@@ -350,28 +350,3 @@ export function safeWriter(file: { writeSync(p: Uint8Array): number }): (line: s
 
 const defaultWrite = safeWriter(Deno.stdout);
 const errWrite = safeWriter(Deno.stderr);
-
-/** Copies `stream` to `write` line by line with a `[name] ` prefix. */
-export async function pipeLines(
-  stream: ReadableStream<Uint8Array>,
-  name: string,
-  write: (line: string) => void = defaultWrite,
-): Promise<void> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  try {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        write(`[${name}] ${buf.slice(0, i).replace(/\r$/, "")}`);
-        buf = buf.slice(i + 1);
-      }
-    }
-  } catch {
-    // stream closed with the process
-  }
-  if (buf) write(`[${name}] ${buf}`);
-}

@@ -1,10 +1,11 @@
 /**
  * Launching the aggregator as a child process: the command line (pure) and
- * the spawn with line-prefixed output streaming (I/O).
+ * the spawn with its output relayed line by line (I/O; common/child.ts).
  * @module
  */
 
-import type { Logger } from "../common/log.ts";
+import { denoRunArgs, projectFiles, relayOutput } from "../common/child.ts";
+import type { LogFormat, Logger } from "../common/log.ts";
 
 /** What the aggregator is launched with. */
 export interface AggregateCommandOptions {
@@ -43,16 +44,15 @@ export interface AggregateCommand {
 /** Name of the compiled aggregator binary, next to the compiled sensor. */
 export const AGGREGATE_BINARY = "tickpipe-aggregate";
 
-/** Absolute paths of the project's deno.json and main.ts, derived from this module's location. */
+/** Absolute paths of the project's deno.json and main.ts. */
 export function projectPaths(): { configPath: string; mainPath: string } {
-  const p = (rel: string) => decodeURIComponent(new URL(rel, import.meta.url).pathname);
-  return { configPath: p("../deno.json"), mainPath: p("../main.ts") };
+  const { configPath, mainPath } = projectFiles();
+  return { configPath, mainPath };
 }
 
 /** Builds the aggregator's command line. Pure. */
 export function buildAggregateCommand(options: AggregateCommandOptions): AggregateCommand {
   const flags = [
-    "aggregate",
     "--brokers",
     options.brokers.join(","),
     "--topic",
@@ -66,21 +66,16 @@ export function buildAggregateCommand(options: AggregateCommandOptions): Aggrega
   if (options.standalone) {
     const slash = options.execPath.lastIndexOf("/");
     const dir = slash >= 0 ? options.execPath.slice(0, slash) : ".";
-    return { command: `${dir}/${AGGREGATE_BINARY}`, args: flags, env };
+    return { command: `${dir}/${AGGREGATE_BINARY}`, args: ["aggregate", ...flags], env };
   }
   return {
     // By name: the sensor's permission set allows running "deno", which
     // Deno.execPath()'s resolved path would not match.
     command: "deno",
-    args: [
-      "run",
-      "--no-prompt",
-      "-P=aggregate",
-      "--config",
-      options.configPath,
-      options.mainPath,
-      ...flags,
-    ],
+    args: denoRunArgs("aggregate", flags, {
+      configPath: options.configPath,
+      mainPath: options.mainPath,
+    }),
     env,
   };
 }
@@ -101,11 +96,13 @@ export interface RunningChild {
 export interface SpawnOptions {
   /** Logger for the launch line. */
   logger: Logger;
-  /** Prefix of every streamed output line (default `[aggregate] `). */
-  prefix?: string;
-  /** Where prefixed stdout lines go (default: this process's stdout). */
+  /** Name the relayed output lines carry (default `aggregate`: `[aggregate] line`). */
+  name?: string;
+  /** Format of the relayed lines (default: LOG_FORMAT). */
+  format?: LogFormat;
+  /** Where relayed stdout lines go (default: this process's stdout). */
   writeOut?: (line: string) => void;
-  /** Where prefixed stderr lines go (default: this process's stderr). */
+  /** Where relayed stderr lines go (default: this process's stderr). */
   writeErr?: (line: string) => void;
   /** Do not stream: the child inherits stdout/stderr and outlives the sensor (`--once` without `--wait`). */
   detached?: boolean;
@@ -115,28 +112,10 @@ export interface SpawnOptions {
 
 const encoder = new TextEncoder();
 
-async function pumpLines(
-  stream: ReadableStream<Uint8Array>,
-  prefix: string,
-  write: (line: string) => void,
-): Promise<void> {
-  const decoder = new TextDecoder();
-  let buf = "";
-  for await (const chunk of stream) {
-    buf += decoder.decode(chunk, { stream: true });
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      write(prefix + buf.slice(0, nl).replace(/\r$/, ""));
-      buf = buf.slice(nl + 1);
-    }
-  }
-  buf += decoder.decode();
-  if (buf !== "") write(prefix + buf);
-}
-
-/** Spawns the aggregator and streams its output line by line with a prefix. */
+/** Spawns the aggregator and relays its output line by line (`[aggregate] line`, or JSON). */
 export function spawnAggregator(cmd: AggregateCommand, options: SpawnOptions): RunningChild {
-  const prefix = options.prefix ?? "[aggregate] ";
+  const name = options.name ?? "aggregate";
+  const format = options.format;
   const writeOut = options.writeOut ?? ((l) => Deno.stdout.writeSync(encoder.encode(l + "\n")));
   const writeErr = options.writeErr ?? ((l) => Deno.stderr.writeSync(encoder.encode(l + "\n")));
   const detached = options.detached ?? false;
@@ -155,8 +134,8 @@ export function spawnAggregator(cmd: AggregateCommand, options: SpawnOptions): R
     status = child.status.then((s) => s.code);
   } else {
     const pumps = Promise.all([
-      pumpLines(child.stdout, prefix, writeOut),
-      pumpLines(child.stderr, prefix, writeErr),
+      relayOutput(child.stdout, name, { write: writeOut, format }),
+      relayOutput(child.stderr, name, { write: writeErr, format, stream: "stderr" }),
     ]);
     status = Promise.all([child.status, pumps.catch(() => {})]).then(([s]) => s.code);
   }

@@ -32,7 +32,12 @@ Flags:
   --backoff-max DUR      longest pause after repeated failures (default 30m)
   -h, --help             show this help
 
-Exit codes: 0 ok (with --once --wait: the aggregator's exit code), 1 error, 2 bad flags.
+SIGINT/SIGTERM stop the checks and the running aggregator (one SIGTERM; it checkpoints and
+releases its lease), then exit 0. Copies of the signal within 3 s are one request; a later
+request cuts the stop (SIGKILL to the aggregator, exit 130) only after 50 s.
+
+Exit codes: 0 ok (with --once --wait: the aggregator's exit code), 1 error, 2 bad flags,
+130 stop cut short by a later stop request.
 
 ${BASE_USAGE}`;
 
@@ -48,6 +53,10 @@ const OPTIONS = {
   "backoff-base": { type: "string" },
   "backoff-max": { type: "string" },
 } as const;
+
+/** How long stopping may take before a later stop request cuts it: the aggregator's 40 s
+ * deadline plus 10 s. */
+const STOP_DEADLINE_MS = 50_000;
 
 /** Default check schedule: every minute. */
 export const DEFAULT_SCHEDULE = "* * * * *";
@@ -86,6 +95,30 @@ export async function main(args: string[]): Promise<number> {
     : parseDuration(values.every, "--every", { fallbackMs: 0 });
 
   const log = createLogger("sensor");
+  // One stop request, however many copies arrive (common/signals.ts), listened for from the
+  // start. The sensor's flush is its aggregator's: it is asked to stop once (SIGTERM) and
+  // awaited; a later request cuts only after the aggregator's own deadline has passed too, and
+  // then kills it.
+  const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
+  let runningChild: () => import("./launcher.ts").RunningChild | null = () => null;
+  let stopRequested = false;
+  const stops = watchStopSignals({
+    logger: log,
+    deadlineMs: STOP_DEADLINE_MS,
+    onCut: () => {
+      runningChild()?.kill("SIGKILL");
+      Deno.exit(EXIT_CUT);
+    },
+  });
+  stops.requested.then(() => {
+    stopRequested = true;
+  });
+  const stopChild = () => {
+    const c = runningChild();
+    if (c === null) return;
+    log.info("stopping running aggregator", { pid: c.pid });
+    c.kill("SIGTERM");
+  };
   const { createKafka, connectAdmin } = await import("../common/kafka.ts");
   const { openKv } = await import("../common/kv.ts");
   const { buildAggregateCommand, projectPaths, spawnAggregator } = await import("./launcher.ts");
@@ -125,15 +158,21 @@ export async function main(args: string[]): Promise<number> {
     identity: `${hostname}:${Deno.pid}`,
   });
 
+  runningChild = () => sensor.child();
   const close = async () => {
+    stops.dispose();
     kv.close();
     await admin.disconnect().catch(() => {});
   };
 
   if (values.once) {
     try {
+      if (stopRequested) return 0; // stopped before the check: launch nothing
       const { launched } = await sensor.check();
+      // Without --wait the aggregator is detached and outlives the sensor: nothing to stop.
       if (launched === null || !values.wait) return 0;
+      // Stop the child on a request, including one that came during the check.
+      stops.requested.then(stopChild);
       const code = await sensor.settled();
       return code ?? 1;
     } finally {
@@ -162,16 +201,11 @@ export async function main(args: string[]): Promise<number> {
   }, async () => {
     await checkSerial();
   });
-  checkSerial().catch(() => {}); // one check right away, not only at the next tick
+  if (!stopRequested) checkSerial().catch(() => {}); // one check now, not only at the next tick
   const interval = everyMs === undefined
     ? undefined
     : setInterval(() => checkSerial().catch(() => {}), everyMs);
-  const { promise: signalled, resolve } = Promise.withResolvers<string>();
-  const onSignal = (sig: Deno.Signal) => () => resolve(sig);
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  const sig = await signalled;
-  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  const sig = await stops.requested;
   log.info("sensor stopping", { signal: sig });
   if (interval !== undefined) clearInterval(interval);
   stop.abort();
@@ -179,10 +213,8 @@ export async function main(args: string[]): Promise<number> {
   // A check already running may still launch an aggregator: wait for it, so that child is
   // stopped too instead of outliving the sensor.
   await chain;
-  const c = sensor.child();
-  if (c !== null) {
-    log.info("stopping running aggregator", { pid: c.pid });
-    c.kill("SIGTERM");
+  if (sensor.child() !== null) {
+    stopChild();
     await sensor.settled();
   }
   await close();

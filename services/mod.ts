@@ -8,10 +8,27 @@ import { type BaseConfig } from "../common/config.ts";
 import { createKafka } from "../common/kafka.ts";
 import { type Logger, redact } from "../common/log.ts";
 import { ServiceError } from "./_process.ts";
-import { KAFKA_VERSION, kafkaPid, startKafka, stopKafka } from "./kafka.ts";
+import {
+  DEFAULT_KAFKA_VERSION,
+  kafkaPid,
+  type KafkaVersion,
+  localKafkaVersion,
+  startKafka,
+  stopKafka,
+} from "./kafka.ts";
 import { postgresPid, probeDatabase, startPostgres, stopPostgres } from "./postgres.ts";
 
-export { KAFKA_VERSION, kafkaPid, startKafka, stopKafka } from "./kafka.ts";
+export {
+  DEFAULT_KAFKA_VERSION,
+  KAFKA_VERSIONS,
+  KafkaDataVersionError,
+  kafkaPid,
+  type KafkaVersion,
+  localKafkaVersion,
+  parseKafkaVersion,
+  startKafka,
+  stopKafka,
+} from "./kafka.ts";
 export { postgresPid, probeDatabase, startPostgres, stopPostgres } from "./postgres.ts";
 export { ServiceError } from "./_process.ts";
 
@@ -58,16 +75,35 @@ function localPort(broker: string): number | undefined {
   return m ? Number(m[2]) : undefined;
 }
 
+/** Options for {@linkcode servicesUp}. */
+export interface ServicesUpOptions {
+  /** Broker version to start (KAFKA_VERSION; default {@linkcode DEFAULT_KAFKA_VERSION}). */
+  kafkaVersion?: KafkaVersion;
+  /** Allow starting a newer broker on data an older one formatted (`--upgrade-kafka`). */
+  upgradeKafka?: boolean;
+}
+
 /** Brings Kafka and PostgreSQL up (idempotent); returns what happened to each. */
 export async function servicesUp(
   config: BaseConfig,
   logger: Logger,
+  options: ServicesUpOptions = {},
 ): Promise<{ kafka: "started" | "running"; postgres: "started" | "running" }> {
   const dir = dataDir();
+  const version = options.kafkaVersion ?? DEFAULT_KAFKA_VERSION;
   await Deno.mkdir(dir, { recursive: true });
   let kafka: "started" | "running";
   if (await probeKafka(config.brokers)) {
     kafka = "running";
+    const running = await localKafkaVersion(dir);
+    if (running !== undefined && running !== version) {
+      logger.warn(
+        `the local broker runs Kafka ${running}, not the selected ${version}: to switch, run ` +
+          `"deno task services down", then "deno task services up" (it says what to do with ` +
+          `the data ${running} wrote)`,
+        { running, selected: version },
+      );
+    }
   } else {
     const port = config.brokers.length === 1 ? localPort(config.brokers[0]) : undefined;
     if (port === undefined) {
@@ -80,6 +116,8 @@ export async function servicesUp(
       dataDir: dir,
       serviceDir: kafkaServiceDir(),
       port,
+      version,
+      upgrade: options.upgradeKafka,
       logger,
       probe: () => probeKafka(config.brokers),
     });
@@ -98,14 +136,26 @@ export async function servicesDown(): Promise<{ kafka: boolean; postgres: boolea
 
 /** What runs where. */
 export interface ServicesStatus {
-  /** Kafka reachability and local broker pid. */
-  kafka: { brokers: string[]; reachable: boolean; localPid?: number; version: string };
+  /**
+   * Kafka reachability, the local broker's pid and version (as it logged it), and the version
+   * `services up` selects.
+   */
+  kafka: {
+    brokers: string[];
+    reachable: boolean;
+    localPid?: number;
+    version?: string;
+    selected: KafkaVersion;
+  };
   /** PostgreSQL reachability and local server pid. */
   postgres: { url: string; reachable: boolean; error?: string; localPid?: number };
 }
 
 /** Reports whether each service is reachable and whether the local one runs. */
-export async function servicesStatus(config: BaseConfig): Promise<ServicesStatus> {
+export async function servicesStatus(
+  config: BaseConfig,
+  options: { kafkaVersion?: KafkaVersion } = {},
+): Promise<ServicesStatus> {
   const dir = dataDir();
   const pgErr = await probeDatabase(config.databaseUrl);
   return {
@@ -113,7 +163,8 @@ export async function servicesStatus(config: BaseConfig): Promise<ServicesStatus
       brokers: config.brokers,
       reachable: await probeKafka(config.brokers),
       localPid: await kafkaPid(dir),
-      version: KAFKA_VERSION,
+      version: await localKafkaVersion(dir),
+      selected: options.kafkaVersion ?? DEFAULT_KAFKA_VERSION,
     },
     postgres: {
       url: redact(config.databaseUrl),

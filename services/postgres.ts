@@ -2,6 +2,8 @@
  * The local PostgreSQL server: Debian's `postgresql` binaries, a
  * project-local cluster under `.data/pg` on 127.0.0.1:5432 with the
  * `tickpipe` database, unless DATABASE_URL already reaches a server.
+ * Its folders are private and made without following links (see
+ * {@linkcode prepareCluster}).
  * @module
  */
 
@@ -10,6 +12,17 @@ import pg from "pg";
 import { redact } from "../common/log.ts";
 import type { Logger } from "../common/log.ts";
 import { pidAlive, portOpen, run, ServiceError, tail } from "./_process.ts";
+import {
+  currentOwner,
+  ensurePrivateDir,
+  isEmptyDir,
+  lookupOwner,
+  makePrivateTempDir,
+  type Owner,
+  verifyPrivateDir,
+  verifySecurePath,
+  writeNewFile,
+} from "./_fs.ts";
 
 /** Options for the local PostgreSQL server. */
 export interface PostgresServiceOptions {
@@ -23,17 +36,30 @@ export interface PostgresServiceOptions {
   install?: boolean;
 }
 
-/** Paths of the local cluster (following `.data/pg` when it links elsewhere). */
-export async function postgresPaths(
-  dataDir: string,
-): Promise<{ root: string; data: string; log: string; socket: string }> {
-  let root = `${dataDir}/pg`;
-  try {
-    root = await Deno.readLink(root);
-  } catch {
-    // not a link: the cluster is in .data/pg itself
-  }
+/** Where the local cluster lives. */
+export interface PostgresPaths {
+  /** The cluster folder: `.data/pg`, or the private folder in /var/tmp it links to. */
+  root: string;
+  /** PGDATA. */
+  data: string;
+  /** Server log. */
+  log: string;
+  /** Unix socket folder. */
+  socket: string;
+}
+
+function pathsIn(root: string): PostgresPaths {
   return { root, data: `${root}/data`, log: `${root}/postgres.log`, socket: `${root}/run` };
+}
+
+/** Paths of the local cluster (`.data/pg`, or where that link points; nothing is verified). */
+export async function postgresPaths(dataDir: string): Promise<PostgresPaths> {
+  const link = `${dataDir}/pg`;
+  try {
+    return pathsIn(await Deno.readLink(link));
+  } catch {
+    return pathsIn(link); // not a link: the cluster is in .data/pg itself
+  }
 }
 
 /** Tries a query against `url`; returns undefined on success or the error message. */
@@ -82,14 +108,12 @@ async function installPostgres(log: Logger): Promise<void> {
   log.info("PostgreSQL server binaries are missing: installing Debian's postgresql with apt-get");
   // Do not let the package create and start its own cluster on 5432.
   await Deno.mkdir("/etc/postgresql-common", { recursive: true });
-  try {
-    await Deno.stat("/etc/postgresql-common/createcluster.conf");
-  } catch {
-    await Deno.writeTextFile(
-      "/etc/postgresql-common/createcluster.conf",
-      "create_main_cluster = false\n",
-    );
-  }
+  // Created exclusively (mode 0644: the package reads it); an existing file is left as it is.
+  await writeNewFile("/etc/postgresql-common/createcluster.conf", "create_main_cluster = false\n", {
+    mode: 0o644,
+  }).catch((e) => {
+    if (!(e instanceof ServiceError)) throw e;
+  });
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   const up = await run("apt-get", ["update", "-q"], { env });
   if (up.code !== 0) throw new ServiceError(`apt-get update failed: ${up.stderr.trim()}`);
@@ -103,27 +127,121 @@ async function installPostgres(log: Logger): Promise<void> {
   }
 }
 
+/** Options for {@linkcode prepareCluster}. */
+export interface PrepareClusterOptions {
+  /** Who owns the cluster's files (`postgres` when root, else us). */
+  owner: Owner;
+  /** Logger. */
+  logger: Logger;
+  /**
+   * Where a private folder is made when the owner cannot reach `.data`, and where a `.data/pg`
+   * link made as root must point (default /var/tmp).
+   */
+  tmpDir?: string;
+  /** True when the owner can enter `dir` (default: `runuser -u <owner> -- test -x dir` as root). */
+  canReach?: (dir: string) => Promise<boolean>;
+}
+
+/** What {@linkcode prepareCluster} found or made. */
+export interface PreparedCluster extends PostgresPaths {
+  /** True when `data` holds no cluster yet (initdb must run). */
+  fresh: boolean;
+}
+
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+async function ownerCanReach(owner: Owner, dir: string): Promise<boolean> {
+  if (owner.uid === Deno.uid()) return true;
+  return (await run("runuser", ["-u", owner.name, "--", "test", "-x", dir])).code === 0;
+}
+
 /**
- * As root the server runs as `postgres`, which must be able to reach
- * `.data/pg`. When the checkout sits under a folder it cannot traverse
- * (e.g. /root), the cluster lives in /var/tmp and `.data/pg` links to it.
+ * Places the local cluster's folder safely and says whether it needs initdb; starts nothing.
+ *
+ * The cluster lives in `.data/pg`, a private folder (mode 0700) owned by `owner`. As root the
+ * server runs as `postgres`; when that user cannot enter `.data` (a checkout under /root), the
+ * cluster lives in a fresh folder with an unpredictable name in /var/tmp (mode 0700, owned by
+ * postgres) and `.data/pg` links to it. An existing link is followed only after its target
+ * passed {@linkcode verifySecurePath} (as root: inside /var/tmp, no link or foreign folder on the
+ * way, private) or, when not root, {@linkcode verifyPrivateDir} (our own folder). Nothing that holds files is ever deleted: a non-empty
+ * `.data/pg` the owner cannot reach, or a data folder with files but no cluster, is refused
+ * with a ServiceError that says what to do.
  */
-async function ensureReachableByPostgres(dataDir: string, log: Logger): Promise<void> {
-  if (!isRoot()) return;
+export async function prepareCluster(
+  dataDir: string,
+  options: PrepareClusterOptions,
+): Promise<PreparedCluster> {
+  const { owner, logger } = options;
+  const canReach = options.canReach ?? ((dir: string) => ownerCanReach(owner, dir));
   const link = `${dataDir}/pg`;
-  if ((await Deno.lstat(link).catch(() => null))?.isSymlink) return; // placed earlier
-  const ok = await run("runuser", ["-u", "postgres", "--", "test", "-x", dataDir]);
-  if (ok.code === 0) return;
-  const id = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(dataDir));
-  const hex = [...new Uint8Array(id)].slice(0, 6).map((b) => b.toString(16).padStart(2, "0")).join(
-    "",
+  const st = await lstatOrNull(link);
+  let root: string;
+  if (st?.isSymlink) {
+    root = await Deno.readLink(link);
+    if (!root.startsWith("/")) {
+      throw new ServiceError(
+        `${link} links to the relative path "${root}": expected an absolute path (a folder ` +
+          `tickpipe made in /var/tmp); remove the link to let services place the cluster again`,
+      );
+    }
+    if (owner.uid === Deno.uid()) {
+      await verifyPrivateDir(root, owner); // our own link in our own .data, to our own folder
+    } else {
+      await verifySecurePath(root, owner, options.tmpDir ?? "/var/tmp");
+    }
+  } else if (!(await canReach(dataDir))) {
+    if (st !== null) {
+      if (!st.isDirectory || !(await isEmptyDir(link))) {
+        throw new ServiceError(
+          `${link} exists and is not empty, but the ${owner.name} user cannot enter ${dataDir}, ` +
+            `so the server could not use it. tickpipe never deletes a cluster folder: move the ` +
+            `checkout where ${owner.name} can enter it (or let it traverse the parents), or move ` +
+            `${link} away yourself and run again`,
+        );
+      }
+      await Deno.remove(link); // an empty folder (not recursive: fails if anything appeared)
+    }
+    root = await makePrivateTempDir(options.tmpDir ?? "/var/tmp", {
+      prefix: "tickpipe-pg-",
+      owner,
+    });
+    // `ln -sT` (Deno.symlink needs unrestricted read/write): fails if the name was taken.
+    const ln = await run("ln", ["-sT", root, link]);
+    if (ln.code !== 0) {
+      throw new ServiceError(`Cannot link ${link} to ${root}: ${ln.stderr.trim()}`);
+    }
+    logger.info(`the ${owner.name} user cannot enter .data: cluster placed in a private folder`, {
+      dir: root,
+      link,
+    });
+  } else {
+    await ensurePrivateDir(link, owner);
+    root = link;
+  }
+  const p = pathsIn(root);
+  await ensurePrivateDir(p.socket, owner);
+  const data = await lstatOrNull(p.data);
+  if (data === null) return { ...p, fresh: true }; // initdb creates it (mode 0700)
+  await verifyPrivateDir(p.data, owner);
+  const version = await lstatOrNull(`${p.data}/PG_VERSION`);
+  if (version?.isFile) return { ...p, fresh: false };
+  if (await isEmptyDir(p.data)) return { ...p, fresh: true };
+  throw new ServiceError(
+    `${p.data} holds files but no PostgreSQL cluster (no PG_VERSION). tickpipe never deletes ` +
+      `it: move it away (or restore the cluster) and run again`,
   );
-  const target = `/var/tmp/tickpipe-${hex}/pg`;
-  await Deno.mkdir(target, { recursive: true });
-  await Deno.remove(link, { recursive: true }).catch(() => {});
-  const ln = await run("ln", ["-s", target, link]);
-  if (ln.code !== 0) throw new ServiceError(`Cannot link ${link} to ${target}: ${ln.stderr}`);
-  log.info("the postgres user cannot reach .data: cluster placed in /var/tmp", { target, link });
+}
+
+/** The owner of the cluster's files: `postgres` when root (initdb refuses root), else us. */
+export async function clusterOwner(): Promise<Owner> {
+  return isRoot() ? await lookupOwner("postgres") : currentOwner();
 }
 
 /** Runs a PostgreSQL binary as the `postgres` user when we are root (initdb and postgres refuse root). */
@@ -169,34 +287,29 @@ export async function startPostgres(
         );
       }
     }
-    await ensureReachableByPostgres(options.dataDir, log);
-    const p = await postgresPaths(options.dataDir);
-    await Deno.mkdir(p.socket, { recursive: true });
-    let fresh = false;
-    try {
-      await Deno.stat(`${p.data}/PG_VERSION`);
-    } catch {
-      fresh = true;
-      await Deno.mkdir(p.data, { recursive: true });
-    }
-    if (isRoot()) await run("chown", ["-R", "postgres:postgres", p.root]);
-    if (fresh) {
-      const pwfile = `${p.root}/.pwfile`;
-      await Deno.writeTextFile(pwfile, password + "\n", { mode: 0o600 });
-      if (isRoot()) await run("chown", ["postgres:postgres", pwfile]);
-      const r = await runPg(`${bin}/initdb`, [
-        "-D",
-        p.data,
-        "-U",
-        user,
-        `--pwfile=${pwfile}`,
-        "--auth-local=trust",
-        "--auth-host=scram-sha-256",
-        "-E",
-        "UTF8",
-        "--locale=C",
-      ]);
-      await Deno.remove(pwfile).catch(() => {});
+    const owner = await clusterOwner();
+    const p = await prepareCluster(options.dataDir, { owner, logger: log });
+    if (p.fresh) {
+      // A new name every time, created exclusively: nothing is ever written through a link.
+      const pwfile = `${p.root}/.pwfile-${crypto.randomUUID()}`;
+      await writeNewFile(pwfile, password + "\n", { owner });
+      let r;
+      try {
+        r = await runPg(`${bin}/initdb`, [
+          "-D",
+          p.data,
+          "-U",
+          user,
+          `--pwfile=${pwfile}`,
+          "--auth-local=trust",
+          "--auth-host=scram-sha-256",
+          "-E",
+          "UTF8",
+          "--locale=C",
+        ]);
+      } finally {
+        await Deno.remove(pwfile).catch(() => {});
+      }
       if (r.code !== 0) throw new ServiceError(`initdb failed in ${p.data}: ${r.out}`);
       log.info("initialized PostgreSQL cluster", { dir: p.data });
     }

@@ -4,8 +4,9 @@
  */
 
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
-import { loadBaseConfig } from "../common/config.ts";
+import { loadBaseConfig, readEnv } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import { DEFAULT_KAFKA_VERSION, KAFKA_VERSIONS, parseKafkaVersion } from "./kafka.ts";
 
 const USAGE = `Usage: tickpipe services [up|down|status] [flags]
 
@@ -15,19 +16,31 @@ const USAGE = `Usage: tickpipe services [up|down|status] [flags]
   status   say what runs where (--json for scripts)
 
 Flags:
-  --json   print status as JSON
+  --json            print status as JSON
+  --upgrade-kafka   let "up" start the selected Kafka on data an older version formatted
+                    (in place, one-way); without it "up" refuses and says what to do
+
+Environment:
+  KAFKA_VERSION     the local broker's version: ${
+  KAFKA_VERSIONS.map((v) => v === DEFAULT_KAFKA_VERSION ? `${v} (default)` : v).join(", ")
+}
 
 ${BASE_USAGE}`;
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, { ...BASE_OPTIONS, json: { type: "boolean" } });
+  const { values, positionals } = parseFlags(args, {
+    ...BASE_OPTIONS,
+    json: { type: "boolean" },
+    "upgrade-kafka": { type: "boolean" },
+  });
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
   const action = positionals[0] ?? "up";
   const config = loadBaseConfig(values);
+  const kafkaVersion = parseKafkaVersion(readEnv("KAFKA_VERSION"));
   const log = createLogger("services");
   // npm-backed modules load only after flags are parsed, so --help needs no permission.
   const { servicesDown, servicesStatus, servicesUp } = await import("./mod.ts");
@@ -35,7 +48,10 @@ export async function main(args: string[]): Promise<number> {
   const { migrate } = await import("../sql/migrate.ts");
   if (action === "up") {
     const t0 = performance.now();
-    const r = await servicesUp(config, log);
+    const r = await servicesUp(config, log, {
+      kafkaVersion,
+      upgradeKafka: values["upgrade-kafka"] === true,
+    });
     const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-services" });
     try {
       await checkDatabase(pool, config.databaseUrl);
@@ -59,7 +75,7 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (action === "status") {
-    const s = await servicesStatus(config);
+    const s = await servicesStatus(config, { kafkaVersion });
     if (values.json) {
       console.log(JSON.stringify(s, null, 2));
     } else {
@@ -67,7 +83,13 @@ export async function main(args: string[]): Promise<number> {
         `kafka     ${s.kafka.reachable ? "up  " : "DOWN"} KAFKA_BROKERS=${
           s.kafka.brokers.join(",")
         }` +
-          (s.kafka.localPid ? ` (local broker ${s.kafka.version}, pid ${s.kafka.localPid})` : ""),
+          (s.kafka.localPid
+            ? ` (local broker ${s.kafka.version ?? "of unknown version"}, pid ${s.kafka.localPid}` +
+              (s.kafka.version !== undefined && s.kafka.version !== s.kafka.selected
+                ? `; KAFKA_VERSION selects ${s.kafka.selected}`
+                : "") +
+              ")"
+            : ""),
       );
       console.log(
         `postgres  ${s.postgres.reachable ? "up  " : "DOWN"} DATABASE_URL=${s.postgres.url}` +

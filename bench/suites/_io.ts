@@ -6,6 +6,7 @@
  */
 
 import type { Tick } from "../../aggregate/engine.ts";
+import { pumpLines } from "../../common/child.ts";
 import type { BaseConfig } from "../../common/config.ts";
 import { type Admin, createKafka, type Kafka } from "../../common/kafka.ts";
 import { createLogger } from "../../common/log.ts";
@@ -311,27 +312,6 @@ export interface Child {
   waitLine(test: (line: string) => boolean, timeoutMs: number): Promise<string>;
   /** Sends a signal (ignores an already exited child). */
   kill(signal?: Deno.Signal): void;
-}
-
-async function pumpLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        onLine(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-      }
-    }
-  } catch { /* child killed */ }
-  if (buf !== "") onLine(buf);
 }
 
 /** Spawns `deno <args>` with piped output (env adds to the inherited environment). */

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { denoRunArgs } from "../../common/child.ts";
 import type { Kafka } from "../../common/kafka.ts";
 import { createLogger } from "../../common/log.ts";
 import { percentile } from "../_stats.ts";
@@ -50,9 +51,9 @@ export async function startSimulatorChild(
   options: { rate: number; logFile?: string },
 ): Promise<{ child: Child; url: string }> {
   const { rate, logFile } = options;
-  const args = ["run", "-A", "main.ts", "simulate", "--port", "0", "--rate", String(rate)];
-  if (logFile) args.push("--log", logFile);
-  const child = spawnDeno(args, childEnv(ctx));
+  const flags = ["--port", "0", "--rate", String(rate)];
+  if (logFile) flags.push("--log", logFile);
+  const child = spawnDeno(denoRunArgs("simulate", flags, { allowAll: true }), childEnv(ctx));
   const line = await child.waitLine((l) => l.includes("listening on ws://"), 30_000);
   const url = /(ws:\/\/\S+)/.exec(line)![1];
   return { child, url: url.includes("?") ? url : `${url}?version=2` };
@@ -115,39 +116,37 @@ export const freshnessSuite: Suite = {
     const log = createLogger("bench.freshness");
     const children: Child[] = [];
     try {
-      const agg = spawnDeno([
-        "run",
-        "-P=aggregate",
-        "main.ts",
-        "aggregate",
-        "--topic",
-        topic,
-        "--kv",
-        `${ctx.dataDir}/${uniqueOf(ctx, "fresh")}.kv`,
-        "--group",
-        uniqueOf(ctx, "fresh-group"),
-        "--trigger",
-        "1s",
-      ], childEnv(ctx));
+      const agg = spawnDeno(
+        denoRunArgs("aggregate", [
+          "--topic",
+          topic,
+          "--kv",
+          `${ctx.dataDir}/${uniqueOf(ctx, "fresh")}.kv`,
+          "--group",
+          uniqueOf(ctx, "fresh-group"),
+          "--trigger",
+          "1s",
+        ]),
+        childEnv(ctx),
+      );
       children.push(agg);
       const sim = await startSimulatorChild(ctx, { rate: RATE });
       children.push(sim.child);
-      const ingest = spawnDeno([
-        "run",
-        "-A",
-        "main.ts",
-        "ingest",
-        "--source",
-        sim.url,
-        "--symbols",
-        names.join(","),
-        "--topic",
-        topic,
-        "--spool-dir",
-        `${ctx.dataDir}/spool-fresh`,
-        "--progress-every",
-        "0",
-      ], childEnv(ctx));
+      const ingest = spawnDeno(
+        denoRunArgs("ingest", [
+          "--source",
+          sim.url,
+          "--symbols",
+          names.join(","),
+          "--topic",
+          topic,
+          "--spool-dir",
+          `${ctx.dataDir}/spool-fresh`,
+          "--progress-every",
+          "0",
+        ], { allowAll: true }),
+        childEnv(ctx),
+      );
       children.push(ingest);
 
       // Poll: per symbol, the latest last_tick_at visible, with when we first saw it.

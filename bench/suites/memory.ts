@@ -12,6 +12,7 @@
  * @module
  */
 
+import { denoRunArgs } from "../../common/child.ts";
 import type { Tick } from "../../aggregate/engine.ts";
 import { type Row, rowOf, type Suite, type SuiteContext } from "../_suite.ts";
 import { symbols, windowFillTicks } from "./_data.ts";
@@ -52,22 +53,21 @@ function progressOf(line: string): { committed: number; open: number } | null {
 }
 
 async function aggregatorPeak(ctx: SuiteContext, topic: string, total: number): Promise<number> {
-  const child = spawnDeno([
-    "run",
-    "-P=aggregate",
-    "main.ts",
-    "aggregate",
-    "--topic",
-    topic,
-    "--kv",
-    `${ctx.dataDir}/${uniqueOf(ctx, "mem")}.kv`,
-    "--group",
-    uniqueOf(ctx, "mem-group"),
-    "--trigger",
-    "1s",
-    "--watermark",
-    "30m",
-  ], childEnv(ctx));
+  const child = spawnDeno(
+    denoRunArgs("aggregate", [
+      "--topic",
+      topic,
+      "--kv",
+      `${ctx.dataDir}/${uniqueOf(ctx, "mem")}.kv`,
+      "--group",
+      uniqueOf(ctx, "mem-group"),
+      "--trigger",
+      "1s",
+      "--watermark",
+      "30m",
+    ]),
+    childEnv(ctx),
+  );
   const rss = sampleRss(child.pid);
   try {
     const line = await child.waitLine((l) => {
@@ -144,22 +144,21 @@ async function ingestPeak(
         childEnv(ctx),
       );
     } else {
-      child = spawnDeno([
-        "run",
-        "-A",
-        "main.ts",
-        "ingest",
-        "--source",
-        sim.url,
-        "--symbols",
-        names.join(","),
-        "--topic",
-        topic,
-        "--spool-dir",
-        `${ctx.dataDir}/${uniqueOf(ctx, "spool-mem")}`,
-        "--progress-every",
-        "0",
-      ], childEnv(ctx));
+      child = spawnDeno(
+        denoRunArgs("ingest", [
+          "--source",
+          sim.url,
+          "--symbols",
+          names.join(","),
+          "--topic",
+          topic,
+          "--spool-dir",
+          `${ctx.dataDir}/${uniqueOf(ctx, "spool-mem")}`,
+          "--progress-every",
+          "0",
+        ], { allowAll: true }),
+        childEnv(ctx),
+      );
     }
     const rss = sampleRss(child.pid);
     await delay(seconds * 1000);

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { denoRunArgs } from "../../common/child.ts";
 import { type Row, rowOf, type Suite, type SuiteContext } from "../_suite.ts";
 import { windowFillTicks } from "./_data.ts";
 import {
@@ -56,11 +57,7 @@ function progressOf(line: string): Progress | null {
 }
 
 function aggregateArgs(topic: string, kv: string, group: string): string[] {
-  return [
-    "run",
-    "-P=aggregate",
-    "main.ts",
-    "aggregate",
+  return denoRunArgs("aggregate", [
     "--topic",
     topic,
     "--kv",
@@ -69,7 +66,7 @@ function aggregateArgs(topic: string, kv: string, group: string): string[] {
     group,
     "--trigger",
     "1s",
-  ];
+  ]);
 }
 
 /** One kill -9 / restart cycle: [ours s, from the lease-holding spawn s, lease waits, baseline s]. */

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { denoRunArgs } from "../../common/child.ts";
 import { loadBaseConfig } from "../../common/config.ts";
 import { createKafka } from "../../common/kafka.ts";
 import { createLogger } from "../../common/log.ts";
@@ -43,9 +44,9 @@ export async function runCli(
   args: string[],
   options: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const perm = set === null ? [] : [`-P=${set}`];
+  const [command, ...rest] = args;
   const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...perm, "main.ts", ...args],
+    args: denoRunArgs(command, rest, { permissionSet: set }),
     env: { NO_COLOR: "1", ...options.env },
     stdout: "piped",
     stderr: "piped",

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { denoRunArgs, pumpLines } from "../../common/child.ts";
 import { killPid, portOpen } from "../../services/_process.ts";
 import { startKafka, stopKafka } from "../../services/kafka.ts";
 import { startPostgres, stopPostgres } from "../../services/postgres.ts";
@@ -227,12 +228,12 @@ export async function spawnCli(
     create: true,
     append: true,
   });
-  const perm = [`-P=${set}`];
-  if (options.net !== "") perm.push(`--allow-net=${options.net ?? CHAOS_NET}`);
+  const net = options.net === "" ? [] : [`--allow-net=${options.net ?? CHAOS_NET}`];
   const env: Record<string, string> = { NO_COLOR: "1", ...options.env };
   if (options.path) env.PATH = `${options.path}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`;
+  const [command, ...rest] = args;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...perm, `${ROOT}main.ts`, ...args],
+    args: denoRunArgs(command, rest, { permissionSet: set, denoFlags: net }),
     cwd: ROOT,
     env,
     stdin: "null",
@@ -241,24 +242,11 @@ export async function spawnCli(
   }).spawn();
   const lines: string[] = [];
   const enc = new TextEncoder();
-  const pump = async (s: ReadableStream<Uint8Array>) => {
-    const dec = new TextDecoder();
-    let buf = "";
-    for await (const chunk of s) {
-      buf += dec.decode(chunk, { stream: true });
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const l = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        lines.push(l);
-        log.writeSync(enc.encode(l + "\n"));
-      }
-    }
-    if (buf !== "") {
-      lines.push(buf);
-      log.writeSync(enc.encode(buf + "\n"));
-    }
-  };
+  const pump = (s: ReadableStream<Uint8Array>) =>
+    pumpLines(s, (l) => {
+      lines.push(l);
+      log.writeSync(enc.encode(l + "\n"));
+    });
   let done = false;
   const status = Promise.all([child.status, pump(child.stdout), pump(child.stderr)]).then(
     ([s]) => {

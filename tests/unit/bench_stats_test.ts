@@ -9,7 +9,6 @@ import {
   meets,
   min,
   pairedRatio,
-  percentile,
   perSecond,
   ratio,
   summarize,
@@ -39,27 +38,7 @@ Deno.test("empty or NaN samples throw BenchStatsError naming the statistic", () 
   assert.throws(() => median([]), (e) => e instanceof BenchStatsError && /median/.test(e.message));
   assert.throws(() => min([]), BenchStatsError);
   assert.throws(() => max([]), BenchStatsError);
-  assert.throws(() => percentile([], 50), BenchStatsError);
   assert.throws(() => median([1, NaN]), /NaN/);
-});
-
-Deno.test("nearest-rank percentile", () => {
-  const xs = Array.from({ length: 100 }, (_, i) => 100 - i); // 1..100, reversed
-  assert.equal(percentile(xs, 50), 50);
-  assert.equal(percentile(xs, 99), 99);
-  assert.equal(percentile(xs, 100), 100);
-  assert.equal(percentile(xs, 0), 1);
-  assert.equal(percentile(xs, 0.5), 1);
-  assert.equal(percentile([10, 20, 30], 50), 20);
-  assert.equal(percentile([10, 20, 30, 40], 50), 20);
-  assert.equal(percentile([10, 20, 30, 40], 51), 30);
-  assert.equal(percentile([42], 99), 42);
-});
-
-Deno.test("percentile rejects p outside [0, 100]", () => {
-  assert.throws(() => percentile([1], 101), /101/);
-  assert.throws(() => percentile([1], -1), BenchStatsError);
-  assert.throws(() => percentile([1], NaN), BenchStatsError);
 });
 
 Deno.test("summarize keeps the samples in order", () => {

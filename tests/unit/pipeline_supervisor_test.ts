@@ -1,25 +1,22 @@
 // The supervisor with real child processes (a stand-in executable instead of deno), and the pure
 // parts of start, status and the demo dashboard.
 import assert from "node:assert/strict";
-import {
-  childArgs,
-  nextFailures,
-  Supervisor,
-  type SupervisorEvent,
-} from "../../pipeline/supervisor.ts";
+import { nextFailures, Supervisor, type SupervisorEvent } from "../../pipeline/supervisor.ts";
+import { denoRunArgs } from "../../common/child.ts";
 import { pipelineChildren, validateStartOptions } from "../../pipeline/start_main.ts";
 import { ConfigError, loadBaseConfig } from "../../common/config.ts";
 import { createLogger } from "../../common/log.ts";
 import { fmtAge, partitionLag, type PipelineStatus } from "../../pipeline/status.ts";
 import { clip, fmtInt, renderDashboard, renderSummaryLine } from "../../pipeline/dashboard.ts";
 
-// Stand-in for deno: argv is `run --no-prompt -P=<set> --config <cfg> <main> <command> ...`.
+// Stand-in for deno: argv is `run --quiet --no-prompt -P=<set> --config <cfg> <main> <command> ...`.
 const FAKE = `#!/bin/sh
-case "$7" in
-  crash) echo "boom $8"; exit 1 ;;
+case "$8" in
+  crash) echo "boom $9"; exit 1 ;;
   usage) echo "bad flag" >&2; exit 2 ;;
   good) trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.05; done ;;
   stubborn) trap '' TERM; echo ready; while :; do sleep 0.05; done ;;
+  args) echo "$@"; exit 0 ;;
 esac
 exit 9
 `;
@@ -52,16 +49,34 @@ Deno.test("supervisor: a crashing child is restarted with backoff, its output pr
     policy: { initialMs: 20, maxMs: 100, healthyAfterMs: 60_000 },
     write: (l) => lines.push(l),
     onEvent: (e) => events.push(e),
+    format: "text",
   });
   sup.add({ name: "crashy", command: "crash", args: ["x"] });
-  await until("three starts", () => sup.children[0].starts >= 3);
+  // Wait for the exits themselves, not for the starts: a run still going when stop() is called
+  // is ended by stop's SIGTERM (exit 143), which is not the crash under test.
+  const exits = () => events.filter((e) => e.kind === "exited");
+  await until("three crashes", () => exits().length >= 3);
+  // stop() marks the supervisor as stopping synchronously: no exit is counted after this line.
+  const crashes = exits();
   await sup.stop();
   const c = sup.children[0];
-  assert.ok(c.failures >= 2, `failures ${c.failures}`);
-  assert.equal(c.lastExit, 1);
+  assert.deepEqual(
+    crashes.map((e) => e.kind === "exited" && e.code),
+    crashes.map(() => 1),
+    "every run crashed with its own exit code",
+  );
+  assert.equal(c.failures, crashes.length, "each crash is one more consecutive failure");
+  assert.ok(c.starts >= crashes.length, `restarted: ${c.starts} starts`);
   assert.ok(lines.includes("[crashy] boom x"), lines.join("\n"));
   const kinds = events.filter((e) => e.child === "crashy").map((e) => e.kind);
-  assert.deepEqual(kinds.slice(0, 4), ["started", "exited", "started", "exited"]);
+  assert.deepEqual(kinds.slice(0, 6), [
+    "started",
+    "exited",
+    "started",
+    "exited",
+    "started",
+    "exited",
+  ]);
   await Deno.remove(deno.slice(0, deno.lastIndexOf("/")), { recursive: true });
 });
 
@@ -76,6 +91,7 @@ Deno.test("supervisor: a child rejecting its flags (exit 2) is not restarted", a
     write: () => {},
     writeErr: (l) => errs.push(l),
     onEvent: (e) => events.push(e),
+    format: "text",
   });
   sup.add({ name: "u", command: "usage", args: [] });
   await sup.wait();
@@ -89,7 +105,13 @@ Deno.test("supervisor: a child rejecting its flags (exit 2) is not restarted", a
 Deno.test("supervisor: stop sends SIGTERM, then SIGKILL after the grace period", async () => {
   const deno = await fakeDeno();
   const lines: string[] = [];
-  const sup = new Supervisor({ logger: quiet, deno, graceMs: 300, write: (l) => lines.push(l) });
+  const sup = new Supervisor({
+    logger: quiet,
+    deno,
+    graceMs: 300,
+    write: (l) => lines.push(l),
+    format: "text",
+  });
   sup.add({ name: "good", command: "good", args: [] });
   sup.add({ name: "stubborn", command: "stubborn", args: [] });
   await until("both ready", () => lines.filter((l) => l.endsWith(" ready")).length === 2);
@@ -107,15 +129,54 @@ Deno.test("supervisor: stop sends SIGTERM, then SIGKILL after the grace period",
   await Deno.remove(deno.slice(0, deno.lastIndexOf("/")), { recursive: true });
 });
 
-Deno.test("supervisor: children run main.ts under their permission set with explicit paths", () => {
+Deno.test("supervisor: kill() SIGKILLs every child's process group at once, without restarts", async () => {
+  const deno = await fakeDeno();
+  const lines: string[] = [];
+  const sup = new Supervisor({
+    logger: quiet,
+    deno,
+    graceMs: 60_000,
+    write: (l) => lines.push(l),
+    format: "text",
+  });
+  sup.add({ name: "a", command: "stubborn", args: [] });
+  sup.add({ name: "b", command: "stubborn", args: [] });
+  await until("both ready", () => lines.filter((l) => l.endsWith(" ready")).length === 2);
+  const t0 = performance.now();
+  await sup.kill();
+  await sup.wait();
+  assert.ok(performance.now() - t0 < 10_000, "not the 60 s grace period");
+  assert.deepEqual(sup.children.map((c) => c.lastExit), [137, 137]);
+  assert.deepEqual(sup.children.map((c) => c.starts), [1, 1], "no restart");
+  await Deno.remove(deno.slice(0, deno.lastIndexOf("/")), { recursive: true });
+});
+
+Deno.test("supervisor: children run main.ts under their permission set with explicit paths", async () => {
+  const deno = await fakeDeno();
+  const lines: string[] = [];
+  const sup = new Supervisor({
+    logger: quiet,
+    deno,
+    configPath: "/p/deno.json",
+    mainPath: "/p/main.ts",
+    write: (l) => lines.push(l),
+    format: "text",
+  });
+  sup.add({ name: "x", command: "args", args: ["--topic", "t"], permissionSet: "ingest" });
+  await until("the argv line", () => lines.length > 0);
+  await sup.stop();
+  const argv = denoRunArgs("args", ["--topic", "t"], {
+    permissionSet: "ingest",
+    configPath: "/p/deno.json",
+    mainPath: "/p/main.ts",
+  });
+  assert.equal(lines[0], `[x] ${argv.join(" ")}`, "the one command line builder");
   assert.deepEqual(
-    childArgs({ name: "i", command: "ingest", args: ["--topic", "t"] }, {
-      configPath: "/p/deno.json",
-      mainPath: "/p/main.ts",
-    }),
-    ["run", "--no-prompt", "-P=ingest", "--config", "/p/deno.json", "/p/main.ts", "ingest"]
-      .concat(["--topic", "t"]),
+    argv,
+    ["run", "--quiet", "--no-prompt", "-P=ingest", "--config", "/p/deno.json", "/p/main.ts"]
+      .concat(["args", "--topic", "t"]),
   );
+  await Deno.remove(deno.slice(0, deno.lastIndexOf("/")), { recursive: true });
   const policy = { initialMs: 1, maxMs: 1, healthyAfterMs: 1000 };
   assert.equal(nextFailures(3, 10, policy), 4, "a short run is one more failure");
   assert.equal(nextFailures(3, 1000, policy), 1, "a healthy run resets the count");

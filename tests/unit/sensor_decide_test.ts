@@ -191,6 +191,7 @@ Deno.test("sensor launcher: deno by name, -P=aggregate, abs config/main, DATABAS
   assert.equal(c.command, "deno");
   assert.deepEqual(c.args, [
     "run",
+    "--quiet",
     "--no-prompt",
     "-P=aggregate",
     "--config",

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { DEFAULT_RESTART_POLICY, pipeLines, restartDelay } from "../../pipeline/supervisor.ts";
+import { DEFAULT_RESTART_POLICY, restartDelay } from "../../pipeline/supervisor.ts";
+import { relayOutput } from "../../common/child.ts";
 import { pipelineChildren } from "../../pipeline/start_main.ts";
 import { loadBaseConfig } from "../../common/config.ts";
 import { renderCandles } from "../../pipeline/status.ts";
@@ -27,7 +28,7 @@ Deno.test("supervisor: child output is split into prefixed lines, partial last l
     },
   });
   const lines: string[] = [];
-  await pipeLines(stream, "x", (l) => lines.push(l));
+  await relayOutput(stream, "x", { write: (l) => lines.push(l), format: "text" });
   assert.deepEqual(lines, ["[x] hello", "[x] world", "[x] tail"]);
 });
 
