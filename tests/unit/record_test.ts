@@ -247,9 +247,21 @@ class JsonGen {
     }
   }
   key(): string {
-    return this.str(
-      this.rand() < 0.3 ? this.pick(["id", "price", "time", "dayVolume", "x", ""]) : this.text(6),
-    );
+    const r = this.rand();
+    if (r < 0.3) return this.str(this.pick(["id", "price", "time", "dayVolume", "x", ""]));
+    if (r < 0.6) {
+      // A near miss: one character of a field name changed, dropped or added.
+      const name = this.pick(["id", "price", "time", "dayVolume"]);
+      const at = this.int(name.length + 1);
+      const c = String.fromCharCode(0x20 + this.int(0x5f));
+      const edits = [
+        name.slice(0, at) + c + name.slice(at + 1),
+        name.slice(0, at) + name.slice(at + 1),
+        name.slice(0, at) + c + name.slice(at),
+      ];
+      return this.str(this.pick(edits));
+    }
+    return this.str(this.text(6));
   }
   /** An object from [key literal, value text] members. */
   object(members: string[][]): string {
@@ -643,6 +655,9 @@ Deno.test("record: size cap, formats and tombstones", () => {
     ["JSON", value, "unknown_format"],
     ["", value, "unknown_format"],
     [te.encode("tick-v1 "), v1, "unknown_format"],
+    [te.encode("jsox"), value, "unknown_format"],
+    [te.encode("tick-v2"), v1, "unknown_format"],
+    [te.encode("Tick-v1"), v1, "unknown_format"],
     [["json", "json"], value, "unknown_format"],
     [[], value, "unknown_format"],
   ];
@@ -708,6 +723,14 @@ Deno.test("validate: isValidSymbol equals the regex rule on every BMP unit and r
   for (let i = 0; i < 50_000; i++) {
     const s = i % 2 === 0 ? gen.symbol() : gen.text(40);
     assert.equal(isValidSymbol(s), symbolOracle(s), JSON.stringify(s));
+  }
+  for (const hi of [0xd800, 0xdbff, 0xdc00, 0xdfff, 0x41]) {
+    for (const lo of [0xd800, 0xdbff, 0xdc00, 0xdfff, 0x41]) {
+      const s = String.fromCharCode(hi, lo);
+      for (const t of [s, "A" + s, s + "A", s + s]) {
+        assert.equal(isValidSymbol(t), symbolOracle(t), JSON.stringify(t));
+      }
+    }
   }
   assert.equal(isValidSymbol("📈".repeat(32)), true);
   assert.equal(isValidSymbol("📈".repeat(33)), false);
