@@ -115,31 +115,23 @@ function rawValue(b: Uint8Array, start: number, stop: number): RawValue {
 
 /**
  * A bounded open-addressing table from a symbol's UTF-8 bytes to its (valid) string. Holds at
- * most `capacity` symbols of at most 255 bytes; when full it starts over.
+ * most `capacity` symbols of at most 255 bytes; when full it starts over. The table and the
+ * byte arena start small and double as symbols arrive, so a feed of a few hundred symbols
+ * stays in the CPU caches.
  */
 class Interner {
   readonly capacity: number;
-  private readonly mask: number;
-  private readonly hashes: Int32Array;
-  private readonly offsets: Int32Array;
-  private readonly lengths: Uint16Array; // 0 = empty slot
-  private readonly strings: string[];
-  private readonly arena: Uint8Array;
+  private mask = 63;
+  // Per slot: hash, arena offset, length (0 = empty), index into `strings`.
+  private meta = new Int32Array(64 * 4);
+  private strings: string[] = [];
+  private arena = new Uint8Array(1024);
   private arenaUsed = 0;
-  private count = 0;
   private slot = 0; // where the last miss would insert
   private hash = 0;
 
   constructor(capacity: number) {
     this.capacity = capacity;
-    let slots = 16;
-    while (slots < capacity * 2) slots *= 2;
-    this.mask = slots - 1;
-    this.hashes = new Int32Array(slots);
-    this.offsets = new Int32Array(slots);
-    this.lengths = new Uint16Array(slots);
-    this.strings = new Array<string>(slots).fill("");
-    this.arena = new Uint8Array(Math.max(256, capacity * 24));
   }
 
   /** The interned string of b[start, stop), or null (then insert() may follow). */
@@ -148,18 +140,19 @@ class Interner {
     let h = 0x811c9dc5 ^ len;
     for (let i = start; i < stop; i++) h = Math.imul(h ^ b[i], 0x01000193);
     this.hash = h;
+    const meta = this.meta;
     const mask = this.mask;
-    const lengths = this.lengths;
     let slot = h & mask;
     for (;;) {
-      const l = lengths[slot];
+      const m = slot << 2;
+      const l = meta[m + 2];
       if (l === 0) break;
-      if (l === len && this.hashes[slot] === h) {
+      if (l === len && meta[m] === h) {
         const arena = this.arena;
-        const o = this.offsets[slot] - start;
+        const o = meta[m + 1] - start;
         let i = start;
         while (i < stop && arena[o + i] === b[i]) i++;
-        if (i === stop) return this.strings[slot];
+        if (i === stop) return this.strings[meta[m + 3]];
       }
       slot = (slot + 1) & mask;
     }
@@ -171,21 +164,49 @@ class Interner {
   insert(b: Uint8Array, start: number, stop: number, s: string): void {
     const len = stop - start;
     if (len === 0 || len > 255) return;
-    if (this.count >= this.capacity || this.arenaUsed + len > this.arena.length) {
-      this.lengths.fill(0);
-      this.strings.fill("");
-      this.count = 0;
+    const count = this.strings.length;
+    if (count >= this.capacity || this.arenaUsed + len > this.capacity * 32) {
+      // Full: start over (bounded memory; a churning feed only costs decoding again).
+      this.meta.fill(0);
+      this.strings.length = 0;
       this.arenaUsed = 0;
-      this.slot = this.hash & this.mask;
+      this.slot = this.probe(this.hash);
+    } else if ((count + 1) * 2 > this.mask + 1) {
+      this.grow();
+      this.slot = this.probe(this.hash);
     }
-    const slot = this.slot;
+    if (this.arenaUsed + len > this.arena.length) {
+      const arena = new Uint8Array(Math.min(this.capacity * 32, this.arena.length * 2) + 256);
+      arena.set(this.arena.subarray(0, this.arenaUsed));
+      this.arena = arena;
+    }
+    const m = this.slot << 2;
     this.arena.set(b.subarray(start, stop), this.arenaUsed);
-    this.offsets[slot] = this.arenaUsed;
+    this.meta[m] = this.hash;
+    this.meta[m + 1] = this.arenaUsed;
+    this.meta[m + 2] = len;
+    this.meta[m + 3] = this.strings.length;
+    this.strings.push(s);
     this.arenaUsed += len;
-    this.lengths[slot] = len;
-    this.hashes[slot] = this.hash;
-    this.strings[slot] = s;
-    this.count++;
+  }
+
+  /** The first empty slot for hash h. */
+  private probe(h: number): number {
+    let slot = h & this.mask;
+    while (this.meta[(slot << 2) + 2] !== 0) slot = (slot + 1) & this.mask;
+    return slot;
+  }
+
+  /** Doubles the table and re-inserts every entry. */
+  private grow(): void {
+    const old = this.meta;
+    this.mask = this.mask * 2 + 1;
+    this.meta = new Int32Array((this.mask + 1) * 4);
+    for (let m = 0; m < old.length; m += 4) {
+      if (old[m + 2] === 0) continue;
+      const to = this.probe(old[m]) << 2;
+      for (let k = 0; k < 4; k++) this.meta[to + k] = old[m + k];
+    }
   }
 }
 
@@ -340,13 +361,21 @@ function readNumber(b: Uint8Array, i: number, end: number): number {
   if (negative) i++;
   if (i >= end) return numberFail(fail("unexpected end in a number", i));
   let c = b[i];
-  let m = 0; // significant digits (exact while digits <= 15)
+  // Significant digits (leading zeros skipped) go into two int32 halves of up to 9 digits each,
+  // which is faster than a double multiply-add chain; the value is exact while digits <= 15.
+  let hi = 0;
+  let lo = 0;
+  let loDigits = 0;
   let digits = 0;
-  let scale = 0; // value = m * 10^scale
+  let scale = 0; // value = digits * 10^scale
   if (c === 0x30) i++;
   else if (c >= 0x31 && c <= 0x39) {
     do {
-      m = m * 10 + (c - 0x30);
+      if (digits < 9) hi = hi * 10 + (c - 0x30);
+      else if (digits < 18) {
+        lo = lo * 10 + (c - 0x30);
+        loDigits++;
+      }
       digits++;
       i++;
     } while (i < end && (c = b[i]) >= 0x30 && c <= 0x39);
@@ -357,8 +386,12 @@ function readNumber(b: Uint8Array, i: number, end: number): number {
       return numberFail(unexpected(b, i, end, "a digit"));
     }
     do {
-      if (m !== 0 || c !== 0x30) {
-        m = m * 10 + (c - 0x30);
+      if (digits !== 0 || c !== 0x30) {
+        if (digits < 9) hi = hi * 10 + (c - 0x30);
+        else if (digits < 18) {
+          lo = lo * 10 + (c - 0x30);
+          loDigits++;
+        }
         digits++;
       }
       scale--;
@@ -380,10 +413,12 @@ function readNumber(b: Uint8Array, i: number, end: number): number {
     scale += expNegative ? -e : e;
   }
   numberEnd = i;
-  if (m === 0) return negative ? -0 : 0;
+  if (digits === 0) return negative ? -0 : 0;
+  // Digits after the first 18 are not accumulated: they only move the decimal point.
   if (digits <= 15 && scale >= -22 && scale <= 22) {
-    // Clinger's fast path: m and 10^|scale| are exact doubles, so one IEEE operation rounds
-    // correctly.
+    // Clinger's fast path: m < 10^15 and 10^|scale| are exact doubles, so one IEEE operation
+    // rounds correctly.
+    const m = loDigits === 0 ? hi : hi * POW10[loDigits] + lo;
     const v = scale >= 0 ? m * POW10[scale] : m / POW10[-scale];
     return negative ? -v : v;
   }
@@ -676,8 +711,12 @@ export class RecordParser {
         const start = i;
         const isNumber = c === 0x2d || (c >= 0x30 && c <= 0x39);
         if (field === F_OTHER) {
-          if (c === 0x22) i = skipString(b, i + 1, end);
-          else if (isNumber) i = skipNumber(b, i, end);
+          if (c === 0x22) {
+            // Inline fast path for plain ASCII strings; skipString handles the rest.
+            let k = i + 1;
+            while (k < end && STR_CLASS[b[k]] === 0) k++;
+            i = k < end && b[k] === 0x22 ? k + 1 : skipString(b, i + 1, end);
+          } else if (isNumber) i = skipNumber(b, i, end);
           else i = skipValue(b, i, end);
         } else if (field === F_ID) {
           if (c === 0x22) {

@@ -332,93 +332,6 @@ export class TickScan {
   errorAt = -1;
 }
 
-// Scanner state: scanTick is synchronous and never re-entered.
-let buf: Uint8Array = F64_BYTES;
-let pos = 0;
-let end = 0;
-let lo = 0;
-let hi = 0;
-let scan: TickScan = new TickScan();
-
-function fail(code: ProtoError["code"], message: string, at: number): false {
-  scan.error = message;
-  scan.errorCode = code;
-  scan.errorAt = at;
-  return false;
-}
-
-function failTruncated(what: string, at: number): false {
-  return fail(
-    "truncated",
-    `Truncated input: ${what} at offset ${at} runs past the end (${end} bytes)`,
-    at,
-  );
-}
-
-/** Reads a varint into lo/hi; false (with scan.error set) on a truncated or over-long one. */
-function readVarint(): boolean {
-  const start = pos;
-  let b = 0;
-  lo = 0;
-  hi = 0;
-  for (let shift = 0; shift < 28; shift += 7) {
-    if (pos >= end) return failTruncated("varint", start);
-    b = buf[pos++];
-    lo |= (b & 0x7f) << shift;
-    if (b < 0x80) {
-      lo >>>= 0;
-      return true;
-    }
-  }
-  if (pos >= end) return failTruncated("varint", start);
-  b = buf[pos++];
-  lo = (lo | ((b & 0x0f) << 28)) >>> 0;
-  hi = (b & 0x7f) >>> 4;
-  if (b < 0x80) return true;
-  for (let shift = 3; shift < 31; shift += 7) {
-    if (pos >= end) return failTruncated("varint", start);
-    b = buf[pos++];
-    hi |= (b & 0x7f) << shift;
-    if (b < 0x80) {
-      hi >>>= 0;
-      return true;
-    }
-  }
-  if (pos >= end) return failTruncated("varint", start);
-  b = buf[pos++];
-  if (b > 1) {
-    return fail(
-      "varint",
-      `Varint at offset ${start} overflows 64 bits (10th byte 0x${b.toString(16)})`,
-      start,
-    );
-  }
-  hi = (hi | (b << 31)) >>> 0;
-  return true;
-}
-
-/** Zigzag-decodes the 64-bit varint in lo/hi to the nearest JS number. */
-function unzigzag(): number {
-  let l = ((lo >>> 1) | (hi << 31)) >>> 0;
-  let h = hi >>> 1;
-  if ((lo & 1) === 0) return h * TWO_32 + l;
-  // -(u + 1): add one on the integer halves first so the conversion rounds only once.
-  l = (l + 1) >>> 0;
-  if (l === 0) h++;
-  return -(h * TWO_32 + l);
-}
-
-/** Reads a length prefix; the payload must fit in the input. Returns -1 on failure. */
-function readLength(what: string): number {
-  const at = pos;
-  if (!readVarint()) return -1;
-  if (hi !== 0 || lo > end - pos) {
-    failTruncated(`${what} of ${hi * TWO_32 + lo} bytes`, at);
-    return -1;
-  }
-  return lo;
-}
-
 /** True when buf[start, stop) is well-formed UTF-8 (RFC 3629: no surrogates, no overlongs). */
 export function isUtf8(bytes: Uint8Array, start: number, stop: number): boolean {
   let i = start;
@@ -453,104 +366,339 @@ export function isUtf8(bytes: Uint8Array, start: number, stop: number): boolean 
   return true;
 }
 
-/** Reads a string field's span into `which` (6 exchange, 7 currency, else id). */
-function readSpan(field: number): boolean {
-  const len = readLength(`string field ${FIELD_NAMES[field]}`);
-  if (len < 0) return false;
-  const start = pos;
-  pos += len;
-  if (field === F_ID) {
-    scan.idStart = start;
-    scan.idEnd = pos;
-    return true;
-  }
-  if (!isUtf8(buf, start, pos)) {
-    return fail(
-      "utf8",
-      `Invalid UTF-8 in string field ${FIELD_NAMES[field]} at offset ${start}`,
-      start,
-    );
-  }
-  if (field === F_EXCHANGE) {
-    scan.exchangeStart = start;
-    scan.exchangeEnd = pos;
-  } else {
-    scan.currencyStart = start;
-    scan.currencyEnd = pos;
-  }
-  return true;
-}
+/**
+ * The scanner: its state lives in fields of one reused object (fast in V8: no boxing of the
+ * 32-bit halves, no hole checks of module-level `let`s). Synchronous, never re-entered.
+ */
+class TickReader {
+  buf: Uint8Array = F64_BYTES;
+  pos = 0;
+  end = 0;
+  /** Result of readVarint(): low and high 32 bits, unsigned. */
+  lo = 0;
+  hi = 0;
+  out: TickScan = new TickScan();
 
-/** Skips one unknown field's payload (wire type `wt`), groups included. */
-function skipField(field: number, wt: number, tagAt: number, depth: number): boolean {
-  switch (wt) {
-    case 0:
-      return readVarint();
-    case 1:
-      if (end - pos < 8) return failTruncated("fixed64 field", pos);
-      pos += 8;
-      return true;
-    case 2: {
-      const len = readLength(`length-delimited field ${field}`);
-      if (len < 0) return false;
-      pos += len;
-      return true;
-    }
-    case 5:
-      if (end - pos < 4) return failTruncated("fixed32 field", pos);
-      pos += 4;
-      return true;
-    case 3: {
-      if (depth >= MAX_GROUP_DEPTH) {
-        return fail(
-          "group",
-          `Groups nested deeper than ${MAX_GROUP_DEPTH} at offset ${tagAt}`,
-          tagAt,
-        );
-      }
-      for (;;) {
-        if (pos >= end) return failTruncated(`group ${field}`, tagAt);
-        const at = pos;
-        if (!readTag()) return false;
-        const f = lo >>> 3;
-        const w = lo & 7;
-        if (w === 4) {
-          if (f !== field) {
-            return fail(
-              "group",
-              `End-group tag for field ${f} at offset ${at} does not match open group ${field}`,
-              at,
-            );
-          }
-          return true;
-        }
-        if (!skipField(f, w, at, depth + 1)) return false;
-      }
-    }
-    default:
-      return fail(
-        "wire_type",
-        wt === 4
-          ? `Unexpected end-group tag for field ${field} at offset ${tagAt}`
-          : `Invalid wire type ${wt} for field ${field} at offset ${tagAt}`,
-        tagAt,
-      );
+  scan(bytes: Uint8Array, out: TickScan): boolean {
+    this.buf = bytes;
+    this.pos = 0;
+    this.end = bytes.length;
+    this.out = out;
+    out.idStart =
+      out.idEnd =
+      out.exchangeStart =
+      out.exchangeEnd =
+        -1;
+    out.currencyStart = out.currencyEnd = out.errorAt = -1;
+    out.hasPrice =
+      out.hasTime =
+      out.hasDayVolume =
+      out.hasLastSize =
+        false;
+    out.hasQuoteType = out.hasMarketHours = false;
+    out.error = "";
+    const ok = this.fields();
+    this.buf = F64_BYTES; // do not retain the caller's buffer
+    return ok;
   }
-}
 
-/** Reads a tag into lo; false on a bad varint or field number 0 / beyond 2^29 - 1. */
-function readTag(): boolean {
-  const at = pos;
-  if (!readVarint()) return false;
-  if (hi !== 0 || lo >>> 3 === 0) {
-    return fail(
-      "field_number",
-      `Invalid field number ${hi * 536870912 + (lo >>> 3)} at offset ${at}`,
+  private fail(code: ProtoError["code"], message: string, at: number): false {
+    this.out.error = message;
+    this.out.errorCode = code;
+    this.out.errorAt = at;
+    return false;
+  }
+
+  private truncated(what: string, at: number): false {
+    return this.fail(
+      "truncated",
+      `Truncated input: ${what} at offset ${at} runs past the end (${this.end} bytes)`,
       at,
     );
   }
-  return true;
+
+  /** Reads a varint into lo/hi; false (with the error set) on a truncated or over-long one. */
+  private readVarint(): boolean {
+    const buf = this.buf;
+    const end = this.end;
+    const start = this.pos;
+    let pos = start;
+    let b = 0;
+    let lo = 0;
+    let hi = 0;
+    for (let shift = 0; shift < 28; shift += 7) {
+      if (pos >= end) return this.truncated("varint", start);
+      b = buf[pos++];
+      lo |= (b & 0x7f) << shift;
+      if (b < 0x80) {
+        this.pos = pos;
+        this.lo = lo >>> 0;
+        this.hi = 0;
+        return true;
+      }
+    }
+    if (pos >= end) return this.truncated("varint", start);
+    b = buf[pos++];
+    lo = (lo | ((b & 0x0f) << 28)) >>> 0;
+    hi = (b & 0x7f) >>> 4;
+    if (b >= 0x80) {
+      let shift = 3;
+      for (;;) {
+        if (pos >= end) return this.truncated("varint", start);
+        b = buf[pos++];
+        if (shift === 31) {
+          if (b > 1) {
+            return this.fail(
+              "varint",
+              `Varint at offset ${start} overflows 64 bits (10th byte 0x${b.toString(16)})`,
+              start,
+            );
+          }
+          hi |= b << 31;
+          break;
+        }
+        hi |= (b & 0x7f) << shift;
+        if (b < 0x80) break;
+        shift += 7;
+      }
+    }
+    this.pos = pos;
+    this.lo = lo;
+    this.hi = hi >>> 0;
+    return true;
+  }
+
+  /** Zigzag-decodes the 64-bit varint in lo/hi to the nearest JS number. */
+  private unzigzag(): number {
+    const lo = this.lo;
+    const hi = this.hi;
+    let l = ((lo >>> 1) | (hi << 31)) >>> 0;
+    let h = hi >>> 1;
+    if ((lo & 1) === 0) return h * TWO_32 + l;
+    // -(u + 1): add one on the integer halves first so the conversion rounds only once.
+    l = (l + 1) >>> 0;
+    if (l === 0) h++;
+    return -(h * TWO_32 + l);
+  }
+
+  /** Reads a length prefix; the payload must fit in the input. Returns -1 on failure. */
+  private readLength(what: string): number {
+    const at = this.pos;
+    if (!this.readVarint()) return -1;
+    if (this.hi !== 0 || this.lo > this.end - this.pos) {
+      this.truncated(`${what} of ${this.hi * TWO_32 + this.lo} bytes`, at);
+      return -1;
+    }
+    return this.lo;
+  }
+
+  /** Reads a tag into lo; false on a bad varint or field number 0 / beyond 2^29 - 1. */
+  private readTag(): boolean {
+    const at = this.pos;
+    if (!this.readVarint()) return false;
+    if (this.hi !== 0 || this.lo >>> 3 === 0) {
+      return this.fail(
+        "field_number",
+        `Invalid field number ${this.hi * 536870912 + (this.lo >>> 3)} at offset ${at}`,
+        at,
+      );
+    }
+    return true;
+  }
+
+  /** Skips one unknown field's payload (wire type `wt`), groups included. */
+  private skipField(field: number, wt: number, tagAt: number, depth: number): boolean {
+    switch (wt) {
+      case 0:
+        return this.readVarint();
+      case 1:
+        if (this.end - this.pos < 8) return this.truncated("fixed64 field", this.pos);
+        this.pos += 8;
+        return true;
+      case 2: {
+        const len = this.readLength(`length-delimited field ${field}`);
+        if (len < 0) return false;
+        this.pos += len;
+        return true;
+      }
+      case 5:
+        if (this.end - this.pos < 4) return this.truncated("fixed32 field", this.pos);
+        this.pos += 4;
+        return true;
+      case 3: {
+        if (depth >= MAX_GROUP_DEPTH) {
+          return this.fail(
+            "group",
+            `Groups nested deeper than ${MAX_GROUP_DEPTH} at offset ${tagAt}`,
+            tagAt,
+          );
+        }
+        for (;;) {
+          if (this.pos >= this.end) return this.truncated(`group ${field}`, tagAt);
+          const at = this.pos;
+          if (!this.readTag()) return false;
+          const f = this.lo >>> 3;
+          const w = this.lo & 7;
+          if (w === 4) {
+            if (f !== field) {
+              return this.fail(
+                "group",
+                `End-group tag for field ${f} at offset ${at} does not match open group ${field}`,
+                at,
+              );
+            }
+            return true;
+          }
+          if (!this.skipField(f, w, at, depth + 1)) return false;
+        }
+      }
+      default:
+        return this.fail(
+          "wire_type",
+          wt === 4
+            ? `Unexpected end-group tag for field ${field} at offset ${tagAt}`
+            : `Invalid wire type ${wt} for field ${field} at offset ${tagAt}`,
+          tagAt,
+        );
+    }
+  }
+
+  /**
+   * The field loop. Hot paths are inline with local state: one-byte tags and lengths, and
+   * varints of up to 7 bytes (49 bits, exact as doubles); anything longer or unusual goes
+   * through the general methods above.
+   */
+  private fields(): boolean {
+    const out = this.out;
+    const buf = this.buf;
+    const end = this.end;
+    let pos = 0;
+    while (pos < end) {
+      const tagAt = pos;
+      let tag = buf[pos];
+      if (tag < 0x80) pos++;
+      else {
+        this.pos = pos;
+        if (!this.readTag()) return false;
+        pos = this.pos;
+        tag = this.lo;
+      }
+      switch (tag) {
+        case 0x0a: // id
+        case 0x32: // exchange
+        case 0x3a: { // currency
+          let len = pos < end ? buf[pos] : 0x80;
+          if (len < 0x80) pos++;
+          else {
+            this.pos = pos;
+            len = this.readLength(`string field ${FIELD_NAMES[tag >>> 3]}`);
+            if (len < 0) return false;
+            pos = this.pos;
+          }
+          if (len > end - pos) {
+            return this.truncated(`string field ${FIELD_NAMES[tag >>> 3]} of ${len} bytes`, tagAt);
+          }
+          const start = pos;
+          pos += len;
+          if (tag === 0x0a) {
+            out.idStart = start;
+            out.idEnd = pos;
+          } else if (!isUtf8(buf, start, pos)) {
+            return this.fail(
+              "utf8",
+              `Invalid UTF-8 in string field ${FIELD_NAMES[tag >>> 3]} at offset ${start}`,
+              start,
+            );
+          } else if (tag === 0x32) {
+            out.exchangeStart = start;
+            out.exchangeEnd = pos;
+          } else {
+            out.currencyStart = start;
+            out.currencyEnd = pos;
+          }
+          break;
+        }
+        case 0x11: { // price, double
+          if (end - pos < 8) return this.truncated("double field price", pos);
+          if (LITTLE_ENDIAN) { for (let i = 0; i < 8; i++) F64_BYTES[i] = buf[pos + i]; }
+          else for (let i = 0; i < 8; i++) F64_BYTES[7 - i] = buf[pos + i];
+          pos += 8;
+          out.price = F64[0];
+          out.hasPrice = true;
+          break;
+        }
+        case 0x18: // time, sint64
+        case 0x20: // day_volume, sint64
+        case 0x28: // last_size, sint64
+        case 0x40: // quote_type, int32
+        case 0x48: { // market_hours, int32
+          const valueAt = pos;
+          let v = 0;
+          let scale = 1;
+          let done = false;
+          for (let k = 0; k < 7 && pos < end; k++) {
+            const c = buf[pos++];
+            v += (c & 0x7f) * scale;
+            if (c < 0x80) {
+              done = true;
+              break;
+            }
+            scale *= 128;
+          }
+          let value: number;
+          if (done) {
+            // int32: the low 32 bits, sign-extended; sint64: zigzag (v < 2^49, so exact).
+            value = tag >= 0x40 ? v | 0 : (v & 1) === 0 ? v / 2 : -(v + 1) / 2;
+          } else {
+            this.pos = valueAt;
+            if (!this.readVarint()) return false;
+            pos = this.pos;
+            value = tag >= 0x40 ? this.lo | 0 : this.unzigzag();
+          }
+          if (tag === 0x18) {
+            out.time = value;
+            out.hasTime = true;
+          } else if (tag === 0x20) {
+            out.dayVolume = value;
+            out.hasDayVolume = true;
+          } else if (tag === 0x28) {
+            out.lastSize = value;
+            out.hasLastSize = true;
+          } else if (tag === 0x40) {
+            out.quoteType = value;
+            out.hasQuoteType = true;
+          } else {
+            out.marketHours = value;
+            out.hasMarketHours = true;
+          }
+          break;
+        }
+        default: {
+          const field = tag >>> 3;
+          const wt = tag & 7;
+          if (field === 0) {
+            return this.fail("field_number", `Invalid field number 0 at offset ${tagAt}`, tagAt);
+          }
+          if (field < FIELD_WIRE.length) {
+            return this.fail(
+              "wire_type",
+              `Wrong wire type ${wt} for field ${field} (${
+                FIELD_NAMES[field]
+              }) at offset ${tagAt}; expected ${FIELD_WIRE[field]}`,
+              tagAt,
+            );
+          }
+          this.pos = pos;
+          if (!this.skipField(field, wt, tagAt, 0)) return false;
+          pos = this.pos;
+        }
+      }
+    }
+    return true;
+  }
 }
+
+const READER = new TickReader();
 
 /**
  * Scans a tickpipe.v1.Tick into `out` (reset first). Returns false, with `out.error` set, on
@@ -558,97 +706,7 @@ function readTag(): boolean {
  * decodes or interns it).
  */
 export function scanTick(bytes: Uint8Array, out: TickScan): boolean {
-  buf = bytes;
-  pos = 0;
-  end = bytes.length;
-  scan = out;
-  out.idStart =
-    out.idEnd =
-    out.exchangeStart =
-    out.exchangeEnd =
-      -1;
-  out.currencyStart = out.currencyEnd = out.errorAt = -1;
-  out.hasPrice =
-    out.hasTime =
-    out.hasDayVolume =
-    out.hasLastSize =
-      false;
-  out.hasQuoteType = out.hasMarketHours = false;
-  out.error = "";
-  const ok = scanFields();
-  buf = F64_BYTES; // do not retain the caller's buffer
-  return ok;
-}
-
-function scanFields(): boolean {
-  const out = scan;
-  while (pos < end) {
-    const tagAt = pos;
-    let tag = buf[pos];
-    if (tag < 0x80) pos++;
-    else {
-      if (!readTag()) return false;
-      tag = lo;
-    }
-    switch (tag) {
-      case (F_ID << 3) | 2:
-      case (F_EXCHANGE << 3) | 2:
-      case (F_CURRENCY << 3) | 2:
-        if (!readSpan(tag >>> 3)) return false;
-        break;
-      case (F_PRICE << 3) | 1:
-        if (end - pos < 8) return failTruncated("double field price", pos);
-        if (LITTLE_ENDIAN) { for (let i = 0; i < 8; i++) F64_BYTES[i] = buf[pos + i]; }
-        else for (let i = 0; i < 8; i++) F64_BYTES[7 - i] = buf[pos + i];
-        pos += 8;
-        out.price = F64[0];
-        out.hasPrice = true;
-        break;
-      case F_TIME << 3:
-        if (!readVarint()) return false;
-        out.time = unzigzag();
-        out.hasTime = true;
-        break;
-      case F_DAY_VOLUME << 3:
-        if (!readVarint()) return false;
-        out.dayVolume = unzigzag();
-        out.hasDayVolume = true;
-        break;
-      case F_LAST_SIZE << 3:
-        if (!readVarint()) return false;
-        out.lastSize = unzigzag();
-        out.hasLastSize = true;
-        break;
-      case F_QUOTE_TYPE << 3:
-        if (!readVarint()) return false;
-        out.quoteType = lo | 0; // int32: the low 32 bits, sign-extended
-        out.hasQuoteType = true;
-        break;
-      case F_MARKET_HOURS << 3:
-        if (!readVarint()) return false;
-        out.marketHours = lo | 0;
-        out.hasMarketHours = true;
-        break;
-      default: {
-        const field = tag >>> 3;
-        const wt = tag & 7;
-        if (field === 0) {
-          return fail("field_number", `Invalid field number 0 at offset ${tagAt}`, tagAt);
-        }
-        if (field < FIELD_WIRE.length) {
-          return fail(
-            "wire_type",
-            `Wrong wire type ${wt} for field ${field} (${
-              FIELD_NAMES[field]
-            }) at offset ${tagAt}; expected ${FIELD_WIRE[field]}`,
-            tagAt,
-          );
-        }
-        if (!skipField(field, wt, tagAt, 0)) return false;
-      }
-    }
-  }
-  return true;
+  return READER.scan(bytes, out);
 }
 
 /**
