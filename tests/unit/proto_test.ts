@@ -509,11 +509,6 @@ function randomTick(rand: () => number, safe: boolean): TickMessage {
   return t;
 }
 
-/** Field-by-field equality that tells NaN and -0 apart correctly. */
-function assertSameTick(actual: unknown, expected: unknown, msg?: string): void {
-  assert.deepStrictEqual(actual, expected, msg);
-}
-
 Deno.test("tick.proto declares the Tick of DESIGN (numbers, types, optional fields)", () => {
   const fields = TICK_PB.fieldsArray.map((
     f,
@@ -538,8 +533,8 @@ Deno.test("tick: encodeTick writes the same bytes as protobufjs and decodes back
     const ours = encodeTick(t);
     const theirs = TICK_PB.encode(TICK_PB.fromObject(t)).finish();
     assert.deepStrictEqual([...ours], [...theirs], JSON.stringify(t));
-    assertSameTick(decodeTick(ours), t);
-    assertSameTick(referenceTick(ours), t);
+    assert.deepStrictEqual(decodeTick(ours), t);
+    assert.deepStrictEqual(referenceTick(ours), t);
   }
 });
 
@@ -549,7 +544,7 @@ Deno.test("tick: round trip beyond 2^53 and at the int64 limits", () => {
     const t = randomTick(rand, false);
     const bytes = encodeTick(t);
     const want = referenceTick(bytes);
-    assertSameTick(decodeTick(bytes), want);
+    assert.deepStrictEqual(decodeTick(bytes), want);
     // int64 max (2^63 - 1) reads back as the double 2^63; everything else is exact.
     for (const k of ["time", "dayVolume", "lastSize"] as const) {
       if (t[k] !== undefined) assert.equal(want[k], t[k], k);
@@ -612,7 +607,7 @@ Deno.test("tick: any valid encoding decodes like the reference (order, repeats, 
     for (let k = int(14); k > 0; k--) parts.push(int(3) === 0 ? unknown() : field(1 + int(9)));
     const bytes = new Uint8Array(parts.flat());
     const want = referenceTick(bytes);
-    assertSameTick(decodeTick(bytes), want, `case ${i}`);
+    assert.deepStrictEqual(decodeTick(bytes), want, `case ${i}`);
     // (protobufjs is no oracle here: it misreads int32 varints of 6-9 bytes, which are valid.)
   }
 });
@@ -647,7 +642,7 @@ Deno.test("tick: mutated and truncated encodings decode exactly when the referen
     const bytes = new Uint8Array(b);
     const ours = tryDecodeTick(bytes);
     const want = tryReference(bytes);
-    assertSameTick(ours, want, `bytes ${b.map((x) => x.toString(16)).join(" ")}`);
+    assert.deepStrictEqual(ours, want, `bytes ${b.map((x) => x.toString(16)).join(" ")}`);
     if (ours === "error") errors++;
     else decoded++;
   }
