@@ -216,8 +216,11 @@ class Interner {
 
 let jsonError = "";
 let jsonErrorAt = 0;
-/** Index after the last readNumber()'s number, -1 after a syntax error. */
-let numberEnd = 0;
+/**
+ * Value of the last readNumber(). A typed array slot, not a variable: a double returned from
+ * (or stored in a variable by) a function that is not inlined is boxed in a new heap object.
+ */
+const NUMBER = new Float64Array(1);
 /** Whether the last string scanned by skipString() had an escape. */
 let stringEscaped = false;
 /** Whether the last string scanned by skipString() had a byte >= 0x80. */
@@ -351,15 +354,14 @@ function skipNumber(b: Uint8Array, i: number, end: number): number {
 }
 
 /**
- * Like skipNumber, but returns the number's exact (correctly rounded) value and leaves the
- * index after it in numberEnd (-1 on a syntax error). Returning the double instead of storing
- * it in a module variable avoids boxing it.
+ * Like skipNumber (returns the index after the number, -1 on a syntax error), and stores the
+ * number's exact (correctly rounded) value in NUMBER[0].
  */
 function readNumber(b: Uint8Array, i: number, end: number): number {
   const start = i;
   const negative = b[i] === 0x2d;
   if (negative) i++;
-  if (i >= end) return numberFail(fail("unexpected end in a number", i));
+  if (i >= end) return fail("unexpected end in a number", i);
   let c = b[i];
   // Significant digits (leading zeros skipped) go into two int32 halves of up to 9 digits each,
   // which is faster than a double multiply-add chain; the value is exact while digits <= 15.
@@ -379,12 +381,10 @@ function readNumber(b: Uint8Array, i: number, end: number): number {
       digits++;
       i++;
     } while (i < end && (c = b[i]) >= 0x30 && c <= 0x39);
-  } else return numberFail(unexpected(b, i, end, "a digit"));
+  } else return unexpected(b, i, end, "a digit");
   if (i < end && b[i] === 0x2e) {
     i++;
-    if (i >= end || (c = b[i]) < 0x30 || c > 0x39) {
-      return numberFail(unexpected(b, i, end, "a digit"));
-    }
+    if (i >= end || (c = b[i]) < 0x30 || c > 0x39) return unexpected(b, i, end, "a digit");
     do {
       if (digits !== 0 || c !== 0x30) {
         if (digits < 9) hi = hi * 10 + (c - 0x30);
@@ -402,9 +402,7 @@ function readNumber(b: Uint8Array, i: number, end: number): number {
     i++;
     let expNegative = false;
     if (i < end && (b[i] === 0x2b || b[i] === 0x2d)) expNegative = b[i++] === 0x2d;
-    if (i >= end || (c = b[i]) < 0x30 || c > 0x39) {
-      return numberFail(unexpected(b, i, end, "a digit"));
-    }
+    if (i >= end || (c = b[i]) < 0x30 || c > 0x39) return unexpected(b, i, end, "a digit");
     let e = 0;
     do {
       if (e < 100_000) e = e * 10 + (c - 0x30);
@@ -412,22 +410,16 @@ function readNumber(b: Uint8Array, i: number, end: number): number {
     } while (i < end && (c = b[i]) >= 0x30 && c <= 0x39);
     scale += expNegative ? -e : e;
   }
-  numberEnd = i;
-  if (digits === 0) return negative ? -0 : 0;
-  // Digits after the first 18 are not accumulated: they only move the decimal point.
-  if (digits <= 15 && scale >= -22 && scale <= 22) {
+  if (digits === 0) NUMBER[0] = negative ? -0 : 0;
+  else if (digits <= 15 && scale >= -22 && scale <= 22) {
     // Clinger's fast path: m < 10^15 and 10^|scale| are exact doubles, so one IEEE operation
-    // rounds correctly.
+    // rounds correctly. (Digits after the first 18 are not accumulated; more than 15 digits
+    // take the slow path anyway.)
     const m = loDigits === 0 ? hi : hi * POW10[loDigits] + lo;
     const v = scale >= 0 ? m * POW10[scale] : m / POW10[-scale];
-    return negative ? -v : v;
-  }
-  return Number(UTF8.decode(b.subarray(start, i)));
-}
-
-function numberFail(failed: number): number {
-  numberEnd = failed;
-  return NaN;
+    NUMBER[0] = negative ? -v : v;
+  } else NUMBER[0] = Number(UTF8.decode(b.subarray(start, i)));
+  return i;
 }
 
 function skipLiteral(b: Uint8Array, i: number, end: number): number {
@@ -720,10 +712,17 @@ export class RecordParser {
           else i = skipValue(b, i, end);
         } else if (field === F_ID) {
           if (c === 0x22) {
-            i = skipString(b, i + 1, end);
+            let k = i + 1;
+            while (k < end && STR_CLASS[b[k]] === 0) k++;
+            if (k < end && b[k] === 0x22) {
+              i = k + 1;
+              this.idEscaped = this.idHigh = false;
+            } else {
+              i = skipString(b, i + 1, end);
+              this.idEscaped = stringEscaped;
+              this.idHigh = stringHigh;
+            }
             this.idKind = K_STRING;
-            this.idEscaped = stringEscaped;
-            this.idHigh = stringHigh;
           } else {
             i = skipValue(b, i, end);
             this.idKind = K_OTHER;
@@ -734,8 +733,8 @@ export class RecordParser {
           let kind = K_OTHER;
           let n = 0;
           if (isNumber) {
-            n = readNumber(b, i, end);
-            i = numberEnd;
+            i = readNumber(b, i, end);
+            n = NUMBER[0];
             kind = K_NUMBER;
           } else i = skipValue(b, i, end);
           if (field === F_PRICE) {
