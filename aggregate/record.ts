@@ -558,19 +558,19 @@ const K_OTHER = 3; // any other JSON value
  * record whose symbol is interned.
  */
 export class RecordParser {
-  /** Symbol of the last valid record. */
+  /** Symbol (meaningful after parse() returned true). */
   symbol = "";
-  /** Price of the last valid record. */
+  /** Price (after parse() returned true). */
   price = 0;
-  /** Event time of the last valid record. */
+  /** Event time, epoch ms (after parse() returned true). */
   time = 0;
-  /** Day volume of the last valid record (0 when it had none; see hasDayVolume). */
+  /** Day volume, 0 when the record has none (after parse() returned true). */
   dayVolume = 0;
-  /** Whether the last valid record had a day volume. */
+  /** Whether the record has a day volume (after parse() returned true). */
   hasDayVolume = false;
-  /** Reason of the last reject. */
+  /** Reject reason (after parse() returned false). */
   reason: RejectReason = "not_json";
-  /** Detail of the last reject. */
+  /** Reject detail (after parse() returned false). */
   detail = "";
   /** Largest accepted `time - nowMs`. */
   maxFutureMs: number;
@@ -807,8 +807,10 @@ export class RecordParser {
         { symbol, nowMs, maxFutureMs: this.maxFutureMs },
       ));
     }
-    if (this.volumeKind === K_ABSENT) this.hasDayVolume = false;
-    else if (this.volumeKind === K_NUMBER && isValidDayVolume(this.dayVolume)) {
+    if (this.volumeKind === K_ABSENT) {
+      this.hasDayVolume = false;
+      this.dayVolume = 0;
+    } else if (this.volumeKind === K_NUMBER && isValidDayVolume(this.dayVolume)) {
       this.hasDayVolume = true;
     } else {
       return this.rejectWith(checkDayVolume(

@@ -795,3 +795,38 @@ Deno.test("validate: the rules and their reasons", () => {
   assert.equal(showValue(new RawValue("[1, 2]")), "[1, 2]");
   assert.equal(showValue(1n), "1n");
 });
+
+Deno.test("record: RecordParser fills its fields per record, nothing stale carries over", () => {
+  const p = new RecordParser({ maxFutureMs: 1000 });
+  const json = (o: Record<string, unknown>) => UTF8.encode(JSON.stringify(o));
+  assert.ok(p.parse(json({ id: "A", price: 2, time: NOW, dayVolume: 7 }), undefined, NOW));
+  assert.deepStrictEqual([p.symbol, p.price, p.time, p.dayVolume, p.hasDayVolume], [
+    "A",
+    2,
+    NOW,
+    7,
+    true,
+  ]);
+  assert.ok(!p.parse(json({ id: "B", price: 3, time: NOW + 1001 }), undefined, NOW));
+  assert.equal(p.reason, "future_time");
+  assert.ok(p.parse(json({ id: "C", price: 4, time: NOW + 1000 }), undefined, NOW));
+  assert.deepStrictEqual([p.symbol, p.price, p.time, p.dayVolume, p.hasDayVolume], [
+    "C",
+    4,
+    NOW + 1000,
+    0,
+    false,
+  ]);
+  assert.ok(p.parse(encodeTick({ id: "D", price: 5, time: NOW, dayVolume: 9 }), "tick-v1", NOW));
+  assert.deepStrictEqual([p.symbol, p.dayVolume, p.hasDayVolume], ["D", 9, true]);
+  assert.ok(p.parse(encodeTick({ id: "E", price: 5, time: NOW }), "tick-v1", NOW));
+  assert.deepStrictEqual([p.symbol, p.dayVolume, p.hasDayVolume], ["E", 0, false]);
+  assert.deepStrictEqual(p.result(true), {
+    ok: true,
+    tick: { symbol: "E", price: 5, time: NOW, dayVolume: undefined },
+  });
+  // maxFutureMs and maxValueBytes are per parser and can be changed.
+  p.maxValueBytes = 10;
+  assert.ok(!p.parse(json({ id: "A", price: 2, time: NOW }), undefined, NOW));
+  assert.equal(p.reason, "too_large");
+});
