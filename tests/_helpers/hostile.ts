@@ -312,7 +312,7 @@ function makers(rand: () => number, options: HostileOptions) {
   const nowMs = options.nowMs;
   const prefix = options.prefix ?? "HX_";
   if ([...prefix].length > 16) {
-    throw new Error(`Prefix ${JSON.stringify(prefix)} is longer than 16`);
+    throw new RangeError(`Prefix ${JSON.stringify(prefix)} is longer than 16 code points`);
   }
   const from = options.times?.from ?? nowMs - 3_600_000;
   const to = options.times?.to ?? nowMs;
@@ -354,14 +354,9 @@ function makers(rand: () => number, options: HostileOptions) {
   };
   /** The prefix as it appears inside a JSON string literal. */
   const P = JSON.stringify(prefix).slice(1, -1);
-  const tickBytes = (t: Partial<TickMessage>, extra: number[] = []): Uint8Array => {
-    const base: TickMessage = { id: validSymbol(), price: validPrice(), time: validTime(), ...t };
-    const bytes = encodeTick(base);
-    const out = new Uint8Array(bytes.length + extra.length);
-    out.set(bytes);
-    out.set(extra, bytes.length);
-    return out;
-  };
+  /** A tick-v1 value of a good tick with the fields of `t` replaced. */
+  const tickBytes = (t: Partial<TickMessage>): Uint8Array =>
+    encodeTick({ id: validSymbol(), price: validPrice(), time: validTime(), ...t });
   /** Good tick-v1 fields as bytes, without field `without`. */
   const pbWithout = (without: number): number[] => {
     const parts: number[][] = [];
