@@ -71,8 +71,8 @@ export interface HostileOptions {
 
 const UTF8 = new TextEncoder();
 
-/** Seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
+/** Seeded PRNG (mulberry32), floats in [0, 1). */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) | 0;
@@ -325,6 +325,13 @@ function makers(rand: () => number, options: HostileOptions) {
   const validSymbol = () => prefix + pick(HOSTILE_VALID_SYMBOLS);
   const validTime = () => from + int(to - from + 1);
   const validPrice = () => Math.round((0.01 + rand() * 5000) * 100) / 100;
+  /** A valid tick; it has a day volume below 1e9 with probability `volumeShare`. */
+  const validTick = (volumeShare: number): HostileTick => ({
+    symbol: validSymbol(),
+    price: validPrice(),
+    time: validTime(),
+    dayVolume: rand() < volumeShare ? int(1e9) : undefined,
+  });
   const goodFields = (): Array<[string, string]> => [
     ["id", JSON.stringify(validSymbol())],
     ["price", String(validPrice())],
@@ -376,12 +383,7 @@ function makers(rand: () => number, options: HostileOptions) {
 
   const valid: Array<() => Draft> = [
     () => {
-      const tick = {
-        symbol: validSymbol(),
-        price: validPrice(),
-        time: validTime(),
-        dayVolume: rand() < 0.8 ? int(1e9) : undefined,
-      };
+      const tick = validTick(0.8);
       // As ingest writes it: JSON.stringify of the whole quote.
       const quote = {
         id: tick.symbol,
@@ -406,12 +408,7 @@ function makers(rand: () => number, options: HostileOptions) {
     },
     () => {
       // Escapes, white space, spelled numbers, other fields of every type, duplicate keys.
-      const tick = {
-        symbol: validSymbol(),
-        price: validPrice(),
-        time: validTime(),
-        dayVolume: undefined as number | undefined,
-      };
+      const tick = validTick(0);
       const members: Array<[string, string]> = [];
       if (rand() < 0.5) members.push(["id", anyJson(rand)], ["price", '"1"']); // overridden later
       for (let i = int(4); i > 0; i--) {
@@ -433,12 +430,7 @@ function makers(rand: () => number, options: HostileOptions) {
       };
     },
     () => {
-      const tick = {
-        symbol: validSymbol(),
-        price: validPrice(),
-        time: validTime(),
-        dayVolume: rand() < 0.8 ? int(1e9) : undefined,
-      };
+      const tick = validTick(0.8);
       const value = encodeTick({
         id: tick.symbol,
         price: tick.price,

@@ -27,22 +27,12 @@ import {
   type HostileCase,
   hostileCatalog,
   hostileRecords,
+  prng,
 } from "../_helpers/hostile.ts";
 
 const NOW = 1_750_000_000_000;
 const UTF8 = new TextEncoder();
 const STRICT = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
-/** Seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Expected = { reason: RejectReason } | { tick: ParsedTick };
 
