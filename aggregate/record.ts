@@ -801,7 +801,10 @@ export class RecordParser {
         { symbol },
       ));
     }
-    if (this.timeKind !== K_NUMBER || !isValidTime(this.time, nowMs, this.maxFutureMs)) {
+    if (
+      this.timeKind !== K_NUMBER ||
+      !isValidTime(this.time, { nowMs, maxFutureMs: this.maxFutureMs })
+    ) {
       return this.rejectWith(checkTime(
         this.fieldValue(b, this.timeKind, this.time, this.timeStart, this.timeEnd),
         { symbol, nowMs, maxFutureMs: this.maxFutureMs },
@@ -876,7 +879,7 @@ export class RecordParser {
     if (!s.hasPrice || !isValidPrice(s.price)) {
       return this.rejectWith(checkPrice(s.hasPrice ? s.price : undefined, { symbol }));
     }
-    if (!s.hasTime || !isValidTime(s.time, nowMs, this.maxFutureMs)) {
+    if (!s.hasTime || !isValidTime(s.time, { nowMs, maxFutureMs: this.maxFutureMs })) {
       return this.rejectWith(
         checkTime(s.hasTime ? s.time : undefined, { symbol, nowMs, maxFutureMs: this.maxFutureMs }),
       );

@@ -158,10 +158,10 @@ export function isValidPrice(price: number): boolean {
 }
 
 /** The time rule on a number: a safe integer > 0, at most `maxFutureMs` ahead of `nowMs`. */
-export function isValidTime(time: number, nowMs: number, maxFutureMs: number): boolean {
+export function isValidTime(time: number, options: Required<TimeCheckOptions>): boolean {
   // Number.isSafeInteger(time) && time > 0, in a form the JIT inlines.
   return time > 0 && time <= Number.MAX_SAFE_INTEGER && Math.floor(time) === time &&
-    time - nowMs <= maxFutureMs;
+    time - options.nowMs <= options.maxFutureMs;
 }
 
 /** The day-volume rule on a number: finite and >= 0. */
