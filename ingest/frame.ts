@@ -5,6 +5,16 @@
  */
 
 import { decode, encode, type PricingData, ProtoError } from "../proto/mod.ts";
+import {
+  checkPrice,
+  checkSymbol,
+  checkTime,
+  DEFAULT_MAX_FUTURE_MS,
+  MAX_SYMBOL_LENGTH,
+  type Reject,
+} from "../proto/validate.ts";
+
+export { DEFAULT_MAX_FUTURE_MS, MAX_SYMBOL_LENGTH };
 
 /** Stable rejection reasons (Kafka header values and metric labels). */
 export const FRAME_REASONS = [
@@ -57,18 +67,8 @@ export interface EncodeFrameOptions {
   version?: 1 | 2;
 }
 
-/** Default for ParseFrameOptions.maxFutureMs. */
-export const DEFAULT_MAX_FUTURE_MS = 300_000;
 /** Default for ParseFrameOptions.maxFrameLength. */
 export const DEFAULT_MAX_FRAME_LENGTH = 65_536;
-/** Longest accepted symbol. */
-export const MAX_SYMBOL_LENGTH = 32;
-
-// Any characters but control characters (C0, DEL, C1) and surrounding white space: real
-// symbols are ASCII (BRK-B, ^GSPC, EURUSD=X), but quotes, spaces and unicode are data, and
-// the database stores them verbatim (parameterized SQL only).
-// deno-lint-ignore no-control-regex -- rejecting control characters is the point
-const SYMBOL = /^(?!\s)[^\x00-\x1f\x7f-\x9f]+(?<!\s)$/u;
 
 /** Quote a value for a detail message, keeping huge inputs short. */
 function show(value: unknown): string {
@@ -78,6 +78,11 @@ function show(value: unknown): string {
 
 function reject(reason: FrameReason, detail: string): FrameResult {
   return { ok: false, reason, detail };
+}
+
+// checkSymbol/checkPrice/checkTime only return reasons that are also frame reasons.
+function rejectTick(bad: Reject): FrameResult {
+  return { ok: false, reason: bad.reason as FrameReason, detail: bad.detail };
 }
 
 // Standard base64 alphabet (RFC 4648 section 4); -1 = not in the alphabet.
@@ -194,31 +199,15 @@ export function parseFrame(raw: string, options: ParseFrameOptions): FrameResult
     return reject("bad_protobuf", e instanceof ProtoError ? e.message : `Decoder failed: ${e}`);
   }
 
-  const { id, price, time } = data;
-  if (id === undefined) return reject("missing_id", "PricingData has no id (field 1)");
-  if ([...id].length > MAX_SYMBOL_LENGTH || !SYMBOL.test(id)) {
-    return reject(
-      "bad_symbol",
-      `Symbol ${
-        show(id)
-      } must be 1-${MAX_SYMBOL_LENGTH} characters without control characters or surrounding spaces`,
-    );
-  }
-  if (price === undefined) return reject("missing_price", `Tick ${id} has no price (field 2)`);
-  if (!(price > 0 && price < Infinity)) {
-    return reject("bad_price", `Price ${price} of ${id} is not a finite number > 0`);
-  }
-  if (time === undefined) return reject("missing_time", `Tick ${id} has no time (field 3)`);
-  if (!(time > 0 && time <= Number.MAX_SAFE_INTEGER)) {
-    return reject("bad_time", `Time ${time} of ${id} is not a positive epoch-ms timestamp`);
-  }
-  const maxFuture = options.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS;
-  if (time - options.nowMs > maxFuture) {
-    return reject(
-      "future_time",
-      `Time ${time} of ${id} is ${time - options.nowMs} ms ahead of now ${options.nowMs}`,
-    );
-  }
+  // The shared tick rules (proto/validate.ts): symbol, then price, then time.
+  const bad = checkSymbol(data.id) ??
+    checkPrice(data.price, { symbol: data.id! }) ??
+    checkTime(data.time, {
+      symbol: data.id!,
+      nowMs: options.nowMs,
+      maxFutureMs: options.maxFutureMs,
+    });
+  if (bad !== null) return rejectTick(bad);
   return { ok: true, tick: data as Tick, version };
 }
 
