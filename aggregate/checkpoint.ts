@@ -628,9 +628,18 @@ function chunkBatcher(
   const perKey = keySize(topic);
   const flush = async (): Promise<boolean> => {
     if (pending.length === 0) return true;
-    const op = fence(kv.atomic(), spec.versionstamp, spec.guard, topic);
-    pending.forEach((c, i) => op.set(stateChunkKey(topic, spec.generation, written + i), c));
-    if ((await commitOk(op)) === null) return false;
+    for (let attempt = 0;; attempt++) {
+      const op = fence(kv.atomic(), spec.versionstamp, spec.guard, topic);
+      pending.forEach((c, i) => op.set(stateChunkKey(topic, spec.generation, written + i), c));
+      if ((await commitOk(op)) !== null) break;
+      // Our own lease renewal may have raced the op (a guard function gives the new
+      // versionstamp): retry while the fence holds when re-read, else report the failure.
+      if (attempt >= 3 || !(await guardHolds(kv, spec.guard))) return false;
+      if (spec.versionstamp !== undefined) {
+        const cur = await kv.get(checkpointKey(topic));
+        if (cur.versionstamp !== spec.versionstamp) return false;
+      }
+    }
     written += pending.length;
     ops++;
     pending = [];
@@ -726,11 +735,20 @@ function cleanupAfter(
     : deleteSegments(kv, topic, pointer.garbage);
 }
 
-/** True when the guard (if any) still holds in KV. */
+/**
+ * True when the guard (if any) still holds in KV. A guard function is asked up to three times, a
+ * moment apart, so that a lease renewal that just committed has had time to publish its
+ * versionstamp (renewals every few seconds never race it twice).
+ */
 async function guardHolds(kv: Deno.Kv, guard: CheckpointGuard | undefined): Promise<boolean> {
-  const g = guardOf(guard);
-  if (g === null) return true;
-  return (await kv.get(g.key)).versionstamp === g.versionstamp;
+  for (let i = 0; i < 3; i++) {
+    const g = guardOf(guard);
+    if (g === null) return true;
+    if ((await kv.get(g.key)).versionstamp === g.versionstamp) return true;
+    if (typeof guard !== "function") return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
 }
 
 async function stored(

@@ -379,6 +379,52 @@ Deno.test("checkpoint: a stale writer or compaction is refused and never damages
   });
 });
 
+Deno.test("checkpoint: a guard function follows the holder's own lease renewals", async () => {
+  await withKv(async (kv) => {
+    const rnd = prng(21);
+    const oracle = new Map<string, StateRecord>();
+    let vs = (await kv.set(leaseKey("t"), { holder: "A", n: 0 })).versionstamp;
+    const guard = () => ({ key: leaseKey("t"), versionstamp: vs });
+    const big = randomRecords(rnd, { ...SPACE, starts: 200, hostile: false }, 3000);
+    let prev = (await writeDelta(kv, "t", { ...meta(1), records: big }, { previous: null, guard }))
+      .checkpoint;
+    applyRecords(oracle, big);
+    // Renew every 25 ms (the aggregator: every 10 s) while compacting and writing.
+    let renewing = true;
+    let renewals = 0;
+    const renew = (async () => {
+      while (renewing) {
+        vs = (await kv.set(leaseKey("t"), { holder: "A", n: ++renewals })).versionstamp;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    })();
+    let c;
+    try {
+      const running = compact(kv, "t", { guard, chunkBytes: 1024, opBytes: 4096, yieldMs: 1 });
+      let done = false;
+      running.finally(() => (done = true)).catch(() => {});
+      for (let b = 2; !done && b < 100; b++) {
+        const d = randomDelta(rnd, oracle, 50);
+        prev = (await writeDelta(kv, "t", { ...meta(b), records: d }, {
+          previous: prev,
+          guard,
+          chunkBytes: 1024,
+          opBytes: 4096,
+        })).checkpoint;
+        applyRecords(oracle, d);
+      }
+      c = await running;
+    } finally {
+      renewing = false;
+      await renew;
+    }
+    assert.ok(c !== null && c.merged >= 1);
+    assert.ok(renewals > 3, `${renewals} renewals`);
+    assert.deepEqual(await restored(kv, "t"), sortedState(oracle));
+    await assertChunkHygiene(kv, "t");
+  });
+});
+
 Deno.test("checkpoint: cleanup after the flip is best-effort, by key, and retried by the next write", async () => {
   await withKv(async (raw) => {
     const { kv, state } = faultyKv(raw);
