@@ -517,8 +517,14 @@ function fence(
 }
 
 function sizeOf(value: unknown): number {
-  // An upper bound of the serialized size of a structured-clone value from its JSON length.
-  return Math.ceil((JSON.stringify(value)?.length ?? 16) * 1.5) + 256;
+  // An upper bound of the serialized size of a structured-clone value from its JSON length
+  // (a value JSON cannot express, e.g. a BigInt, counts as a whole op's worth: alone in the flip).
+  if (value instanceof Uint8Array) return value.byteLength + 16;
+  try {
+    return Math.ceil((JSON.stringify(value)?.length ?? 16) * 1.5) + 256;
+  } catch {
+    return OP_MAX_BYTES;
+  }
 }
 
 function keySize(topic: string): number {
