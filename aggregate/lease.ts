@@ -4,27 +4,14 @@
  * @module
  */
 
-/** Every key the aggregator writes starts with this prefix, then the topic. */
-export const KV_PREFIX = "tickpipe" as const;
+import { isLeaseLive, KV_PREFIX, leaseKey, type LeaseRecord } from "./kv_layout.ts";
+
+// The layout (prefix, key, value type, liveness rule) lives in kv_layout.ts; re-exported here
+// for the existing importers.
+export { isLeaseLive, KV_PREFIX, leaseKey, type LeaseRecord };
 
 /** Default lease time-to-live in ms. */
 export const DEFAULT_LEASE_TTL_MS = 30_000;
-
-/** The lease value stored at `["tickpipe", topic, "lease"]`. */
-export interface LeaseRecord {
-  /** Holder id (a UUID per aggregator run). */
-  holder: string;
-  /** Process id of the holder. */
-  pid: number;
-  /** Host name of the holder. */
-  hostname: string;
-  /** When the holder first acquired the lease (epoch ms). */
-  acquiredAt: number;
-  /** The lease is free once `expiresAt < now` (epoch ms). */
-  expiresAt: number;
-  /** The holder also holds the host-local process lock (so its death is detectable). */
-  processLocked?: boolean;
-}
 
 /** A lease as read back, with the KV versionstamp of the entry. */
 export interface HeldLease {
@@ -82,21 +69,11 @@ export class LeaseLostError extends Error {
   }
 }
 
-/** KV key of the lease of `topic`. */
-export function leaseKey(topic: string): Deno.KvKey {
-  return [KV_PREFIX, topic, "lease"];
-}
-
 /** Reads the lease of `topic` (live or expired), or null when absent. */
 export async function readLease(kv: Deno.Kv, topic: string): Promise<HeldLease | null> {
   const e = await kv.get<LeaseRecord>(leaseKey(topic));
   if (e.value === null || e.versionstamp === null) return null;
   return { lease: e.value, versionstamp: e.versionstamp };
-}
-
-/** True when `lease` is live at `now` (not yet expired). */
-export function isLeaseLive(lease: LeaseRecord, now: number): boolean {
-  return lease.expiresAt >= now;
 }
 
 /**

@@ -1,15 +1,55 @@
 /**
- * The aggregator's public surface: the run loop, its KV layout (lease, checkpoint, progress)
- * with read helpers for the sensor and the `offsets` command, and the PostgreSQL sink.
+ * The aggregator's public surface: the run loop, its KV layout (aggregate/kv_layout.ts: lease,
+ * checkpoint, state segments, progress, identity) with read helpers for the sensor, `offsets`
+ * and `status`, the incremental checkpoints and their state codec, and the PostgreSQL sink.
  *
  * KV layout (per topic):
  * - `["tickpipe", topic, "lease"]` → {@linkcode LeaseRecord}
- * - `["tickpipe", topic, "checkpoint"]` → {@linkcode CheckpointPointer}
- * - `["tickpipe", topic, "state", generation, i]` → state chunk bytes (≤ 60 KiB)
+ * - `["tickpipe", topic, "checkpoint"]` → {@linkcode CheckpointPointer} (base + deltas)
+ * - `["tickpipe", topic, "state", generation, i]` → state segment chunk (≤ 60 KiB)
  * - `["tickpipe", topic, "progress"]` → latest {@linkcode AggregatorProgress}
+ * - `["tickpipe", topic, "identity"]` → {@linkcode IdentityMismatch}
  * @module
  */
 
+export {
+  type CheckpointPointer,
+  type CheckpointSummary,
+  checkpointSummary,
+  crashKey,
+  type EngineConfig,
+  type Fingerprint,
+  identityKey,
+  type IdentityMismatch,
+  type IdentityMismatchReason,
+  isPointerV2,
+  launchesKey,
+  type LegacyCheckpointPointer,
+  liveSegments,
+  type Segment,
+  stateChunkKey,
+  type StoredPointerValue,
+  type TopicIdentity,
+} from "./kv_layout.ts";
+export {
+  ChunkEncoder,
+  type ChunkEncoderOptions,
+  compareRecords,
+  decodeChunk,
+  decodeChunks,
+  encodeRecords,
+  kindRank,
+  MAX_CHUNK_BYTES,
+  MergeCursor,
+  mergeSorted,
+  sortDelta,
+  sortRecords,
+  STATE_CODEC_VERSION,
+  StateCodecError,
+  stateKey,
+  StateOrderError,
+  type StateRecord,
+} from "./state_codec.ts";
 export {
   acquireLease,
   DEFAULT_LEASE_TTL_MS,
@@ -31,18 +71,34 @@ export {
 export {
   CheckpointConflictError,
   CheckpointCorruptError,
+  type CheckpointGuard,
   type CheckpointInput,
   checkpointKey,
-  type CheckpointPointer,
+  type CheckpointMeta,
   CHUNK_BYTES,
+  cleanupOrphans,
+  type CleanupResult,
+  compact,
+  type CompactOptions,
+  type CompactPolicy,
+  type CompactResult,
+  convertLegacyPointer,
   deleteCheckpoint,
-  deleteStaleGenerations,
+  deleteSegments,
+  type OrphanCleanup,
   readCheckpoint,
-  readCheckpointState,
+  readState,
+  recordsFromV1Snapshot,
+  shouldCompact,
   statePrefix,
+  type StateRead,
   type StoredCheckpoint,
-  writeCheckpoint,
-  type WriteCheckpointOptions,
+  V1_DEFAULT_ENGINE,
+  writeBase,
+  type WriteBaseOptions,
+  writeDelta,
+  type WriteOptions,
+  type WriteResult,
 } from "./checkpoint.ts";
 export {
   type AggregatorProgress,

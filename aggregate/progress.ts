@@ -5,7 +5,9 @@
  * @module
  */
 
-import { KV_PREFIX } from "./lease.ts";
+import { progressKey } from "./kv_layout.ts";
+
+export { progressKey };
 
 /** Durations of one trigger's phases, in ms (null when not measured yet). */
 export interface ProgressDurations {
@@ -72,11 +74,6 @@ export interface AggregatorProgress {
   durationsMs: ProgressDurations;
   /** Why this trigger ran: the interval, a full buffer, catching up after a start, or the last one. */
   reason: TriggerReason;
-}
-
-/** KV key of the latest progress of `topic`. */
-export function progressKey(topic: string): Deno.KvKey {
-  return [KV_PREFIX, topic, "progress"];
 }
 
 /** Reads the latest progress of `topic`, or null. */

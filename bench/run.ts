@@ -30,6 +30,7 @@ export const SUITE_NAMES = [
   "freshness",
   "memory",
   "recovery",
+  "checkpoint",
 ] as const;
 
 /** Loads the suites (after flag parsing, so --help needs no permission). */
@@ -43,6 +44,7 @@ async function loadSuites(): Promise<Suite[]> {
     import("./suites/freshness.ts").then((m) => m.freshnessSuite),
     import("./suites/memory.ts").then((m) => m.memorySuite),
     import("./suites/recovery.ts").then((m) => m.recoverySuite),
+    import("./suites/checkpoint.ts").then((m) => m.checkpointSuite),
   ]);
 }
 

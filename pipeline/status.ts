@@ -10,13 +10,10 @@ import type { BaseConfig } from "../common/config.ts";
 import type { Kafka } from "../common/kafka.ts";
 import { redact, redactValue } from "../common/log.ts";
 import type { Pool } from "../common/pg.ts";
-import {
-  type AggregatorProgress,
-  isLeaseLive,
-  readCheckpoint,
-  readLease,
-  readProgress,
-} from "../aggregate/mod.ts";
+import { checkpointSummary, isLeaseLive } from "../aggregate/kv_layout.ts";
+import { readCheckpoint } from "../aggregate/checkpoint.ts";
+import { readLease } from "../aggregate/lease.ts";
+import { type AggregatorProgress, readProgress } from "../aggregate/progress.ts";
 import { type LaunchRecord, readCrash, readLaunches, unreadOf } from "../sensor/mod.ts";
 
 /** One partition's offsets. */
@@ -173,11 +170,13 @@ export async function collectStatus(
   ]);
   const checkpoint = cp?.pointer ?? null;
   if (checkpoint) {
+    // A v1 entry comes converted (its snapshot is the base): the summary is the same.
+    const sum = checkpointSummary(checkpoint);
     status.checkpoint = {
-      generation: checkpoint.generation,
-      batchId: checkpoint.batchId,
-      committedAt: new Date(checkpoint.committedAt).toISOString(),
-      stateBytes: checkpoint.stateBytes,
+      generation: sum.generation,
+      batchId: sum.batchId,
+      committedAt: new Date(sum.committedAt).toISOString(),
+      stateBytes: sum.stateBytes,
     };
   }
   if (held) {

@@ -6,17 +6,30 @@
  */
 
 import { isKvBusy, withKvRetry } from "../common/kv.ts";
-import { KV_PREFIX, leaseKey } from "../aggregate/lease.ts";
-import { checkpointKey, type CheckpointPointer } from "../aggregate/checkpoint.ts";
-import { progressKey } from "../aggregate/progress.ts";
+import {
+  checkpointKey,
+  crashKey,
+  KV_PREFIX,
+  launchesKey,
+  leaseKey,
+  progressKey,
+  type StoredPointerValue,
+} from "../aggregate/kv_layout.ts";
 import type { CrashState, LeaseInfo } from "./sensor.ts";
 import { HEALTHY } from "./sensor.ts";
 
-// The aggregator owns the layout of its keys; the sensor reads them through its helpers.
-export { checkpointKey, isKvBusy, KV_PREFIX, leaseKey, progressKey, withKvRetry };
-
-/** The aggregator's checkpoint pointer as stored in KV. */
-export type StoredCheckpoint = CheckpointPointer;
+// One KV layout (aggregate/kv_layout.ts) for the aggregator, the sensor, offsets and status.
+export {
+  checkpointKey,
+  crashKey,
+  isKvBusy,
+  KV_PREFIX,
+  launchesKey,
+  leaseKey,
+  progressKey,
+  type StoredPointerValue,
+  withKvRetry,
+};
 
 /** One launch of the aggregator by a sensor. */
 export interface LaunchRecord {
@@ -35,27 +48,18 @@ export interface LaunchRecord {
 /** Launch records kept in KV. */
 export const MAX_LAUNCHES = 20;
 
-/** KV key of the sensor's launch history. */
-export function launchesKey(topic: string): Deno.KvKey {
-  return [KV_PREFIX, topic, "sensor", "launches"];
-}
-
-/** KV key of the sensor's crash-loop state. */
-export function crashKey(topic: string): Deno.KvKey {
-  return [KV_PREFIX, topic, "sensor", "crash"];
-}
-
 /** Reads the lease (live or not yet purged); null when absent. */
 export async function readLeaseEntry(kv: Deno.Kv, topic: string): Promise<LeaseInfo | null> {
   return (await withKvRetry(() => kv.get<LeaseInfo>(leaseKey(topic)))).value ?? null;
 }
 
-/** Reads the checkpoint; null when the aggregator never committed. */
+/** Reads the checkpoint pointer as stored (v2, or v1 before an upgrade); null when none. */
 export async function readCheckpointEntry(
   kv: Deno.Kv,
   topic: string,
-): Promise<StoredCheckpoint | null> {
-  return (await withKvRetry(() => kv.get<StoredCheckpoint>(checkpointKey(topic)))).value ?? null;
+): Promise<StoredPointerValue | null> {
+  return (await withKvRetry(() => kv.get<StoredPointerValue>(checkpointKey(topic)))).value ??
+    null;
 }
 
 /** Reads the crash state (healthy when absent). */

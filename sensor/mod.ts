@@ -51,7 +51,7 @@ export {
   MAX_LAUNCHES,
   readCrash,
   readLaunches,
-  type StoredCheckpoint,
+  type StoredPointerValue,
 } from "./_kv.ts";
 export {
   formatReport,

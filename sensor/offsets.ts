@@ -9,16 +9,22 @@
 import type { Admin } from "../common/kafka.ts";
 import {
   checkpointKey,
+  type CheckpointSummary,
+  checkpointSummary,
+  isLeaseLive,
   KV_PREFIX,
-  type LaunchRecord,
   leaseKey,
   progressKey,
-  readCrash,
-  readLaunches,
-  type StoredCheckpoint,
-} from "./_kv.ts";
-import { deleteStaleGenerations } from "../aggregate/checkpoint.ts";
-import { type CrashState, type LeaseInfo, leaseIsLive, unreadOf } from "./sensor.ts";
+  type StoredPointerValue,
+} from "../aggregate/kv_layout.ts";
+import {
+  CheckpointConflictError,
+  readCheckpoint,
+  V1_DEFAULT_ENGINE,
+  writeBase,
+} from "../aggregate/checkpoint.ts";
+import { type LaunchRecord, readCrash, readLaunches } from "./_kv.ts";
+import { type CrashState, type LeaseInfo, unreadOf } from "./sensor.ts";
 
 /** One partition's line of the report. */
 export interface PartitionReport {
@@ -46,15 +52,8 @@ export interface OffsetsReport {
   partitions: PartitionReport[];
   /** Total lag. */
   lag: number;
-  /** Checkpoint summary, null when none. */
-  checkpoint: {
-    generation: number;
-    runId: string;
-    batchId: number;
-    committedAt: number;
-    chunks: number;
-    stateBytes: number;
-  } | null;
+  /** Checkpoint summary (either pointer version), null when none. */
+  checkpoint: CheckpointSummary | null;
   /** Lease with liveness, null when none. */
   lease: (LeaseInfo & { live: boolean }) | null;
   /** Latest progress record of the aggregator, null when none. */
@@ -114,7 +113,7 @@ export async function inspectOffsets(
   const { topic, now } = options;
   const [kafka, cpE, leaseE, progE, launches, crash] = await Promise.all([
     kafkaOffsets(admin, topic),
-    kv.get<StoredCheckpoint>(checkpointKey(topic)),
+    kv.get<StoredPointerValue>(checkpointKey(topic)),
     kv.get<LeaseInfo>(leaseKey(topic)),
     kv.get(progressKey(topic)),
     readLaunches(kv, topic),
@@ -154,15 +153,8 @@ export async function inspectOffsets(
     topicExists: kafka !== null,
     partitions,
     lag: partitions.reduce((n, p) => n + p.lag, 0),
-    checkpoint: cp === null ? null : {
-      generation: cp.generation,
-      runId: cp.runId,
-      batchId: cp.batchId,
-      committedAt: cp.committedAt,
-      chunks: cp.chunks,
-      stateBytes: cp.stateBytes,
-    },
-    lease: lease === null ? null : { ...lease, live: leaseIsLive(lease, now) },
+    checkpoint: cp === null ? null : checkpointSummary(cp),
+    lease: lease === null ? null : { ...lease, live: isLeaseLive(lease, now) },
     progress: progE.value ?? null,
     launches,
     crash,
@@ -202,7 +194,8 @@ export function formatReport(r: OffsetsReport): string {
     cp === null
       ? "checkpoint: none (the aggregator starts from the earliest offsets)"
       : `checkpoint: generation ${cp.generation}, batch ${cp.batchId}, run ${cp.runId}, ` +
-        `committed ${iso(cp.committedAt)}, state ${cp.stateBytes} bytes in ${cp.chunks} chunks`,
+        `committed ${iso(cp.committedAt)}, state ${cp.stateBytes} bytes in ${cp.chunks} chunks` +
+        (cp.version === 1 ? " (v1 format)" : ` (base + ${cp.deltas} deltas)`),
   );
   lines.push(
     r.lease === null
@@ -243,8 +236,9 @@ export interface ResetResult {
 
 /**
  * Rewrites the stored offsets of `topic` to `target` and drops the engine state (a new, empty
- * generation: watermarks null, 0 chunks), so the next aggregator starts clean from there.
- * Atomic against an aggregator starting meanwhile; throws ResetLeaseHeldError while a lease is live.
+ * base: watermarks null), so the next aggregator starts clean from there. Atomic against an
+ * aggregator starting meanwhile (the flip checks the lease entry and the pointer); throws
+ * ResetLeaseHeldError while a lease is live. The old state's chunks are deleted by key.
  */
 export async function resetOffsets(
   admin: Admin,
@@ -270,39 +264,48 @@ export async function resetOffsets(
     }
     offsets[String(k.partition)] = o;
   }
-  const [leaseE, cpE] = await Promise.all([
+  const [leaseE, prev] = await Promise.all([
     kv.get<LeaseInfo>(leaseKey(topic)),
-    kv.get<StoredCheckpoint>(checkpointKey(topic)),
+    readCheckpoint(kv, topic),
   ]);
-  if (leaseE.value !== null && leaseIsLive(leaseE.value, now)) {
+  if (leaseE.value !== null && isLeaseLive(leaseE.value, now)) {
     throw new ResetLeaseHeldError(topic, leaseE.value);
   }
-  const prev = cpE.value;
-  const generation = (prev?.generation ?? 0) + 1;
-  const pointer = {
-    generation,
-    runId: "offsets-reset",
-    batchId: prev?.batchId ?? 0,
-    committedAt: now,
-    offsets,
-    watermarks: Object.fromEntries(Object.keys(offsets).map((p) => [p, null])),
-    chunks: 0,
-    stateBytes: 0,
-  };
-  // The lease and the pointer must not change between our reads and this write.
-  const res = await kv.atomic().check(leaseE).check(cpE).set(checkpointKey(topic), pointer)
-    .commit();
-  if (!res.ok) {
+  const partitions = Object.keys(offsets);
+  let written;
+  try {
+    // The lease and the pointer must not change between our reads and this write.
+    written = await writeBase(kv, topic, {
+      runId: "offsets-reset",
+      batchId: prev?.pointer.batchId ?? 0,
+      committedAt: now,
+      offsets,
+      watermarks: Object.fromEntries(partitions.map((p) => [p, null])),
+      engine: prev?.pointer.engine ??
+        { ...V1_DEFAULT_ENGINE, windows: [...V1_DEFAULT_ENGINE.windows] },
+      identity: {
+        partitions: partitions.length,
+        fingerprints: Object.fromEntries(partitions.map((p) => [p, null])),
+      },
+      openWindows: 0,
+      finalizeDueAt: null,
+      records: [],
+    }, {
+      previous: prev,
+      guard: { key: leaseKey(topic), versionstamp: leaseE.versionstamp },
+      sorted: true,
+    });
+  } catch (e) {
+    if (!(e instanceof CheckpointConflictError)) throw e;
     const l = (await kv.get<LeaseInfo>(leaseKey(topic))).value;
-    if (l !== null && leaseIsLive(l, Date.now())) throw new ResetLeaseHeldError(topic, l);
+    if (l !== null && isLeaseLive(l, Date.now())) throw new ResetLeaseHeldError(topic, l);
     throw new Error(`Checkpoint of topic "${topic}" changed during the reset: try again`);
   }
-  const deleted = await deleteStaleGenerations(kv, topic, null);
   return {
     topic,
-    before: prev?.offsets ?? null,
+    before: prev?.pointer.offsets ?? null,
     after: offsets,
-    generation,
-    deletedChunks: deleted,
+    generation: written.segment!.generation,
+    deletedChunks: written.cleanup.deleted.reduce((n, s) => n + s.chunks, 0),
   };
 }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { isLeaseLive, type LeaseRecord } from "../aggregate/kv_layout.ts";
+
 /** One partition's offsets as the sensor sees them. */
 export interface PartitionOffsets {
   /** Partition number. */
@@ -17,19 +19,8 @@ export interface PartitionOffsets {
   stored: number | null;
 }
 
-/** The aggregator's lease as read from KV. */
-export interface LeaseInfo {
-  /** Who holds it (run id or similar). */
-  holder: string;
-  /** Holder's process id. */
-  pid: number;
-  /** Holder's host name. */
-  hostname: string;
-  /** When it was acquired (epoch ms). */
-  acquiredAt: number;
-  /** When it expires unless renewed (epoch ms). */
-  expiresAt: number;
-}
+/** The aggregator's lease as read from KV (the one lease type of aggregate/kv_layout.ts). */
+export type LeaseInfo = LeaseRecord;
 
 /** Consecutive failures of launched aggregators (exit codes other than 0 and 3). */
 export interface CrashState {
@@ -139,9 +130,9 @@ export function offsetsMismatch(partitions: readonly PartitionOffsets[]): string
   return null;
 }
 
-/** Whether `lease` is live at `now` (expiresAt strictly in the future). */
+/** Whether `lease` is live at `now`: the one rule of aggregate/kv_layout.ts, null-tolerant. */
 export function leaseIsLive(lease: LeaseInfo | null, now: number): boolean {
-  return lease !== null && lease.expiresAt > now;
+  return lease !== null && isLeaseLive(lease, now);
 }
 
 /** Pause after `failures` consecutive failures: base * 2^(failures-1), capped; 0 when healthy. */

@@ -148,9 +148,12 @@ Deno.test({
       const cp = (await kv.get<Record<string, unknown>>(["tickpipe", topic, "checkpoint"])).value!;
       assert.deepEqual(cp.offsets, { "0": 0, "1": 0 });
       assert.deepEqual(cp.watermarks, { "0": null, "1": null });
-      assert.equal(cp.generation, 5);
-      assert.equal(cp.chunks, 0);
-      assert.equal(cp.stateBytes, 0);
+      // The reset writes a v2 pointer: an empty base as generation 5, the v1 state deleted.
+      assert.equal(cp.version, 2);
+      assert.deepEqual(cp.base, { generation: 5, chunks: 0, bytes: 0, records: 0 });
+      assert.deepEqual(cp.deltas, []);
+      assert.deepEqual(cp.garbage, []);
+      assert.equal(cp.nextGeneration, 6);
       assert.equal(cp.batchId, 9);
       let chunks = 0;
       for await (const _ of kv.list({ prefix: ["tickpipe", topic, "state"] })) chunks++;

@@ -2,6 +2,8 @@
 // end offsets, dead letters and lag agree with what was produced.
 import assert from "node:assert/strict";
 import { ensureTopic } from "../common/kafka.ts";
+import { openKv } from "../common/kv.ts";
+import { writeDelta } from "../aggregate/checkpoint.ts";
 import { runCli, tempKvPath, testKafka, uniqueName } from "./_helpers/env.ts";
 
 Deno.test({
@@ -58,6 +60,55 @@ Deno.test({
       assert.equal(s.totalLag, 12, "nothing stored yet: everything is unread");
       assert.equal(s.lease, null);
       assert.equal(typeof s.windows.total, "number");
+      assert.equal(s.checkpoint, null);
+      // A v2 checkpoint (base + deltas): stored offsets, lag and its summary.
+      const kv = await openKv(kvPath);
+      try {
+        const meta = {
+          runId: "r",
+          batchId: 3,
+          committedAt: Date.now(),
+          offsets: { "0": 4, "1": 1, "2": 0 },
+          watermarks: { "0": 1_700_000_000_000, "1": null, "2": null },
+          engine: { windows: [300_000], watermarkDelayMs: 900_000 },
+          identity: { partitions: 3, fingerprints: { "0": null, "1": null, "2": null } },
+          openWindows: 1,
+          finalizeDueAt: null,
+        };
+        const rec = {
+          kind: "baseline" as const,
+          partition: 0,
+          symbol: "S0",
+          dayVolume: 5,
+        };
+        const w1 = await writeDelta(kv, topic, { ...meta, records: [rec] }, { previous: null });
+        await writeDelta(kv, topic, { ...meta, batchId: 4, records: [{ ...rec, symbol: "S3" }] }, {
+          previous: w1.checkpoint,
+        });
+      } finally {
+        kv.close();
+      }
+      const r2 = await runCli("status", [
+        "status",
+        "--json",
+        "--no-rate",
+        "--topic",
+        topic,
+        "--kv",
+        kvPath,
+      ]);
+      assert.equal(r2.code, 0, r2.stderr);
+      const s2 = JSON.parse(r2.stdout);
+      assert.deepEqual(
+        s2.partitions.map((
+          p: { storedOffset: number | null; lag: number },
+        ) => [p.storedOffset, p.lag]),
+        [[4, 0], [1, 3], [0, 4]],
+      );
+      assert.equal(s2.totalLag, 7);
+      assert.equal(s2.checkpoint.generation, 2);
+      assert.equal(s2.checkpoint.batchId, 4);
+      assert.ok(s2.checkpoint.stateBytes > 0);
     } finally {
       await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
       await admin.disconnect();

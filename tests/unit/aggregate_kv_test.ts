@@ -1,25 +1,16 @@
-// The aggregator's KV layout: chunked checkpoints (round trip over 64 KiB and 800 KiB, atomic
-// pointer flip, stale generation cleanup) and the lease (acquire, refuse, expire, renew, release,
-// racers).
+// The aggregator's lease in KV (acquire, refuse, expire, renew, release, racers) and its record
+// parser. Checkpoints are tested in checkpoint_test.ts and state_codec_test.ts.
 import assert from "node:assert/strict";
 import { openKv } from "../../common/kv.ts";
 import {
   acquireLease,
-  CheckpointConflictError,
-  checkpointKey,
-  deleteStaleGenerations,
   LeaseHeldError,
-  leaseKey,
   LeaseLostError,
-  parseTickRecord,
-  readCheckpoint,
-  readCheckpointState,
   readLease,
   releaseLease,
   renewLease,
-  statePrefix,
-  writeCheckpoint,
-} from "../../aggregate/mod.ts";
+} from "../../aggregate/lease.ts";
+import { parseTickRecord } from "../../aggregate/aggregator.ts";
 import { tempKvPath } from "../_helpers/env.ts";
 
 async function withKv(fn: (kv: Deno.Kv) => Promise<void>) {
@@ -32,93 +23,6 @@ async function withKv(fn: (kv: Deno.Kv) => Promise<void>) {
     for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(path + suffix).catch(() => {});
   }
 }
-
-function bytesOf(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1664525 + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
-async function countChunks(kv: Deno.Kv, topic: string): Promise<Map<number, number>> {
-  const out = new Map<number, number>();
-  for await (const e of kv.list({ prefix: statePrefix(topic) })) {
-    const g = e.key[3] as number;
-    out.set(g, (out.get(g) ?? 0) + 1);
-  }
-  return out;
-}
-
-const base = { runId: "r1", committedAt: 1, offsets: { "0": 5 }, watermarks: { "0": 100 } };
-
-Deno.test("aggregate kv: checkpoint state > 64 KiB and > 800 KiB round-trips across chunks", async () => {
-  await withKv(async (kv) => {
-    const topic = "t";
-    let prev = null;
-    for (const [i, size] of [100, 70_000, 900_000, 2_500_000, 10].entries()) {
-      const state = bytesOf(size, i + 1);
-      prev = await writeCheckpoint(kv, topic, { ...base, batchId: i, state }, { previous: prev });
-      const back = await readCheckpointState(kv, topic);
-      assert.ok(back);
-      assert.equal(back.checkpoint.pointer.generation, i + 1);
-      assert.equal(back.checkpoint.pointer.stateBytes, size);
-      assert.equal(back.checkpoint.pointer.chunks, Math.ceil(size / (60 * 1024)));
-      assert.deepEqual(back.state, state);
-      // Only the current generation's chunks remain.
-      assert.deepEqual([...(await countChunks(kv, topic)).keys()], [i + 1]);
-    }
-  });
-});
-
-Deno.test("aggregate kv: pointer flip is atomic and checks the previous versionstamp", async () => {
-  await withKv(async (kv) => {
-    const topic = "t";
-    const a = await writeCheckpoint(kv, topic, { ...base, batchId: 0, state: bytesOf(10, 1) }, {
-      previous: null,
-    });
-    // A crash before the flip: chunks of generation 2 written, pointer untouched.
-    await assert.rejects(
-      writeCheckpoint(kv, topic, { ...base, batchId: 1, state: bytesOf(200_000, 2) }, {
-        previous: a,
-        beforeFlip: () => {
-          throw new Error("crash");
-        },
-      }),
-      /crash/,
-    );
-    const still = await readCheckpointState(kv, topic);
-    assert.equal(still!.checkpoint.pointer.generation, 1);
-    assert.deepEqual(still!.state, bytesOf(10, 1));
-    assert.deepEqual((await countChunks(kv, topic)).get(2), 4, "garbage of the unflipped gen");
-    // Next start: stale chunks cleaned up.
-    assert.equal(await deleteStaleGenerations(kv, topic, 1), 4);
-    assert.deepEqual([...(await countChunks(kv, topic)).keys()], [1]);
-    // A writer holding an outdated pointer loses.
-    const b = await writeCheckpoint(kv, topic, { ...base, batchId: 2, state: bytesOf(5, 3) }, {
-      previous: a,
-    });
-    await assert.rejects(
-      writeCheckpoint(kv, topic, { ...base, batchId: 3, state: bytesOf(5, 4) }, { previous: a }),
-      CheckpointConflictError,
-    );
-    assert.equal((await readCheckpoint(kv, topic))!.versionstamp, b.versionstamp);
-    // A guard on the lease fences a writer that lost it.
-    await kv.set(leaseKey(topic), { holder: "x" });
-    await assert.rejects(
-      writeCheckpoint(kv, topic, { ...base, batchId: 4, state: bytesOf(5, 5) }, {
-        previous: b,
-        guard: { key: leaseKey(topic), versionstamp: "00000000000000000000" },
-      }),
-      CheckpointConflictError,
-    );
-    const final = await readCheckpointState(kv, topic);
-    assert.deepEqual(final!.state, bytesOf(5, 3));
-    assert.ok((await kv.get(checkpointKey(topic))).value);
-  });
-});
 
 Deno.test("aggregate kv: lease acquire, refuse, expire, renew, release", async () => {
   await withKv(async (kv) => {

@@ -217,7 +217,7 @@ Deno.test("sensor launcher: deno by name, -P=aggregate, abs config/main, DATABAS
 });
 
 Deno.test("sensor kv: the sensor's keys are the aggregator's (KV layout contract)", async () => {
-  const agg = await import("../../aggregate/mod.ts");
+  const agg = await import("../../aggregate/kv_layout.ts");
   const mine = await import("../../sensor/_kv.ts");
   assert.equal(mine.KV_PREFIX, agg.KV_PREFIX);
   assert.deepEqual(mine.leaseKey("t"), agg.leaseKey("t"));
