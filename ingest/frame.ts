@@ -5,6 +5,7 @@
  */
 
 import { decode, encode, type PricingData, ProtoError } from "../proto/mod.ts";
+import { surelyWithin, utf8Length } from "./_utf8.ts";
 
 /** Stable rejection reasons (Kafka header values and metric labels). */
 export const FRAME_REASONS = [
@@ -47,7 +48,7 @@ export interface ParseFrameOptions {
   nowMs: number;
   /** Ticks with time more than this ahead of nowMs are rejected as future_time (default 300_000). */
   maxFutureMs?: number;
-  /** Frames longer than this many characters are rejected as too_large (default 65_536). */
+  /** Frames longer than this many UTF-8 bytes are rejected as too_large (default 65_536). */
   maxFrameLength?: number;
 }
 
@@ -63,6 +64,20 @@ export const DEFAULT_MAX_FUTURE_MS = 300_000;
 export const DEFAULT_MAX_FRAME_LENGTH = 65_536;
 /** Longest accepted symbol. */
 export const MAX_SYMBOL_LENGTH = 32;
+
+/**
+ * Caps, in UTF-8 bytes, of a tick's string fields other than the symbol (which has its own
+ * 1-32 character rule). Real values are a few characters (USD, NMS, CoinMarketCap, Apple Inc.);
+ * a frame with a longer field is rejected as too_large, so a valid tick's record stays small.
+ */
+export const MAX_FIELD_BYTES: Readonly<Record<string, number>> = Object.freeze({
+  currency: 16,
+  exchange: 32,
+  fromCurrency: 16,
+  lastMarket: 64,
+  underlyingSymbol: 128,
+  shortName: 256,
+});
 
 // Any characters but control characters (C0, DEL, C1) and surrounding white space: real
 // symbols are ASCII (BRK-B, ^GSPC, EURUSD=X), but quotes, spaces and unicode are data, and
@@ -148,14 +163,34 @@ function isJsonStart(raw: string): boolean {
   return false;
 }
 
+/** Describes the first string field of `data` over its MAX_FIELD_BYTES cap, if any. */
+function checkFieldCaps(data: PricingData): string | undefined {
+  for (const field in MAX_FIELD_BYTES) {
+    const value = (data as Record<string, unknown>)[field];
+    if (typeof value !== "string") continue;
+    const cap = MAX_FIELD_BYTES[field];
+    if (surelyWithin(value, cap)) continue;
+    const bytes = utf8Length(value);
+    if (bytes > cap) {
+      return `Field ${field} ${show(value)} of ${
+        show(data.id ?? "(no id)")
+      } is ${bytes} UTF-8 bytes: over its cap of ${cap} bytes`;
+    }
+  }
+  return undefined;
+}
+
 /**
  * Parse one raw WebSocket text frame: a v2 JSON envelope {"type":"pricing","message":base64}
  * (other envelope types are ignored) or a bare base64 v1 frame. Never throws.
  */
 export function parseFrame(raw: string, options: ParseFrameOptions): FrameResult {
   const maxLength = options.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH;
-  if (raw.length > maxLength) {
-    return reject("too_large", `Frame of ${raw.length} characters exceeds ${maxLength}`);
+  if (!surelyWithin(raw, maxLength)) {
+    const bytes = utf8Length(raw);
+    if (bytes > maxLength) {
+      return reject("too_large", `Frame of ${bytes} UTF-8 bytes exceeds ${maxLength} bytes`);
+    }
   }
   let b64: string;
   let version: 1 | 2;
@@ -193,6 +228,9 @@ export function parseFrame(raw: string, options: ParseFrameOptions): FrameResult
     // decode() only throws ProtoError; anything else is still reported, never thrown.
     return reject("bad_protobuf", e instanceof ProtoError ? e.message : `Decoder failed: ${e}`);
   }
+
+  const overCap = checkFieldCaps(data);
+  if (overCap !== undefined) return reject("too_large", overCap);
 
   const { id, price, time } = data;
   if (id === undefined) return reject("missing_id", "PricingData has no id (field 1)");
