@@ -63,7 +63,8 @@ Flags:
   --partitions N             partitions of topics created here (default 3)
   --linger DURATION          max wait for a batch to fill (default 5ms)
   --batch-size N             max records per Kafka batch (default 5000)
-  --max-memory-ticks N       records held in memory while Kafka is down before spooling (default 100000)
+  --max-memory-ticks N       records held in memory before the oldest are spooled (default 100000);
+                             after 1 s of failing Kafka sends everything is spooled anyway
   --max-spool-bytes N        disk spool bound; past it new ticks are dropped and counted (default 1073741824)
   --max-record-bytes N       records over this many UTF-8 bytes go to <topic>.dlq as too_large
                              (default ${DEFAULT_MAX_RECORD_BYTES}; Kafka's default limit is 1048588)

@@ -115,7 +115,7 @@ export interface BatcherOptions {
   backoff?: BackoffOptions;
   /** Logger (default "ingest.producer"). */
   logger?: Logger;
-  /** Clock, epoch ms (default Date.now). */
+  /** Clock of the outage rule (spoolAfterMs) and of log throttling, ms (default Date.now). */
   now?: () => number;
 }
 
@@ -354,12 +354,12 @@ export function createBatcher(options: BatcherOptions): Batcher {
       return inflight = { records, done: 0, spooledTo: records.length };
     }
     if (memCount() === 0) return "idle";
-    const age = now() - firstQueuedAt;
+    const age = performance.now() - firstQueuedAt;
     if (memCount() < batchSize && age < lingerMs && !closing) return lingerMs - age;
     const records = memory.slice(memHead, memHead + Math.min(batchSize, memCount()));
     memHead += records.length;
     compact();
-    firstQueuedAt = now();
+    firstQueuedAt = performance.now();
     return inflight = { records, done: 0, spooledTo: 0 };
   }
 
@@ -505,10 +505,10 @@ export function createBatcher(options: BatcherOptions): Batcher {
 
   /** Waits `ms` while spilling memory to the spool whenever it overflows. */
   async function waitOrSpill(ms: number): Promise<void> {
-    const until = now() + ms;
+    const until = performance.now() + ms;
     while (!stopped) {
       await locked(() => spill(false));
-      const left = until - now();
+      const left = until - performance.now();
       if (left <= 0) return;
       await waitWake(left);
     }
@@ -552,7 +552,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
         }
         return false;
       }
-      if (memCount() === 0) firstQueuedAt = now();
+      if (memCount() === 0) firstQueuedAt = performance.now();
       memory.push(record);
       if (memCount() >= batchSize || memCount() > maxMemory) notify();
       else if (memCount() === 1) notify();
