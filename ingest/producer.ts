@@ -590,6 +590,9 @@ export function createBatcher(options: BatcherOptions): Batcher {
       clearTimeout(timer);
       stopped = true;
       notify();
+      // Timed out (Kafka down): put what is not on disk there now, before waiting for a send
+      // that may still hang, so a hard exit from here on loses nothing.
+      if (ac.signal.aborted && spool) await locked(() => spill(true));
       await running;
       unstall();
       // Whatever is left (Kafka down): keep it on disk for the next run, in order.

@@ -740,7 +740,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "ingest: during an outage ticks are on disk within ~1.5 s; a kill -9 (the disk as it was) loses at most that last stretch",
+    "ingest: during an outage ticks are on disk within ~1-2 s; a kill -9 (the disk as it was) loses at most that last stretch",
   ...opts,
   async fn() {
     const kafka = testKafka();
@@ -795,7 +795,9 @@ Deno.test({
         return r.ok === true ? JSON.stringify(r.tick) : undefined;
       };
       const sent = sim.sent().filter((s) => value(s.frame) !== undefined);
-      const safe = sent.filter((s) => s.at <= killAt - 1500);
+      // Spooling starts 1 s into the outage and then runs every 100 ms: 2 s leaves room for a
+      // loaded machine's late timers.
+      const safe = sent.filter((s) => s.at <= killAt - 2000);
       const duringOutage = safe.filter((s) => s.at > downAt + 100);
       assert.ok(duringOutage.length > 200, `ticks during the outage: ${duringOutage.length}`);
       const missing = safe.filter((s) => inTopic.get(value(s.frame)!) !== 1);
@@ -804,16 +806,15 @@ Deno.test({
           `${s.at - downAt}ms after the outage began: ${inTopic.get(value(s.frame)!) ?? 0}x`
         ),
         [],
-        "every tick received more than 1.5 s before the kill is in the topic once",
+        "every tick received more than 2 s before the kill is in the topic once",
       );
-      const lost = sent.filter((s) =>
-        s.at > killAt - 1500 && s.at <= killAt && !inTopic.has(value(s.frame)!)
-      );
+      const lost = sent.filter((s) => s.at <= killAt && !inTopic.has(value(s.frame)!));
+      const lastLost = Math.min(...lost.map((s) => s.at), killAt) - killAt;
       console.log(
         `kill -9 after a ${
           killAt - downAt
         } ms outage: ${duringOutage.length} ticks of the outage ` +
-          `safe, ${lost.length} of the last 1.5 s lost`,
+          `safe, ${lost.length} lost (the oldest received ${-lastLost} ms before the kill)`,
       );
     } finally {
       mode = "dead";

@@ -585,3 +585,33 @@ Deno.test("batcher: random failures, hangs, refusals, clock jumps and small spoo
   assert.ok(spooledRuns >= 3, `the spool was used in ${spooledRuns} of 6 runs`);
   assert.ok(refusals > 0, "the broker refused batches");
 });
+
+Deno.test("batcher: close past its timeout puts everything on disk before waiting for a hanging send", async () => {
+  const dir = await tempDir();
+  try {
+    const spool = await openSpool<OutRecord>(dir);
+    let release: () => void = () => {};
+    const b = createBatcher({
+      batchSize: 10,
+      lingerMs: 0,
+      spool,
+      logger: quiet,
+      // A send that hangs (never reaches Kafka) until released, then fails.
+      send: () => new Promise((_, reject) => (release = () => reject(new Error("Gone")))),
+    });
+    for (let i = 0; i < 25; i++) b.enqueue(rec(i));
+    await sleep(10);
+    const closing = b.close({ timeoutMs: 30 });
+    const deadline = Date.now() + 2000;
+    while ((await onDisk(dir)).length < 25 && Date.now() < deadline) await sleep(2);
+    assert.deepEqual(
+      (await onDisk(dir)).map((r) => r.value),
+      Array.from({ length: 25 }, (_, i) => String(i)),
+      "on disk, in order, while the send still hangs",
+    );
+    release();
+    assert.equal(await closing, 25);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
