@@ -652,8 +652,21 @@ Deno.test({
       { length: 400 },
       (_, i) => encodeFrame({ id: `SPLIT${i % 4}`, price: 10 + i, time: t0 + i, exchange: "NMS" }),
     );
-    // Valid ticks whose record (control characters: 6 JSON bytes each) is over 2000 bytes.
+    // Valid ticks whose record (control characters: 6 JSON bytes each) is over the topic's 2000
+    // bytes: refused by Kafka alone ("mid", about 2.2 KB), or over ingest's --max-record-bytes
+    // 2500 before it is ever sent ("big", about 2.9 KB).
     const ctl = (n: number) => "\u0001".repeat(n);
+    const mid = Array.from(
+      { length: 3 },
+      (_, i) =>
+        encodeFrame({
+          id: `MID${i}`,
+          price: 1,
+          time: t0,
+          shortName: ctl(256),
+          lastMarket: ctl(64),
+        }),
+    );
     const big = Array.from({ length: 3 }, (_, i) =>
       encodeFrame({
         id: `BIG${i}`,
@@ -668,14 +681,26 @@ Deno.test({
     const sim = await startSimulator({
       port: 0,
       rate: 0,
-      replay: [...small, ...big, ...garbage],
+      replay: [...small, ...mid, ...big, ...garbage],
       heartbeatMs: 0,
     });
     let ingest: Ingest | undefined;
     try {
       ingest = await startIngest(ingestOptions(topic, `${sim.url}?version=2`, {
         spoolDir,
-        symbols: ["SPLIT0", "SPLIT1", "SPLIT2", "SPLIT3", "BIG0", "BIG1", "BIG2"],
+        maxRecordBytes: 2500,
+        symbols: [
+          "SPLIT0",
+          "SPLIT1",
+          "SPLIT2",
+          "SPLIT3",
+          "MID0",
+          "MID1",
+          "MID2",
+          "BIG0",
+          "BIG1",
+          "BIG2",
+        ],
       }));
       await until(() => sim.symbols().length > 0, "subscription");
       // Phase 1: the seeded spool, then ticks only.
@@ -686,9 +711,9 @@ Deno.test({
         60_000,
       );
       // Phase 2: records Kafka refuses on their own.
-      sim.emit(big.length + garbage.length);
+      sim.emit(mid.length + big.length + garbage.length);
       await until(
-        () => ingest!.stats().frames === small.length + big.length + garbage.length,
+        () => ingest!.stats().frames === small.length + mid.length + big.length + garbage.length,
         "all frames received",
       );
       await ingest.flush();
@@ -696,7 +721,7 @@ Deno.test({
       ingest = undefined;
       assert.ok(s.tooLargeRefusals > 10, `the broker refused ${s.tooLargeRefusals} sends`);
       assert.equal(s.memory + s.spooled + s.dropped, 0, JSON.stringify(s));
-      assert.equal(s.dlq.too_large, big.length);
+      assert.equal(s.dlq.too_large, mid.length + big.length);
 
       const ticks = await readTopic(kafka, topic);
       assert.deepEqual(
@@ -711,17 +736,34 @@ Deno.test({
         "the spool first, then the ticks, each once, in order",
       );
       const dlq = await readTopic(kafka, `${topic}.dlq`);
-      assert.equal(dlq.length, big.length + garbage.length);
-      for (let i = 0; i < big.length; i++) {
-        const r = parseFrame(big[i], { nowMs: Date.now() });
+      assert.equal(dlq.length, mid.length + big.length + garbage.length);
+      for (let i = 0; i < mid.length; i++) {
+        const r = parseFrame(mid[i], { nowMs: Date.now() });
         assert.equal(r.ok, true);
-        const m = dlq.find((d) => d.headers.detail.includes(`"BIG${i}"`));
-        assert.ok(m, `BIG${i} dead-lettered`);
+        const m = dlq.find((d) => d.headers.detail.includes(`"MID${i}"`));
+        assert.ok(m, `MID${i} dead-lettered`);
         assert.equal(m.headers.reason, "too_large");
-        assert.match(m.headers.detail, /was refused by Kafka \(MESSAGE_TOO_LARGE\)/);
+        assert.match(
+          m.headers.detail,
+          /^Record of \d+ UTF-8 bytes .* was refused by Kafka \(MESSAGE_TOO_LARGE\)$/,
+        );
         const value = r.ok === true ? JSON.stringify(r.tick) : "";
         assert.equal(m.headers.truncated, String(utf8Bytes(value)));
         assert.ok(value.startsWith(m.value) && m.value.length > 0, "a prefix of the tick");
+      }
+      for (let i = 0; i < big.length; i++) {
+        const m = dlq.find((d) => d.headers.detail.includes(`"BIG${i}"`));
+        assert.ok(m, `BIG${i} dead-lettered`);
+        assert.equal(m.headers.reason, "too_large");
+        assert.match(
+          m.headers.detail,
+          new RegExp(
+            `^Tick record of \\d+ UTF-8 bytes for "BIG${i}" exceeds the record limit of 2500 bytes$`,
+          ),
+        );
+        // The raw frame, cut further if the DLQ's 1500 bytes refused it.
+        assert.ok(big[i].startsWith(m.value) && m.value.length > 0);
+        if (m.value !== big[i]) assert.equal(m.headers.truncated, String(utf8Bytes(big[i])));
       }
       for (const g of garbage) {
         const m = dlq.find((d) => d.headers.truncated === "5000" && g.startsWith(d.value));
