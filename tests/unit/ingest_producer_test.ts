@@ -10,6 +10,7 @@ import {
 } from "../../ingest/producer.ts";
 import { openSpool, parseSegment } from "../../ingest/spool.ts";
 import { createLogger } from "../../common/log.ts";
+import { prng } from "../_helpers/aggregate_stream.ts";
 
 const quiet = createLogger("test", { level: "error" });
 const rec = (i: number): OutRecord => ({
@@ -119,17 +120,6 @@ Deno.test("batcher: memory and spool full -> newest refused and counted; close s
 });
 
 // ---- Sizes in UTF-8 bytes, refusals as too large, spooling after a second of failing sends ----
-
-/** Seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ALPHABET = ["a", "Z", "é", "Ω", "€", "日", "本", "😀", "𝄞"];
 /** A string of `n` characters, mostly multibyte (1 to 4 UTF-8 bytes each). */

@@ -18,23 +18,13 @@ import {
   tooLargeHandler,
 } from "../../ingest/ingest.ts";
 import { type OutRecord, recordBytes } from "../../ingest/producer.ts";
+import { prng } from "../_helpers/aggregate_stream.ts";
 
 const utf8 = (s: string) => new TextEncoder().encode(s).length;
 const NOW = 1_736_509_140_000;
 const frameOf = (data: PricingData) =>
   JSON.stringify({ type: "pricing", message: encode(data).toBase64() });
 const GOOD: PricingData = { id: "AAPL", price: 189.5, time: NOW - 1000 };
-
-/** Seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // 1-, 2-, 3- and 4-byte characters, and lone surrogates (3 bytes as U+FFFD).
 const PIECES = ["a", "~", "é", "ß", "€", "日", "😀", "𝄞", "\ud800", "\udfff", "\u0000"];
