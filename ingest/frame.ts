@@ -15,6 +15,7 @@ import {
 } from "../proto/validate.ts";
 
 export { DEFAULT_MAX_FUTURE_MS, MAX_SYMBOL_LENGTH };
+import { surelyWithin, utf8Length } from "./_utf8.ts";
 
 /** Stable rejection reasons (Kafka header values and metric labels). */
 export const FRAME_REASONS = [
@@ -57,7 +58,7 @@ export interface ParseFrameOptions {
   nowMs: number;
   /** Ticks with time more than this ahead of nowMs are rejected as future_time (default 300_000). */
   maxFutureMs?: number;
-  /** Frames longer than this many characters are rejected as too_large (default 65_536). */
+  /** Frames longer than this many UTF-8 bytes are rejected as too_large (default 65_536). */
   maxFrameLength?: number;
 }
 
@@ -69,6 +70,19 @@ export interface EncodeFrameOptions {
 
 /** Default for ParseFrameOptions.maxFrameLength. */
 export const DEFAULT_MAX_FRAME_LENGTH = 65_536;
+/**
+ * Caps, in UTF-8 bytes, of a tick's string fields other than the symbol (which has its own
+ * 1-32 character rule). Real values are a few characters (USD, NMS, CoinMarketCap, Apple Inc.);
+ * a frame with a longer field is rejected as too_large, so a valid tick's record stays small.
+ */
+export const MAX_FIELD_BYTES: Readonly<Record<string, number>> = Object.freeze({
+  currency: 16,
+  exchange: 32,
+  fromCurrency: 16,
+  lastMarket: 64,
+  underlyingSymbol: 128,
+  shortName: 256,
+});
 
 /** Quote a value for a detail message, keeping huge inputs short. */
 function show(value: unknown): string {
@@ -153,14 +167,34 @@ function isJsonStart(raw: string): boolean {
   return false;
 }
 
+/** Describes the first string field of `data` over its MAX_FIELD_BYTES cap, if any. */
+function checkFieldCaps(data: PricingData): string | undefined {
+  for (const field in MAX_FIELD_BYTES) {
+    const value = (data as Record<string, unknown>)[field];
+    if (typeof value !== "string") continue;
+    const cap = MAX_FIELD_BYTES[field];
+    if (surelyWithin(value, cap)) continue;
+    const bytes = utf8Length(value);
+    if (bytes > cap) {
+      return `Field ${field} ${show(value)} of ${
+        show(data.id ?? "(no id)")
+      } is ${bytes} UTF-8 bytes: over its cap of ${cap} bytes`;
+    }
+  }
+  return undefined;
+}
+
 /**
  * Parse one raw WebSocket text frame: a v2 JSON envelope {"type":"pricing","message":base64}
  * (other envelope types are ignored) or a bare base64 v1 frame. Never throws.
  */
 export function parseFrame(raw: string, options: ParseFrameOptions): FrameResult {
   const maxLength = options.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH;
-  if (raw.length > maxLength) {
-    return reject("too_large", `Frame of ${raw.length} characters exceeds ${maxLength}`);
+  if (!surelyWithin(raw, maxLength)) {
+    const bytes = utf8Length(raw);
+    if (bytes > maxLength) {
+      return reject("too_large", `Frame of ${bytes} UTF-8 bytes exceeds ${maxLength} bytes`);
+    }
   }
   let b64: string;
   let version: 1 | 2;
@@ -198,6 +232,9 @@ export function parseFrame(raw: string, options: ParseFrameOptions): FrameResult
     // decode() only throws ProtoError; anything else is still reported, never thrown.
     return reject("bad_protobuf", e instanceof ProtoError ? e.message : `Decoder failed: ${e}`);
   }
+
+  const overCap = checkFieldCaps(data);
+  if (overCap !== undefined) return reject("too_large", overCap);
 
   // The shared tick rules (proto/validate.ts): symbol, then price, then time.
   const bad = checkSymbol(data.id) ??

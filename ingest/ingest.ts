@@ -12,12 +12,16 @@ import { DEFAULT_MAX_FUTURE_MS, parseFrame, type Tick } from "./frame.ts";
 import {
   type Batcher,
   createBatcher,
+  DEFAULT_MAX_RECORD_BYTES,
   kafkaSend,
   type OutRecord,
+  recordBytes,
   type SendBatch,
+  type TooLargeHandler,
 } from "./producer.ts";
 import { percentile } from "../common/stats.ts";
 import { DEFAULT_MAX_SPOOL_BYTES, openSpool } from "./spool.ts";
+import { surelyWithin, truncateUtf8, utf8Length } from "./_utf8.ts";
 
 /** Options for startIngest. */
 export interface IngestOptions {
@@ -37,6 +41,10 @@ export interface IngestOptions {
   batchSize?: number;
   /** Records held in memory before spooling to disk (default 100_000). */
   maxMemoryTicks?: number;
+  /** Records over this many UTF-8 bytes go to the DLQ as too_large (default 1_000_000). */
+  maxRecordBytes?: number;
+  /** Kafka sends failing this long, ms, start spooling everything to disk (default 1000). */
+  spoolAfterMs?: number;
   /** Spool bound in bytes (default 1 GiB). */
   maxSpoolBytes?: number;
   /** Spool directory (default `.data/spool/<topic>`). */
@@ -85,6 +93,8 @@ export interface IngestStats {
   spoolBytes: number;
   /** Failed send attempts. */
   sendFailures: number;
+  /** Sends Kafka refused as too large (split, or their one record dead-lettered). */
+  tooLargeRefusals: number;
 }
 
 /** A running ingest. */
@@ -110,27 +120,98 @@ export function tickRecord(topic: string, tick: Tick, receivedMs: number): OutRe
   };
 }
 
-/** DLQ values are cut to this many characters (header `truncated` = original length). */
-export const MAX_DLQ_VALUE_CHARS = 100_000;
+/** DLQ values are cut to this many UTF-8 bytes (header `truncated` = original UTF-8 length). */
+export const MAX_DLQ_VALUE_BYTES = 100_000;
+/** The `detail` header is cut to this many UTF-8 bytes. */
+const MAX_DETAIL_BYTES = 1000;
+// Room for the `truncated` header itself when it is added.
+const TRUNCATED_HEADER_BYTES = 40;
 
-/** Builds the dead-letter record of a rejected frame. */
-export function dlqRecord(
-  topic: string,
-  raw: string,
-  rejection: { reason: string; detail: string; receivedMs: number },
-): OutRecord {
+/** What dlqRecord needs to know about a rejection. */
+export interface Rejection {
+  /** Reason (FRAME_REASONS). */
+  reason: string;
+  /** Human-readable detail. */
+  detail: string;
+  /** Receive time, epoch ms. */
+  receivedMs: number;
+  /** Budget of the whole record in UTF-8 bytes (recordBytes); default 1_000_000. */
+  maxBytes?: number;
+}
+
+/**
+ * Builds the dead-letter record of a rejected frame. The value is the frame, cut to fit
+ * MAX_DLQ_VALUE_BYTES and the record budget (then header `truncated` = its UTF-8 length); a cut
+ * value is a copy, so the record never keeps the whole frame alive.
+ */
+export function dlqRecord(topic: string, raw: string, rejection: Rejection): OutRecord {
   const headers: Record<string, string> = {
     reason: rejection.reason,
-    detail: rejection.detail,
+    detail: surelyWithin(rejection.detail, MAX_DETAIL_BYTES)
+      ? rejection.detail
+      : truncateUtf8(rejection.detail, MAX_DETAIL_BYTES),
     ingest_ms: String(rejection.receivedMs),
   };
-  if (raw.length > MAX_DLQ_VALUE_CHARS) headers.truncated = String(raw.length);
-  return {
+  const record: OutRecord = {
     topic: `${topic}.dlq`,
     key: null,
-    value: raw.length > MAX_DLQ_VALUE_CHARS ? raw.slice(0, MAX_DLQ_VALUE_CHARS) : raw,
+    value: "",
     timestamp: String(rejection.receivedMs),
     headers,
+  };
+  const budget = Math.min(
+    MAX_DLQ_VALUE_BYTES,
+    (rejection.maxBytes ?? DEFAULT_MAX_RECORD_BYTES) - recordBytes(record) -
+      TRUNCATED_HEADER_BYTES,
+  );
+  if (surelyWithin(raw, budget)) record.value = raw;
+  else {
+    const bytes = utf8Length(raw);
+    if (bytes <= budget) record.value = raw;
+    else {
+      record.value = truncateUtf8(raw, budget);
+      headers.truncated = String(bytes);
+    }
+  }
+  return record;
+}
+
+/**
+ * The tooLarge handler of ingest: a tick record becomes a `too_large` dead letter (its value
+ * cut to fit); a dead letter is cut further (to half its value when Kafka refused it).
+ */
+export function tooLargeHandler(
+  topic: string,
+  options: { now: () => number; onDeadLetter?: (record: OutRecord) => void },
+): TooLargeHandler {
+  const dlqTopic = `${topic}.dlq`;
+  return (record, info) => {
+    if (record.topic === dlqTopic) {
+      const valueBytes = utf8Length(record.value);
+      if (valueBytes === 0) return null;
+      const keep = info.cause === "broker"
+        ? Math.floor(valueBytes / 2)
+        : valueBytes - (info.bytes - info.limit) - TRUNCATED_HEADER_BYTES;
+      return {
+        ...record,
+        value: truncateUtf8(record.value, keep),
+        headers: { ...record.headers, truncated: record.headers.truncated ?? String(valueBytes) },
+      };
+    }
+    const why = info.cause === "broker"
+      ? `was refused by Kafka (${info.error ?? "too large"})`
+      : `exceeds the record limit of ${info.limit} bytes`;
+    const receivedMs = Number(record.headers.ingest_ms);
+    const dead = dlqRecord(topic, record.value, {
+      reason: "too_large",
+      detail: `Record of ${info.bytes} UTF-8 bytes for topic ${record.topic} key ${
+        JSON.stringify(record.key)
+      } ${why}`,
+      receivedMs: Number.isFinite(receivedMs) && receivedMs > 0 ? receivedMs : options.now(),
+      maxBytes: info.cause === "broker" ? Math.floor(info.bytes / 2) : info.limit,
+    });
+    options.onDeadLetter?.(dead);
+    return dead;
   };
 }
 
@@ -236,20 +317,39 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
       throw e;
     }
   };
+  const counts = { frames: 0, ticks: 0, ignored: 0 };
+  const dlq: Record<string, number> = {};
+  const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
   const batcher: Batcher = createBatcher({
     send: options.wrapSend ? options.wrapSend(baseSend) : baseSend,
     batchSize: options.batchSize,
     lingerMs: options.lingerMs,
     maxMemory: options.maxMemoryTicks,
+    maxRecordBytes,
+    tooLarge: tooLargeHandler(topic, {
+      now,
+      onDeadLetter: () => (dlq.too_large = (dlq.too_large ?? 0) + 1),
+    }),
     spool,
+    spoolAfterMs: options.spoolAfterMs,
     logger: log.child("producer"),
     now,
   });
 
   // Raw-frame recording, written in chunks.
-  const recorder = options.recordFile === undefined
-    ? undefined
-    : await Deno.open(options.recordFile, { write: true, create: true, truncate: true });
+  let recorder: Deno.FsFile | undefined;
+  if (options.recordFile !== undefined) {
+    const f = options.recordFile;
+    try {
+      const slash = Math.max(f.lastIndexOf("/"), f.lastIndexOf("\\"));
+      if (slash > 0) await Deno.mkdir(f.slice(0, slash), { recursive: true });
+      recorder = await Deno.open(f, { write: true, create: true, truncate: true });
+    } catch (e) {
+      await batcher.close({ timeoutMs: 10_000 });
+      await producer.disconnect().catch(() => {});
+      throw e;
+    }
+  }
   let recordBuf: string[] = [];
   const enc = new TextEncoder();
   const flushRecord = () => {
@@ -260,19 +360,36 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
     while (off < bytes.length) off += recorder.writeSync(bytes.subarray(off));
   };
 
-  const counts = { frames: 0, ticks: 0, ignored: 0 };
-  const dlq: Record<string, number> = {};
+  const deadLetter = (raw: string, reason: string, detail: string, receivedMs: number) => {
+    dlq[reason] = (dlq[reason] ?? 0) + 1;
+    batcher.enqueue(
+      dlqRecord(topic, raw, { reason, detail, receivedMs, maxBytes: maxRecordBytes }),
+    );
+  };
   const onFrame = (raw: string, receivedMs: number) => {
     counts.frames++;
     if (recorder) recordBuf.push(raw.replace(/\r?\n/g, " ") + "\n");
     const r = parseFrame(raw, { nowMs: receivedMs, maxFutureMs });
     if (r.ok === true) {
+      const record = tickRecord(topic, r.tick, receivedMs);
+      // Field caps keep ticks far below the limit: measure only when it could matter.
+      const bound = (record.value.length + (record.key?.length ?? 0)) * 3 + 200;
+      const bytes = bound > maxRecordBytes ? recordBytes(record) : 0;
+      if (bytes > maxRecordBytes) {
+        deadLetter(
+          raw,
+          "too_large",
+          `Tick record of ${bytes} UTF-8 bytes for ${
+            JSON.stringify(r.tick.id)
+          } exceeds the record limit of ${maxRecordBytes} bytes`,
+          receivedMs,
+        );
+        return;
+      }
       counts.ticks++;
-      batcher.enqueue(tickRecord(topic, r.tick, receivedMs));
-    } else if (r.ok === false) {
-      dlq[r.reason] = (dlq[r.reason] ?? 0) + 1;
-      batcher.enqueue(dlqRecord(topic, raw, { reason: r.reason, detail: r.detail, receivedMs }));
-    } else counts.ignored++;
+      batcher.enqueue(record);
+    } else if (r.ok === false) deadLetter(raw, r.reason, r.detail, receivedMs);
+    else counts.ignored++;
   };
 
   let feed: Feed;
@@ -311,6 +428,7 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
       spooled: b.spooled,
       spoolBytes: b.spoolBytes,
       sendFailures: b.failures,
+      tooLargeRefusals: b.tooLargeRefusals,
     };
   };
 

@@ -1,19 +1,31 @@
 /**
  * Batching, ordered, loss-averse producer core. Records are buffered in memory and handed to an
- * injected `send` (the kafkajs edge: see kafkaSend) in batches of at most `batchSize`, every
- * `lingerMs`, with exactly one batch in flight: a failed batch is retried as-is (same records,
- * same order) with exponential backoff, so per-key order is kept and kafkajs' idempotent producer
- * can de-duplicate a retry of a batch the broker had already written.
+ * injected `send` (the kafkajs edge: see kafkaSend) in batches of at most `batchSize` records
+ * and `maxBatchBytes` UTF-8 bytes (recordBytes), every `lingerMs`, with exactly one send in
+ * flight: a failed send is retried as-is (same records, same order) with exponential backoff,
+ * so per-key order is kept and kafkajs' idempotent producer can de-duplicate a retry of a batch
+ * the broker had already written.
  *
- * While sends fail, records stay in memory up to `maxMemory`; beyond that the oldest are moved
- * to the disk spool (if any), and when the spool is full too, new records are refused (dropped,
- * counted, logged). Delivery order is always: the batch in flight, the spool, memory.
+ * Too large: a record over `maxRecordBytes` is never sent; `tooLarge` replaces it (ingest makes
+ * it a dead letter) or it is dropped (counted, logged). A batch Kafka refuses as too large
+ * (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE) is split in halves and the halves sent, never the
+ * same batch again; later batches use at most half the refused size; a single record Kafka
+ * still refuses goes to `tooLarge` (each replacement must be smaller, so this ends).
+ *
+ * Outages: once sends have been failing or hanging for `spoolAfterMs`, the undelivered rest of
+ * the batch in flight and everything in memory go to the disk spool (fsync'd), and new records
+ * follow every `outageCheckMs`: a crash during an outage loses about the last second. Without
+ * an outage, records beyond `maxMemory` in memory are spooled too (the oldest first). When the
+ * spool is full, new records are refused (dropped, counted, logged).
+ *
+ * Delivery order is always: the batch in flight, the spool, memory.
  * @module
  */
 
 import { backoffDelay, type BackoffOptions } from "../common/backoff.ts";
 import { createLogger, type Logger } from "../common/log.ts";
-import type { Spool } from "./spool.ts";
+import type { AppendResult, Spool } from "./spool.ts";
+import { utf8Length } from "./_utf8.ts";
 
 /** One outgoing Kafka record (JSON-serializable, as stored in the spool). */
 export interface OutRecord {
@@ -32,25 +44,78 @@ export interface OutRecord {
 /** Delivers one batch; resolves once every record is acknowledged, rejects otherwise. */
 export type SendBatch = (records: OutRecord[]) => Promise<void>;
 
+/** Why a record must be replaced by a smaller one (see BatcherOptions.tooLarge). */
+export interface TooLargeInfo {
+  /** The record's size, recordBytes. */
+  bytes: number;
+  /** "limit": over maxRecordBytes; "broker": Kafka refused it in a batch of its own. */
+  cause: "limit" | "broker";
+  /** The configured maxRecordBytes. */
+  limit: number;
+  /** Kafka's error type (e.g. MESSAGE_TOO_LARGE) when cause is "broker". */
+  error?: string;
+}
+
+/** A smaller replacement (e.g. a dead letter) for a record Kafka cannot take, or null to drop it. */
+export type TooLargeHandler = (record: OutRecord, info: TooLargeInfo) => OutRecord | null;
+
+/** Per-record allowance on top of key, value and header bytes (Kafka's varint framing). */
+export const RECORD_OVERHEAD_BYTES = 40;
+/** Default BatcherOptions.maxRecordBytes: below Kafka's default message.max.bytes (1_048_588). */
+export const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
+/** Default BatcherOptions.maxBatchBytes (512 KiB). */
+export const DEFAULT_MAX_BATCH_BYTES = 512 * 1024;
+/** Default BatcherOptions.spoolAfterMs. */
+export const DEFAULT_SPOOL_AFTER_MS = 1000;
+/** Kafka error types meaning "too large": such a batch is split, never retried as is. */
+export const TOO_LARGE_ERRORS: readonly string[] = ["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"];
+
+/** Size of a record as Kafka counts it: UTF-8 bytes of key, value and headers, plus framing. */
+export function recordBytes(r: OutRecord): number {
+  let n = RECORD_OVERHEAD_BYTES + utf8Length(r.value) + (r.key === null ? 0 : utf8Length(r.key));
+  for (const k in r.headers) n += 10 + utf8Length(k) + utf8Length(r.headers[k]);
+  return n;
+}
+
+/** The "too large" Kafka error type of `e` (or of an error it wraps), or undefined. */
+export function tooLargeError(e: unknown): string | undefined {
+  let cur = e as
+    | { type?: unknown; message?: unknown; cause?: unknown; originalError?: unknown }
+    | undefined;
+  for (let i = 0; cur && typeof cur === "object" && i < 5; i++) {
+    if (typeof cur.type === "string" && TOO_LARGE_ERRORS.includes(cur.type)) return cur.type;
+    cur = (cur.originalError ?? cur.cause) as typeof cur;
+  }
+  return undefined;
+}
+
 /** Options for createBatcher. */
 export interface BatcherOptions {
   /** Delivers a batch (kafkaSend in production, a wrapper in tests). */
   send: SendBatch;
   /** Max records per batch (default 5000). */
   batchSize?: number;
-  /** Max approximate bytes per batch, below the broker's message.max.bytes (default 512 KiB). */
+  /** Max UTF-8 bytes per batch (sum of recordBytes), below the broker's limit (default 512 KiB). */
   maxBatchBytes?: number;
+  /** Records larger than this (recordBytes) are never sent, see tooLarge (default 1_000_000). */
+  maxRecordBytes?: number;
+  /** Replaces a record that is too large for Kafka (default: drop it, counted and logged). */
+  tooLarge?: TooLargeHandler;
   /** Max time a record waits for a batch to fill, ms (default 5). */
   lingerMs?: number;
-  /** Records held in memory before spilling to the spool (default 100_000). */
+  /** Records held in memory before spilling the oldest to the spool (default 100_000). */
   maxMemory?: number;
-  /** Disk spool for overflow; without one, records beyond maxMemory are refused. */
+  /** Disk spool for outages and overflow; without one, records beyond maxMemory are refused. */
   spool?: Spool<OutRecord>;
+  /** Sends failing or hanging this long, ms, mean an outage: memory goes to the spool (default 1000). */
+  spoolAfterMs?: number;
+  /** During an outage, new records are spooled this often, ms (default 100). */
+  outageCheckMs?: number;
   /** Backoff between failed sends (default 100 ms .. 5 s). */
   backoff?: BackoffOptions;
   /** Logger (default "ingest.producer"). */
   logger?: Logger;
-  /** Clock, epoch ms (default Date.now). */
+  /** Clock of the outage rule (spoolAfterMs) and of log throttling, ms (default Date.now). */
   now?: () => number;
 }
 
@@ -62,11 +127,15 @@ export interface BatcherStats {
   deliveredByTopic: Record<string, number>;
   /** Batches acknowledged. */
   batches: number;
-  /** Failed send attempts. */
+  /** Failed send attempts (not counting refusals as too large). */
   failures: number;
-  /** Records refused because memory and spool were full. */
+  /** Sends Kafka refused as too large (each was split or its record replaced). */
+  tooLargeRefusals: number;
+  /** Records replaced by tooLarge. */
+  tooLargeReplaced: number;
+  /** Records refused because memory and spool were full, or too large and not replaceable. */
   dropped: number;
-  /** Records in memory (including a batch in flight taken from memory). */
+  /** Records in memory (including the part of a batch in flight that is not in the spool). */
   memory: number;
   /** Records in the spool not yet delivered. */
   spooled: number;
@@ -93,14 +162,49 @@ export interface Batcher {
   close(options?: { timeoutMs?: number }): Promise<number>;
 }
 
+/**
+ * The records being delivered: `records[done..]` are not delivered yet, and
+ * `records[done..spooledTo)` are also the first records of the spool (acknowledged there as
+ * they are delivered). A batch read from the spool is spooled whole; one taken from memory is
+ * spooled (the rest of it) when an outage starts.
+ */
+interface Inflight {
+  records: OutRecord[];
+  done: number;
+  spooledTo: number;
+}
+
+// Stands in for a spooled line that is not a record (not written by us): dropped, logged.
+const BROKEN: OutRecord = Object.freeze({
+  topic: "",
+  key: null,
+  value: "",
+  timestamp: "0",
+  headers: {},
+}) as OutRecord;
+
+function isOutRecord(r: unknown): r is OutRecord {
+  const x = r as OutRecord;
+  if (typeof x !== "object" || x === null || typeof x.topic !== "string") return false;
+  if (typeof x.value !== "string" || typeof x.timestamp !== "string") return false;
+  if (x.key !== null && typeof x.key !== "string") return false;
+  if (typeof x.headers !== "object" || x.headers === null) return false;
+  for (const k in x.headers) if (typeof x.headers[k] !== "string") return false;
+  return true;
+}
+
 /** Creates a Batcher and starts its delivery loop. */
 export function createBatcher(options: BatcherOptions): Batcher {
   const send = options.send;
   const batchSize = options.batchSize ?? 5000;
   const lingerMs = options.lingerMs ?? 5;
-  const maxBatchBytes = options.maxBatchBytes ?? 512 * 1024;
+  const maxBatchBytes = options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+  const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+  const tooLarge = options.tooLarge ?? (() => null);
   const maxMemory = options.maxMemory ?? 100_000;
   const spool = options.spool;
+  const spoolAfterMs = options.spoolAfterMs ?? DEFAULT_SPOOL_AFTER_MS;
+  const outageCheckMs = options.outageCheckMs ?? 100;
   const log = options.logger ?? createLogger("ingest.producer");
   const now = options.now ?? Date.now;
   const backoff = { initialMs: 100, maxMs: 5000, ...options.backoff };
@@ -108,23 +212,42 @@ export function createBatcher(options: BatcherOptions): Batcher {
   let memory: OutRecord[] = [];
   let memHead = 0; // index of the first live record in `memory` (amortized shift)
   let firstQueuedAt = 0;
-  let inflightFromMemory = 0;
+  let inflight: Inflight | undefined;
   let closing = false;
   let stopped = false;
   let spoolFull = false;
   let attempt = 0;
   let lastDropLog = 0;
   let latencies: number[] = [];
+  // Lowered when Kafka refuses a batch as too large (its limit for a topic is below ours).
+  let batchBytesCap = maxBatchBytes;
+  // Start of the current run of failing/hanging sends (undefined while Kafka acknowledges).
+  let stalledSince: number | undefined;
+  let watchdog: ReturnType<typeof setInterval> | undefined;
+  let outageSpill: Promise<void> | undefined;
+  let outageLogged = false;
   const stats = {
     delivered: 0,
     deliveredByTopic: {} as Record<string, number>,
     batches: 0,
     failures: 0,
+    tooLargeRefusals: 0,
+    tooLargeReplaced: 0,
     dropped: 0,
   };
   let wake: (() => void) | undefined;
   let idleWaiters: (() => void)[] = [];
   const memCount = () => memory.length - memHead;
+  const inflightUnspooled = () =>
+    inflight ? inflight.records.length - Math.max(inflight.done, inflight.spooledTo) : 0;
+
+  // Moves between memory, the batch in flight and the spool happen one at a time.
+  let chain: Promise<unknown> = Promise.resolve();
+  function locked<R>(f: () => R | Promise<R>): Promise<R> {
+    const p = chain.then(f);
+    chain = p.catch(() => {});
+    return p;
+  }
 
   function notify(): void {
     const w = wake;
@@ -145,87 +268,247 @@ export function createBatcher(options: BatcherOptions): Batcher {
     });
   }
 
-  /** How many of `records` (from `from`) fit in one batch by count and bytes (at least 1). */
-  function fit(records: readonly OutRecord[], from: number, max: number): number {
-    let bytes = 0;
-    let n = 0;
-    for (let i = from; i < records.length && n < max; i++, n++) {
-      const r = records[i];
-      bytes += r.value.length + (r.key?.length ?? 0) + 64;
-      for (const k in r.headers) bytes += k.length + r.headers[k].length;
-      if (bytes > maxBatchBytes && n > 0) break;
-    }
-    return n;
-  }
-
-  function take(n: number): OutRecord[] {
-    const out = memory.slice(memHead, memHead + fit(memory, memHead, n));
-    memHead += out.length;
+  function compact(): void {
     if (memHead > 4096 && memHead * 2 > memory.length) {
       memory = memory.slice(memHead);
       memHead = 0;
     }
-    return out;
-  }
-
-  function unshift(batch: OutRecord[]): void {
-    memory = batch.concat(memory.slice(memHead));
-    memHead = 0;
   }
 
   function pendingTotal(): number {
-    return memCount() + inflightFromMemory + (spool?.count() ?? 0);
+    return memCount() + inflightUnspooled() + (spool?.count() ?? 0);
   }
 
-  async function spill(): Promise<void> {
-    if (!spool || memCount() <= maxMemory) return;
-    // Move the oldest records down to half the memory bound, as many as the spool takes.
-    const n = memCount() - Math.floor(maxMemory / 2);
-    const chunk = memory.slice(memHead, memHead + n);
-    const r = await spool.append(chunk);
-    memHead += r.written;
+  function noteSpooled(r: AppendResult): void {
     if (r.refused > 0 && !spoolFull) {
       spoolFull = true;
       log.error("Spool is full: new records will be dropped until Kafka catches up", {
-        dir: spool.dir,
-        bytes: spool.bytes(),
+        dir: spool!.dir,
+        bytes: spool!.bytes(),
       });
     } else if (r.refused === 0) spoolFull = false;
   }
 
-  /** Sends one batch; on failure returns the backoff delay to wait (after re-queueing). */
-  async function deliver(batch: OutRecord[]): Promise<number> {
-    const t0 = performance.now();
-    try {
-      await send(batch);
-    } catch (e) {
-      stats.failures++;
-      const delay = backoffDelay(attempt++, backoff);
-      log.warn("Send failed; retrying", {
-        records: batch.length,
-        attempt,
-        retryInMs: delay,
-        error: e as Error,
-      });
-      return delay;
+  /**
+   * Moves records to the spool, oldest first: the undelivered rest of the batch in flight, then
+   * memory (all of it, or the oldest down to half of maxMemory when `all` is false and memory
+   * overflows). Call under `locked`.
+   */
+  async function spill(all: boolean): Promise<void> {
+    if (!spool) return;
+    if (!all && memCount() <= maxMemory) return;
+    const b = inflight;
+    if (b) {
+      const from = Math.max(b.done, b.spooledTo);
+      if (from < b.records.length) {
+        const r = await spool.append(b.records.slice(from));
+        b.spooledTo = from + r.written;
+        noteSpooled(r);
+        // The rest of that batch stays in memory's place (requeue): memory cannot pass it.
+        if (r.refused > 0) return;
+      }
     }
-    latencies.push(performance.now() - t0);
-    if (attempt > 0) log.info("Kafka send recovered", { afterAttempts: attempt });
-    attempt = 0;
-    stats.delivered += batch.length;
-    stats.batches++;
-    for (const r of batch) {
-      stats.deliveredByTopic[r.topic] = (stats.deliveredByTopic[r.topic] ?? 0) + 1;
+    const n = all ? memCount() : memCount() - Math.floor(maxMemory / 2);
+    if (n <= 0) return;
+    const r = await spool.append(memory.slice(memHead, memHead + n));
+    memHead += r.written;
+    compact();
+    noteSpooled(r);
+  }
+
+  function stall(): void {
+    if (stalledSince !== undefined) return;
+    stalledSince = now();
+    if (spool) watchdog = setInterval(onWatchdog, outageCheckMs);
+  }
+
+  function unstall(): void {
+    stalledSince = undefined;
+    outageLogged = false;
+    clearInterval(watchdog);
+    watchdog = undefined;
+  }
+
+  function onWatchdog(): void {
+    if (stalledSince === undefined || outageSpill || now() - stalledSince < spoolAfterMs) return;
+    if (memCount() === 0 && inflightUnspooled() === 0) return;
+    if (!outageLogged) {
+      outageLogged = true;
+      log.warn("Kafka sends failing: spooling to disk until they succeed again", {
+        forMs: now() - stalledSince,
+        dir: spool!.dir,
+      });
+    }
+    outageSpill = locked(() => spill(true))
+      .catch((e) => log.error("Spooling during the outage failed", { error: e as Error }))
+      .finally(() => (outageSpill = undefined));
+  }
+
+  /** The next batch to deliver, a linger delay to wait, or "idle". Call under `locked`. */
+  async function pick(): Promise<Inflight | number | "idle"> {
+    if (spool && spool.count() > 0) {
+      const peeked = await spool.peek(batchSize);
+      // Counted but unreadable (should not happen): avoid a busy loop.
+      if (peeked.length === 0) return 100;
+      const records = peeked.map((r) => (isOutRecord(r) ? r : BROKEN));
+      return inflight = { records, done: 0, spooledTo: records.length };
+    }
+    if (memCount() === 0) return "idle";
+    const age = performance.now() - firstQueuedAt;
+    if (memCount() < batchSize && age < lingerMs && !closing) return lingerMs - age;
+    const records = memory.slice(memHead, memHead + Math.min(batchSize, memCount()));
+    memHead += records.length;
+    compact();
+    firstQueuedAt = performance.now();
+    return inflight = { records, done: 0, spooledTo: 0 };
+  }
+
+  /** Marks `n` more records of `b` delivered, acknowledging its spooled ones. Under `locked`. */
+  async function advance(b: Inflight, n: number): Promise<void> {
+    const ack = Math.max(0, Math.min(b.done + n, b.spooledTo) - b.done);
+    b.done += n;
+    if (ack > 0) {
+      await spool!.ack(ack);
+      spoolFull = false; // space was freed
+    }
+    if (b.done >= b.records.length) inflight = undefined;
+  }
+
+  /** Puts the undelivered, unspooled rest of `b` back at the head of memory. Under `locked`. */
+  function requeue(b: Inflight): void {
+    const from = Math.max(b.done, b.spooledTo);
+    if (from < b.records.length) {
+      memory = b.records.slice(from).concat(memory.slice(memHead));
+      memHead = 0;
+    }
+    inflight = undefined;
+  }
+
+  /** How many records of `b` from `b.done` (whose size is `headBytes`) go into one send. */
+  function fit(b: Inflight, maxCount: number, headBytes: number): number {
+    let bytes = headBytes;
+    let n = 1;
+    const budget = batchBytesCap;
+    for (let i = b.done + 1; i < b.records.length && n < maxCount; i++) {
+      const r = b.records[i];
+      if (r === BROKEN) break;
+      const rb = recordBytes(r);
+      if (rb > maxRecordBytes || bytes + rb > budget) break;
+      bytes += rb;
+      n++;
+    }
+    return n;
+  }
+
+  /** Replaces the head record of `b` (too large) by a smaller one, or drops it. */
+  async function replaceHead(b: Inflight, info: TooLargeInfo): Promise<void> {
+    const old = b.records[b.done];
+    let rep: OutRecord | null = null;
+    try {
+      rep = tooLarge(old, info);
+    } catch (e) {
+      log.error("Replacing a record too large for Kafka failed", { error: e as Error });
+    }
+    if (rep !== null && isOutRecord(rep) && recordBytes(rep) < info.bytes) {
+      stats.tooLargeReplaced++;
+      b.records[b.done] = rep;
+      return;
+    }
+    stats.dropped++;
+    log.error("Record too large for Kafka and not replaceable by a smaller one: dropped", {
+      topic: old.topic,
+      key: old.key ?? undefined,
+      bytes: info.bytes,
+      cause: info.cause,
+    });
+    await locked(() => advance(b, 1));
+  }
+
+  /**
+   * Delivers `b` in sends of at most maxBatchBytes; resolves to 0 once done (or stopped), or to
+   * the backoff delay after a failed send (the rest of `b` is then requeued).
+   */
+  async function deliver(b: Inflight): Promise<number> {
+    let countCap = b.records.length;
+    while (b.done < b.records.length) {
+      if (stopped) {
+        await locked(() => requeue(b));
+        return 0;
+      }
+      const head = b.records[b.done];
+      if (head === BROKEN) {
+        stats.dropped++;
+        log.error("Spooled line is not a record: dropped", { dir: spool?.dir });
+        await locked(() => advance(b, 1));
+        continue;
+      }
+      const headBytes = recordBytes(head);
+      if (headBytes > maxRecordBytes) {
+        await replaceHead(b, { bytes: headBytes, cause: "limit", limit: maxRecordBytes });
+        continue;
+      }
+      const n = fit(b, countCap, headBytes);
+      const piece = n === b.records.length ? b.records : b.records.slice(b.done, b.done + n);
+      stall();
+      const t0 = performance.now();
+      try {
+        await send(piece);
+      } catch (e) {
+        const type = tooLargeError(e);
+        if (type !== undefined) {
+          stats.tooLargeRefusals++;
+          if (n > 1) {
+            let bytes = 0;
+            for (const r of piece) bytes += recordBytes(r);
+            batchBytesCap = Math.min(batchBytesCap, Math.max(1, Math.floor(bytes / 2)));
+            countCap = Math.ceil(n / 2);
+            log.warn("Kafka refused a batch as too large: sending it in halves", {
+              records: n,
+              bytes,
+              error: type,
+              batchBytesCap,
+            });
+          } else {
+            await replaceHead(b, {
+              bytes: headBytes,
+              cause: "broker",
+              limit: maxRecordBytes,
+              error: type,
+            });
+          }
+          continue;
+        }
+        stats.failures++;
+        const delay = backoffDelay(attempt++, backoff);
+        log.warn("Send failed; retrying", {
+          records: n,
+          attempt,
+          retryInMs: delay,
+          error: e as Error,
+        });
+        await locked(() => requeue(b));
+        return delay;
+      }
+      unstall();
+      latencies.push(performance.now() - t0);
+      if (attempt > 0) log.info("Kafka send recovered", { afterAttempts: attempt });
+      attempt = 0;
+      stats.delivered += n;
+      stats.batches++;
+      for (const r of piece) {
+        stats.deliveredByTopic[r.topic] = (stats.deliveredByTopic[r.topic] ?? 0) + 1;
+      }
+      await locked(() => advance(b, n));
     }
     return 0;
   }
 
   /** Waits `ms` while spilling memory to the spool whenever it overflows. */
   async function waitOrSpill(ms: number): Promise<void> {
-    const until = now() + ms;
+    const until = performance.now() + ms;
     while (!stopped) {
-      await spill();
-      const left = until - now();
+      await locked(() => spill(false));
+      const left = until - performance.now();
       if (left <= 0) return;
       await waitWake(left);
     }
@@ -233,44 +516,21 @@ export function createBatcher(options: BatcherOptions): Batcher {
 
   async function loop(): Promise<void> {
     while (!stopped) {
-      await spill();
-      if (spool && spool.count() > 0) {
-        const peeked = await spool.peek(batchSize);
-        const batch = peeked.slice(0, fit(peeked, 0, batchSize));
-        if (batch.length === 0) {
-          // Counted but unreadable (should not happen): avoid a busy loop.
-          await waitWake(100);
-          continue;
-        }
-        const delay = await deliver(batch);
-        if (delay === 0) {
-          await spool.ack(batch.length);
-          spoolFull = false; // space was freed
-        } else await waitOrSpill(delay);
-        continue;
-      }
-      if (memCount() === 0) {
+      await locked(() => spill(false));
+      const next = await locked(pick);
+      if (next === "idle") {
         for (const w of idleWaiters) w();
         idleWaiters = [];
         if (closing) return;
         await waitWake(1000);
         continue;
       }
-      const age = now() - firstQueuedAt;
-      if (memCount() < batchSize && age < lingerMs && !closing) {
-        await waitWake(lingerMs - age);
+      if (typeof next === "number") {
+        await waitWake(next);
         continue;
       }
-      const batch = take(batchSize);
-      inflightFromMemory = batch.length;
-      firstQueuedAt = now();
-      const delay = await deliver(batch);
-      inflightFromMemory = 0;
-      if (delay > 0) {
-        // Back at the head of memory (the spool was empty when it was taken), then wait.
-        unshift(batch);
-        await waitOrSpill(delay);
-      }
+      const delay = await deliver(next);
+      if (delay > 0) await waitOrSpill(delay);
     }
   }
 
@@ -292,7 +552,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
         }
         return false;
       }
-      if (memCount() === 0) firstQueuedAt = now();
+      if (memCount() === 0) firstQueuedAt = performance.now();
       memory.push(record);
       if (memCount() >= batchSize || memCount() > maxMemory) notify();
       else if (memCount() === 1) notify();
@@ -301,7 +561,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
     stats: () => ({
       ...stats,
       deliveredByTopic: { ...stats.deliveredByTopic },
-      memory: memCount() + inflightFromMemory,
+      memory: memCount() + inflightUnspooled(),
       spooled: spool?.count() ?? 0,
       spoolBytes: spool?.bytes() ?? 0,
       latencies: latencies.slice(),
@@ -330,17 +590,24 @@ export function createBatcher(options: BatcherOptions): Batcher {
       clearTimeout(timer);
       stopped = true;
       notify();
+      // Timed out (Kafka down): put what is not on disk there now, before waiting for a send
+      // that may still hang, so a hard exit from here on loses nothing.
+      if (ac.signal.aborted && spool) await locked(() => spill(true));
       await running;
+      unstall();
       // Whatever is left (Kafka down): keep it on disk for the next run, in order.
-      const left = memCount();
-      if (left > 0 && spool) {
-        const r = await spool.append(memory.slice(memHead));
-        memHead += r.written;
-        stats.dropped += r.refused;
-        if (r.refused > 0) log.error("Spool full at shutdown: records lost", { lost: r.refused });
+      if (spool && memCount() > 0) {
+        const left = memCount();
+        await locked(() => spill(true));
+        const lost = memCount();
+        if (lost > 0) {
+          stats.dropped += lost;
+          memHead += lost;
+          log.error("Spool full at shutdown: records lost", { lost, of: left });
+        }
       }
       const remaining = pendingTotal();
-      await spool?.close();
+      await locked(() => spool?.close());
       return remaining;
     },
   };

@@ -6,10 +6,11 @@
 import assert from "node:assert/strict";
 import type { Kafka } from "kafkajs";
 import { type Ingest, type IngestOptions, startIngest } from "../ingest/ingest.ts";
-import { parseFrame } from "../ingest/frame.ts";
+import { encodeFrame, parseFrame } from "../ingest/frame.ts";
 import { type SentFrame, startSimulator } from "../ingest/simulator.ts";
 import { connectFeed } from "../ingest/client.ts";
-import type { SendBatch } from "../ingest/producer.ts";
+import type { OutRecord, SendBatch } from "../ingest/producer.ts";
+import { openSpool } from "../ingest/spool.ts";
 import { config, quietLogger, testKafka, uniqueName } from "./_helpers/env.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -420,8 +421,9 @@ Deno.test({
   async fn() {
     const kafka = testKafka();
     const topic = uniqueName("t-sigterm");
-    const record = `.data/test/${topic}.rec`;
-    const spoolDir = `.data/test/spool-${topic}`;
+    // The only places the ingest permission set lets it write.
+    const record = `.data/recordings/${topic}.rec`;
+    const spoolDir = `.data/spool/${topic}`;
     const sim = await startSimulator({ port: 0, rate: 500, malformedFraction: 0.05 });
     const child = new Deno.Command(Deno.execPath(), {
       args: [
@@ -446,7 +448,8 @@ Deno.test({
         "--progress-every",
         "500ms",
       ],
-      env: { NO_COLOR: "1" },
+      // Database settings are none of ingest's business: not even a broken one stops it.
+      env: { NO_COLOR: "1", DATABASE_URL: "not a url", PGPASSWORD: "secret" },
       stdout: "piped",
       stderr: "piped",
     }).spawn();
@@ -484,6 +487,385 @@ Deno.test({
       await cleanup(kafka, topic);
       await Deno.remove(record).catch(() => {});
       await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+// ---- Sizes, refusals and outages (issue 12) ----
+
+/** Creates `topic` and its DLQ with one partition each and the given max.message.bytes. */
+async function createLimitedTopics(
+  kafka: Kafka,
+  topic: string,
+  limits: { topic: number; dlq: number },
+): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        { topic, limit: limits.topic },
+        { topic: `${topic}.dlq`, limit: limits.dlq },
+      ].map((t) => ({
+        topic: t.topic,
+        numPartitions: 1,
+        replicationFactor: 1,
+        configEntries: [{ name: "max.message.bytes", value: String(t.limit) }],
+      })),
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
+const NOW_TICK = () => Date.now() - 1000;
+
+Deno.test({
+  name:
+    "ingest: a multibyte-heavy feed (UTF-16 under the budgets, UTF-8 over them) never wedges ingest; oversize frames are dead-lettered as too_large",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const topic = uniqueName("t-multibyte");
+    // The broker refuses any batch over 600,000 bytes for this topic; ingest's batch budget is
+    // 512 KiB, counted in UTF-8 bytes.
+    await createLimitedTopics(kafka, topic, { topic: 600_000, dlq: 1_048_588 });
+    const cjk = (n: number) => "漢".repeat(n); // 3 UTF-8 bytes, 1 UTF-16 unit each
+    const t0 = NOW_TICK();
+    const valid = Array.from({ length: 3000 }, (_, i) =>
+      encodeFrame({
+        id: `株${"式".repeat(i % 7)}${i % 7}`,
+        price: 100 + (i % 50),
+        time: t0 + i,
+        shortName: cjk(85), // 255 bytes, its cap is 256
+        underlyingSymbol: cjk(42),
+        lastMarket: cjk(21),
+        exchange: cjk(10),
+        currency: cjk(5),
+        fromCurrency: cjk(5),
+      }));
+    // Over a field cap in bytes, under it in UTF-16 units.
+    const overField = Array.from(
+      { length: 20 },
+      (_, i) => encodeFrame({ id: `OVER${i}`, price: 1, time: t0, shortName: cjk(86 + i) }),
+    );
+    // Over the frame cap (65,536) in bytes, under it in UTF-16 units.
+    const overFrame = Array.from(
+      { length: 5 },
+      (_, i) => JSON.stringify({ type: "pricing", message: "QUFB", pad: cjk(25_000 + i) }),
+    );
+    for (const f of overFrame) assert.ok(f.length < 65_536 && utf8Bytes(f) > 65_536);
+    const frames = [...valid];
+    for (let i = 0; i < overField.length + overFrame.length; i++) {
+      frames.splice(i * 100 + 50, 0, i < 20 ? overField[i] : overFrame[i - 20]);
+    }
+    // The feed defeats a UTF-16 budget: the first valid ticks whose UTF-16 size (the old rule)
+    // fits 512 Ki make a batch far over the topic's 600,000-byte limit.
+    {
+      let units = 0;
+      let bytes = 0;
+      for (const f of valid) {
+        const r = parseFrame(f, { nowMs: Date.now() });
+        assert.equal(r.ok, true, JSON.stringify(r));
+        if (r.ok !== true) return;
+        const v = JSON.stringify(r.tick);
+        const u = v.length + r.tick.id.length + 64 + 22;
+        if (units + u > 512 * 1024) break;
+        units += u;
+        bytes += utf8Bytes(v) + utf8Bytes(r.tick.id) + 40;
+      }
+      assert.ok(bytes > 600_000, `a UTF-16-budget batch would be ${bytes} bytes`);
+    }
+    const sim = await startSimulator({ port: 0, rate: 0, replay: frames, heartbeatMs: 0 });
+    // Sends wait until every frame is in: the batches are as big as ingest makes them.
+    const { promise: gate, resolve: open } = Promise.withResolvers<void>();
+    let ingest: Ingest | undefined;
+    try {
+      ingest = await startIngest(ingestOptions(topic, `${sim.url}?version=2`, {
+        symbols: Array.from({ length: 7 }, (_, k) => `株${"式".repeat(k)}${k}`),
+        partitions: 1,
+        wrapSend: (send) => async (records) => {
+          await gate;
+          await send(records);
+        },
+      }));
+      await until(() => sim.symbols().length > 0, "subscription");
+      sim.emit(frames.length);
+      await until(() => ingest!.stats().frames === frames.length, "all frames received", 30_000);
+      open();
+      await until(
+        () => ingest!.stats().ticksProduced === valid.length,
+        `all ${valid.length} ticks produced (a wedge never gets there)`,
+        60_000,
+      );
+      const s = await ingest.stop();
+      ingest = undefined;
+      assert.equal(s.tooLargeRefusals, 0, "no batch was refused: sizes were measured right");
+      assert.equal(s.dlq.too_large, overField.length + overFrame.length);
+      assert.equal(s.memory + s.spooled + s.dropped, 0);
+      const ticks = await readTopic(kafka, topic);
+      const dlq = await readTopic(kafka, `${topic}.dlq`);
+      checkExactlyOnce(frames, ticks, dlq, Date.now());
+      assert.ok(dlq.every((m) => m.headers.reason === "too_large"));
+      for (let i = 0; i < overField.length; i++) {
+        const m = dlq.find((d) => d.value === overField[i])!;
+        assert.match(m.headers.detail, /^Field shortName .* over its cap of 256 bytes/);
+      }
+      for (const f of overFrame) {
+        const m = dlq.find((d) => d.value === f)!;
+        assert.match(m.headers.detail, /^Frame of \d+ UTF-8 bytes exceeds 65536 bytes/);
+      }
+    } finally {
+      open();
+      await ingest?.stop();
+      await sim.close();
+      await cleanup(kafka, topic);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ingest: batches the broker refuses as too large are split (a spooled batch from an earlier run too); records refused alone go to the DLQ as too_large, cut to fit",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const topic = uniqueName("t-split");
+    const spoolDir = `.data/test/spool-${topic}`;
+    // A tiny limit per topic: a few ticks per batch, and dead letters over 1.5 KB refused.
+    await createLimitedTopics(kafka, topic, { topic: 2000, dlq: 1500 });
+    // What an earlier ingest left in its spool: 300 records, one too-large batch for this topic.
+    const seeded = Array.from({ length: 300 }, (_, i) => ({
+      topic,
+      key: `SEED${i % 3}`,
+      value: JSON.stringify({ id: `SEED${i % 3}`, price: 1, time: 1_700_000_000_000 + i }),
+      timestamp: String(1_700_000_000_000 + i),
+      headers: { ingest_ms: "1700000000000" },
+    }));
+    const old = await openSpool<OutRecord>(spoolDir);
+    await old.append(seeded);
+    await old.close();
+    const t0 = NOW_TICK();
+    const small = Array.from(
+      { length: 400 },
+      (_, i) => encodeFrame({ id: `SPLIT${i % 4}`, price: 10 + i, time: t0 + i, exchange: "NMS" }),
+    );
+    // Valid ticks whose record (control characters: 6 JSON bytes each) is over the topic's 2000
+    // bytes: refused by Kafka alone ("mid", about 2.2 KB), or over ingest's --max-record-bytes
+    // 2500 before it is ever sent ("big", about 2.9 KB).
+    const ctl = (n: number) => "\u0001".repeat(n);
+    const mid = Array.from(
+      { length: 3 },
+      (_, i) =>
+        encodeFrame({
+          id: `MID${i}`,
+          price: 1,
+          time: t0,
+          shortName: ctl(256),
+          lastMarket: ctl(64),
+        }),
+    );
+    const big = Array.from({ length: 3 }, (_, i) =>
+      encodeFrame({
+        id: `BIG${i}`,
+        price: 1,
+        time: t0,
+        shortName: ctl(256),
+        underlyingSymbol: ctl(128),
+        lastMarket: ctl(64),
+      }));
+    // Garbage dead letters of 5,000 bytes, over the DLQ's limit.
+    const garbage = Array.from({ length: 3 }, (_, i) => `${"!".repeat(4999)}${i}`);
+    const sim = await startSimulator({
+      port: 0,
+      rate: 0,
+      replay: [...small, ...mid, ...big, ...garbage],
+      heartbeatMs: 0,
+    });
+    let ingest: Ingest | undefined;
+    try {
+      ingest = await startIngest(ingestOptions(topic, `${sim.url}?version=2`, {
+        spoolDir,
+        maxRecordBytes: 2500,
+        symbols: [
+          "SPLIT0",
+          "SPLIT1",
+          "SPLIT2",
+          "SPLIT3",
+          "MID0",
+          "MID1",
+          "MID2",
+          "BIG0",
+          "BIG1",
+          "BIG2",
+        ],
+      }));
+      await until(() => sim.symbols().length > 0, "subscription");
+      // Phase 1: the seeded spool, then ticks only.
+      sim.emit(small.length);
+      await until(
+        () => ingest!.stats().ticksProduced === seeded.length + small.length,
+        "spool and small ticks produced",
+        60_000,
+      );
+      // Phase 2: records Kafka refuses on their own.
+      sim.emit(mid.length + big.length + garbage.length);
+      await until(
+        () => ingest!.stats().frames === small.length + mid.length + big.length + garbage.length,
+        "all frames received",
+      );
+      await ingest.flush();
+      const s = await ingest.stop();
+      ingest = undefined;
+      assert.ok(s.tooLargeRefusals > 10, `the broker refused ${s.tooLargeRefusals} sends`);
+      assert.equal(s.memory + s.spooled + s.dropped, 0, JSON.stringify(s));
+      assert.equal(s.dlq.too_large, mid.length + big.length);
+
+      const ticks = await readTopic(kafka, topic);
+      assert.deepEqual(
+        ticks.map((m) => m.value),
+        [
+          ...seeded.map((r) => r.value),
+          ...small.map((f) => {
+            const r = parseFrame(f, { nowMs: Date.now() });
+            return r.ok === true ? JSON.stringify(r.tick) : "";
+          }),
+        ],
+        "the spool first, then the ticks, each once, in order",
+      );
+      const dlq = await readTopic(kafka, `${topic}.dlq`);
+      assert.equal(dlq.length, mid.length + big.length + garbage.length);
+      for (let i = 0; i < mid.length; i++) {
+        const r = parseFrame(mid[i], { nowMs: Date.now() });
+        assert.equal(r.ok, true);
+        const m = dlq.find((d) => d.headers.detail.includes(`"MID${i}"`));
+        assert.ok(m, `MID${i} dead-lettered`);
+        assert.equal(m.headers.reason, "too_large");
+        assert.match(
+          m.headers.detail,
+          /^Record of \d+ UTF-8 bytes .* was refused by Kafka \(MESSAGE_TOO_LARGE\)$/,
+        );
+        const value = r.ok === true ? JSON.stringify(r.tick) : "";
+        assert.equal(m.headers.truncated, String(utf8Bytes(value)));
+        assert.ok(value.startsWith(m.value) && m.value.length > 0, "a prefix of the tick");
+      }
+      for (let i = 0; i < big.length; i++) {
+        const m = dlq.find((d) => d.headers.detail.includes(`"BIG${i}"`));
+        assert.ok(m, `BIG${i} dead-lettered`);
+        assert.equal(m.headers.reason, "too_large");
+        assert.match(
+          m.headers.detail,
+          new RegExp(
+            `^Tick record of \\d+ UTF-8 bytes for "BIG${i}" exceeds the record limit of 2500 bytes$`,
+          ),
+        );
+        // The raw frame, cut further if the DLQ's 1500 bytes refused it.
+        assert.ok(big[i].startsWith(m.value) && m.value.length > 0);
+        if (m.value !== big[i]) assert.equal(m.headers.truncated, String(utf8Bytes(big[i])));
+      }
+      for (const g of garbage) {
+        const m = dlq.find((d) => d.headers.truncated === "5000" && g.startsWith(d.value));
+        assert.ok(m, "garbage dead letter, cut to fit the DLQ");
+        assert.equal(m.headers.reason, "bad_base64");
+      }
+      assert.ok(dlq.every((m) => utf8Bytes(m.value) < 1500));
+    } finally {
+      await ingest?.stop();
+      await sim.close();
+      await cleanup(kafka, topic);
+      await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ingest: during an outage ticks are on disk within ~1-2 s; a kill -9 (the disk as it was) loses at most that last stretch",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const topic = uniqueName("t-kill9");
+    const spoolA = `.data/test/spool-${topic}`;
+    const spoolB = `${spoolA}-after-kill`;
+    const sim = await startSimulator({ port: 0, rate: 500, heartbeatMs: 0 });
+    let mode: "up" | "hang" | "dead" = "up";
+    const { promise: dead, resolve: die } = Promise.withResolvers<void>();
+    // Like kafkajs while the broker is gone: the send neither succeeds nor fails for a while.
+    const wrapSend = (send: SendBatch): SendBatch => async (records) => {
+      if (mode === "hang") await dead;
+      if (mode !== "up") throw new Error("Connection error: connect ECONNREFUSED");
+      await send(records);
+    };
+    let a: Ingest | undefined;
+    let b: Ingest | undefined;
+    try {
+      a = await startIngest(ingestOptions(topic, `${sim.url}?version=2`, {
+        spoolDir: spoolA,
+        wrapSend,
+      }));
+      await sleep(700);
+      const downAt = Date.now();
+      mode = "hang";
+      await sleep(3000);
+      // kill -9 now: what is on disk is what a restart gets (a torn last line is skipped).
+      const killAt = Date.now();
+      await Deno.mkdir(spoolB, { recursive: true });
+      for await (const e of Deno.readDir(spoolA)) {
+        await Deno.copyFile(`${spoolA}/${e.name}`, `${spoolB}/${e.name}`);
+      }
+      mode = "dead";
+      die();
+      await a.stop({ flushTimeoutMs: 0 }); // its own spool is not looked at again
+      a = undefined;
+      // The restart, with the disk as the kill left it.
+      mode = "up";
+      b = await startIngest(ingestOptions(topic, `${sim.url}?version=2`, { spoolDir: spoolB }));
+      await until(() => b!.stats().spooled === 0, "the spool delivered", 30_000);
+      await sim.close();
+      await sleep(300);
+      await b.stop();
+      b = undefined;
+
+      const inTopic = new Map<string, number>();
+      for (const m of await readTopic(kafka, topic)) {
+        inTopic.set(m.value, (inTopic.get(m.value) ?? 0) + 1);
+      }
+      const value = (f: string) => {
+        const r = parseFrame(f, { nowMs: Date.now() });
+        return r.ok === true ? JSON.stringify(r.tick) : undefined;
+      };
+      const sent = sim.sent().filter((s) => value(s.frame) !== undefined);
+      // Spooling starts 1 s into the outage and then runs every 100 ms: 2 s leaves room for a
+      // loaded machine's late timers.
+      const safe = sent.filter((s) => s.at <= killAt - 2000);
+      const duringOutage = safe.filter((s) => s.at > downAt + 100);
+      assert.ok(duringOutage.length > 200, `ticks during the outage: ${duringOutage.length}`);
+      const missing = safe.filter((s) => inTopic.get(value(s.frame)!) !== 1);
+      assert.deepEqual(
+        missing.map((s) =>
+          `${s.at - downAt}ms after the outage began: ${inTopic.get(value(s.frame)!) ?? 0}x`
+        ),
+        [],
+        "every tick received more than 2 s before the kill is in the topic once",
+      );
+      const lost = sent.filter((s) => s.at <= killAt && !inTopic.has(value(s.frame)!));
+      const lastLost = Math.min(...lost.map((s) => s.at), killAt) - killAt;
+      console.log(
+        `kill -9 after a ${
+          killAt - downAt
+        } ms outage: ${duringOutage.length} ticks of the outage ` +
+          `safe, ${lost.length} lost (the oldest received ${-lastLost} ms before the kill)`,
+      );
+    } finally {
+      mode = "dead";
+      die();
+      await a?.stop({ flushTimeoutMs: 0 });
+      await b?.stop();
+      await sim.close();
+      await cleanup(kafka, topic);
+      for (const d of [spoolA, spoolB]) await Deno.remove(d, { recursive: true }).catch(() => {});
     }
   },
 });

@@ -60,6 +60,68 @@ Deno.test("permissions: ingest cannot reach PostgreSQL nor read DATABASE_URL's s
   assert.equal(r["net:127.0.0.1:8765"], "allowed");
 });
 
+Deno.test("permissions: ingest reads no database settings and writes only its spool and recordings", async () => {
+  // The allowed probes write real files: their directories must exist.
+  await Deno.mkdir(".data/spool", { recursive: true });
+  await Deno.mkdir(".data/recordings", { recursive: true });
+  const denied = [
+    // No database settings.
+    "env:DATABASE_URL",
+    "env:PGPASSWORD",
+    "env:PGUSER",
+    "env:PGHOST",
+    "env:PGPASSFILE",
+    "env:TICKPIPE_KV",
+    // Not the KV (offsets, lease, checkpoints), neither as a file nor as a database.
+    "read:.data/tickpipe.kv",
+    "write:.data/tickpipe.kv",
+    "kv:.data/tickpipe.kv",
+    // Nothing else under .data, nor a sibling whose name merely starts like the spool's.
+    "write:.data/probe-ingest",
+    "write:.data/spool-evil",
+    "write:.data/test/probe-ingest",
+    "read:.data/recordings/probe-ingest",
+  ];
+  const allowed = [
+    "env:KAFKA_BROKERS",
+    "env:TICKS_TOPIC",
+    "read:.data/spool/probe-ingest",
+    "write:.data/spool/probe-ingest",
+    "write:.data/recordings/probe-ingest",
+  ];
+  const r = await probe("ingest", [...denied, ...allowed]);
+  for (const c of denied) assert.equal(r[c], "denied", `ingest must not: ${c}`);
+  for (const c of allowed) assert.equal(r[c], "allowed", `ingest needs: ${c}`);
+});
+
+Deno.test("permissions: ingest refuses a spool or record path outside its permission set with exit 2 and says where they go", async () => {
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", "-P=ingest", "main.ts", "ingest", ...args],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: out.code, text: new TextDecoder().decode(out.stderr) };
+  };
+  const rec = await run(["--record", ".data/feed.txt"]);
+  assert.equal(rec.code, 2, rec.text);
+  assert.match(
+    rec.text,
+    /--record "\.data\/feed\.txt" is outside .* recordings go under \.data\/recordings\//,
+  );
+  const spool = await run(["--spool-dir", ".data/test/spool-x"]);
+  assert.equal(spool.code, 2, spool.text);
+  assert.match(
+    spool.text,
+    /--spool-dir "\.data\/test\/spool-x" is outside .* under \.data\/spool\//,
+  );
+  const db = await run(["--database-url", "postgres://u:p@h/db"]);
+  assert.equal(db.code, 2, db.text);
+  assert.match(db.text, /database-url/);
+  assert.doesNotMatch(db.text, /u:p@/, "never echoes a database URL");
+});
+
 Deno.test("permissions: the sensor may run deno but not a shell, nor reach PostgreSQL", async () => {
   const r = await probe("sensor", [
     ...outside,

@@ -1,6 +1,6 @@
 // Run under a permission set (`deno run -P=<set> tests/_helpers/permission_probe.ts <checks...>`):
 // each check tries one operation and prints `<check> allowed` or `<check> denied`.
-// Checks: read:<path> write:<path> net:<host:port> env:<NAME> run:<cmd>
+// Checks: read:<path> write:<path> net:<host:port> env:<NAME> run:<cmd> kv:<path> (Deno.openKv)
 const results: Record<string, string> = {};
 for (const check of Deno.args) {
   const i = check.indexOf(":");
@@ -26,6 +26,7 @@ for (const check of Deno.args) {
       }
     } else if (kind === "env") Deno.env.get(arg);
     else if (kind === "run") await new Deno.Command(arg, { args: ["--version"] }).output();
+    else if (kind === "kv") (await Deno.openKv(arg)).close();
     else throw new Error(`Unknown check kind "${kind}"`);
     results[check] = "allowed";
   } catch (e) {

@@ -7,7 +7,17 @@
 
 import { parseFrame } from "../../ingest/frame.ts";
 import type { SentFrame } from "../../ingest/simulator.ts";
-import { BROKER, CHAOS_DIR, type Msg, type Proc, spawnCli } from "./_harness.ts";
+import { BROKER, type Msg, type Proc, ROOT, spawnCli } from "./_harness.ts";
+
+/** Spool directory of a chaos ingest: under .data/spool/, the only place its permission set writes. */
+export function chaosSpoolDir(topic: string): string {
+  return `${ROOT}.data/spool/chaos-${topic}`;
+}
+
+/** Where a chaos ingest's --record file goes: under .data/recordings/ (its permission set). */
+export function chaosRecordFile(name: string): string {
+  return `${ROOT}.data/recordings/chaos-${name}`;
+}
 
 /** Starts `ingest` against the simulator on `simPort`, producing to `topic` on the chaos broker. */
 export function spawnIngest(
@@ -25,7 +35,7 @@ export function spawnIngest(
     "--topic",
     o.topic,
     "--spool-dir",
-    `${CHAOS_DIR}/spool-${o.topic}`,
+    chaosSpoolDir(o.topic),
     "--progress-every",
     "2s",
     "--flush-timeout",

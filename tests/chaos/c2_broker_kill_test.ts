@@ -3,7 +3,6 @@
 import assert from "node:assert/strict";
 import { startSimulator } from "../../ingest/simulator.ts";
 import {
-  CHAOS_DIR,
   chaosKafka,
   createTopics,
   deleteTopics,
@@ -18,7 +17,13 @@ import {
   uniq,
   until,
 } from "./_harness.ts";
-import { compareTicks, orderViolations, parseIngestStopLine, spawnIngest } from "./_ingest.ts";
+import {
+  chaosSpoolDir,
+  compareTicks,
+  orderViolations,
+  parseIngestStopLine,
+  spawnIngest,
+} from "./_ingest.ts";
 
 Deno.test("chaos 2: broker kill -9 and restart during ingest", testOpts, async () => {
   const kills = pick(1, 3);
@@ -79,6 +84,6 @@ Deno.test("chaos 2: broker kill -9 and restart during ingest", testOpts, async (
     await sim.close();
     await ensureKafka().catch(() => {});
     await deleteTopics(kafka, [topic, `${topic}.dlq`]);
-    await Deno.remove(`${CHAOS_DIR}/spool-${topic}`, { recursive: true }).catch(() => {});
+    await Deno.remove(chaosSpoolDir(topic), { recursive: true }).catch(() => {});
   }
 });

@@ -3,7 +3,6 @@
 import assert from "node:assert/strict";
 import { startSimulator } from "../../ingest/simulator.ts";
 import {
-  CHAOS_DIR,
   chaosKafka,
   createTopics,
   deleteTopics,
@@ -16,7 +15,7 @@ import {
   uniq,
   until,
 } from "./_harness.ts";
-import { compareTicks, orderViolations, spawnIngest } from "./_ingest.ts";
+import { chaosSpoolDir, compareTicks, orderViolations, spawnIngest } from "./_ingest.ts";
 
 Deno.test("chaos 4: feed flapping, ingest reconnects and resubscribes", testOpts, async () => {
   const everyS = pick(2, 20);
@@ -70,6 +69,6 @@ Deno.test("chaos 4: feed flapping, ingest reconnects and resubscribes", testOpts
     }
     await sim.close();
     await deleteTopics(kafka, [topic, `${topic}.dlq`]);
-    await Deno.remove(`${CHAOS_DIR}/spool-${topic}`, { recursive: true }).catch(() => {});
+    await Deno.remove(chaosSpoolDir(topic), { recursive: true }).catch(() => {});
   }
 });

@@ -7,7 +7,6 @@ import { encode } from "../../proto/mod.ts";
 import { parseFrame } from "../../ingest/frame.ts";
 import { startSimulator } from "../../ingest/simulator.ts";
 import {
-  CHAOS_DIR,
   chaosKafka,
   createTopics,
   deleteTopics,
@@ -21,7 +20,7 @@ import {
   uniq,
   until,
 } from "./_harness.ts";
-import { compareTicks, spawnIngest } from "./_ingest.ts";
+import { chaosSpoolDir, compareTicks, spawnIngest } from "./_ingest.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "BTC-USD"];
 
@@ -187,7 +186,7 @@ Deno.test(
       }
       await sim.close();
       await deleteTopics(kafka, [topic, `${topic}.dlq`]);
-      await Deno.remove(`${CHAOS_DIR}/spool-${topic}`, { recursive: true }).catch(() => {});
+      await Deno.remove(chaosSpoolDir(topic), { recursive: true }).catch(() => {});
     }
   },
 );

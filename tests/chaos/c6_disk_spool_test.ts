@@ -4,7 +4,6 @@
 import assert from "node:assert/strict";
 import { type SentFrame, startSimulator } from "../../ingest/simulator.ts";
 import {
-  CHAOS_DIR,
   chaosKafka,
   createTopics,
   deleteTopics,
@@ -19,7 +18,14 @@ import {
   uniq,
   until,
 } from "./_harness.ts";
-import { compareTicks, orderViolations, parseIngestStopLine, spawnIngest } from "./_ingest.ts";
+import {
+  chaosRecordFile,
+  chaosSpoolDir,
+  compareTicks,
+  orderViolations,
+  parseIngestStopLine,
+  spawnIngest,
+} from "./_ingest.ts";
 
 const BOUND = 1_000_000; // bytes, for the bounded instance
 
@@ -36,12 +42,12 @@ Deno.test(
     await createTopics(kafka, [topicA, `${topicA}.dlq`, topicB, `${topicB}.dlq`]);
     const sim = await startSimulator({ port: 0, rate: 2000, seed: 6, heartbeatMs: 1000 });
     const symbols = ["AAPL", "MSFT", "NVDA", "BTC-USD", "ETH-USD", "TSLA"];
-    const spoolA = `${CHAOS_DIR}/spool-${topicA}`;
-    const spoolB = `${CHAOS_DIR}/spool-${topicB}`;
+    const spoolA = chaosSpoolDir(topicA);
+    const spoolB = chaosSpoolDir(topicB);
     const mem = ["--max-memory-ticks", "1000"];
     // B records every frame it received: frames still in the socket when the simulator shuts
     // down never reached ingest, so B's ground truth is what it received, not what was sent.
-    const recordB = `.data/chaos/c6-record-${topicB}.txt`;
+    const recordB = chaosRecordFile(`c6-record-${topicB}.txt`);
     const a = await spawnIngest(`c6-ingest-${topicA}`, {
       topic: topicA,
       simPort: sim.port,

@@ -73,7 +73,7 @@ Deno.test(
       "--source",
       "ws://127.0.0.1:8765/?version=2",
       "--spool-dir",
-      ".data/chaos/c7-spool",
+      ".data/spool/chaos-c7",
     ], {});
     assert.notEqual(ing.code, 0, ing.text);
     assert.match(
@@ -92,14 +92,14 @@ Deno.test(
       "--duration",
       "3s",
       "--spool-dir",
-      ".data/chaos/c7-spool",
+      ".data/spool/chaos-c7",
       "--topic",
       "chaos-c7-unused",
     ], { net: "127.0.0.2:1" });
     assert.notEqual(ws.code, 0, ws.text);
     assert.match(ws.text, /NotCapable|not allowed|permission/i, ws.text);
     results.push(`ingest_ws_to_pg=exit${ws.code}`);
-    await Deno.remove(".data/chaos/c7-spool", { recursive: true }).catch(() => {});
+    await Deno.remove(".data/spool/chaos-c7", { recursive: true }).catch(() => {});
     for (const f of ["c7-brokers.kv", "c7-db.kv"]) {
       for (const s of ["", "-wal", "-shm"]) {
         await Deno.remove(`.data/chaos/${f}${s}`).catch(

@@ -28,7 +28,7 @@ import {
   uniq,
   until,
 } from "./_harness.ts";
-import { spawnIngest } from "./_ingest.ts";
+import { chaosSpoolDir, spawnIngest } from "./_ingest.ts";
 
 // Symbols must be 1-32 characters: the brief's `O'Neil"; DROP TABLE price_windows;--` (36) is
 // dead-lettered as bad_symbol (checked below), so the SQL payloads here fit in 32.
@@ -183,7 +183,7 @@ Deno.test(
       await pool.end();
       await removeKv(kvPath);
       await deleteTopics(kafka, [topic, `${topic}.dlq`]);
-      await Deno.remove(`${CHAOS_DIR}/spool-${topic}`, { recursive: true }).catch(() => {});
+      await Deno.remove(chaosSpoolDir(topic), { recursive: true }).catch(() => {});
     }
   },
 );

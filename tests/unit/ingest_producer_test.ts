@@ -2,9 +2,15 @@
 // flight, a failing send retried as-is, overflow spilled to the disk spool and delivered in
 // order (spool first, then memory), and refusal counted when memory and spool are full.
 import assert from "node:assert/strict";
-import { createBatcher, type OutRecord } from "../../ingest/producer.ts";
-import { openSpool } from "../../ingest/spool.ts";
+import {
+  createBatcher,
+  type OutRecord,
+  RECORD_OVERHEAD_BYTES,
+  recordBytes,
+} from "../../ingest/producer.ts";
+import { openSpool, parseSegment } from "../../ingest/spool.ts";
 import { createLogger } from "../../common/log.ts";
+import { prng } from "../_helpers/aggregate_stream.ts";
 
 const quiet = createLogger("test", { level: "error" });
 const rec = (i: number): OutRecord => ({
@@ -108,6 +114,493 @@ Deno.test("batcher: memory and spool full -> newest refused and counted; close s
     assert.deepEqual(kept, [...kept].sort((x, y) => x - y), "spool kept in order");
     assert.equal(kept[0], 0, "the oldest records are kept, the newest refused");
     await again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---- Sizes in UTF-8 bytes, refusals as too large, spooling after a second of failing sends ----
+
+const ALPHABET = ["a", "Z", "é", "Ω", "€", "日", "本", "😀", "𝄞"];
+/** A string of `n` characters, mostly multibyte (1 to 4 UTF-8 bytes each). */
+function text(rnd: () => number, n: number): string {
+  let s = "";
+  for (let i = 0; i < n; i++) s += ALPHABET[Math.floor(rnd() * ALPHABET.length)];
+  return s;
+}
+
+const utf8 = (s: string) => new TextEncoder().encode(s).length;
+/** Oracle of recordBytes: TextEncoder over key, value and headers plus the stated framing. */
+function oracleBytes(r: OutRecord): number {
+  let n = RECORD_OVERHEAD_BYTES + utf8(r.value) + (r.key === null ? 0 : utf8(r.key));
+  for (const [k, v] of Object.entries(r.headers)) n += 10 + utf8(k) + utf8(v);
+  return n;
+}
+
+function mbRec(i: number, value: string, topic = "t"): OutRecord {
+  return { topic, key: `k${i % 5}`, value, timestamp: String(i), headers: { i: String(i) } };
+}
+
+/** kafkajs' shape of a broker refusal (a KafkaJSProtocolError, possibly wrapped). */
+function refusal(type = "MESSAGE_TOO_LARGE", wrapped = false): Error {
+  const e = Object.assign(new Error("The request included a message larger than the max"), {
+    name: "KafkaJSProtocolError",
+    type,
+    retriable: false,
+  });
+  return wrapped
+    ? Object.assign(new Error(e.message), { name: "KafkaJSNonRetriableError", cause: e })
+    : e;
+}
+
+const sumBytes = (records: OutRecord[]) => records.reduce((a, r) => a + oracleBytes(r), 0);
+
+Deno.test("recordBytes counts UTF-8 bytes (randomized against TextEncoder)", () => {
+  const rnd = prng(11);
+  for (let i = 0; i < 500; i++) {
+    const r = mbRec(i, text(rnd, Math.floor(rnd() * 300)));
+    if (rnd() < 0.3) r.key = text(rnd, 1 + Math.floor(rnd() * 20));
+    if (rnd() < 0.2) r.key = null;
+    if (rnd() < 0.3) r.headers.detail = text(rnd, Math.floor(rnd() * 50));
+    assert.equal(recordBytes(r), oracleBytes(r), JSON.stringify(r));
+  }
+  // A value whose UTF-16 length is a third of its UTF-8 length.
+  const r = mbRec(1, "日".repeat(1000));
+  assert.equal(r.value.length, 1000);
+  assert.equal(recordBytes(r), oracleBytes(r));
+  assert.ok(recordBytes(r) > 3000);
+});
+
+Deno.test("batcher: batches never exceed maxBatchBytes in UTF-8 bytes, whatever the UTF-16 length", async () => {
+  for (const seed of [1, 2, 3]) {
+    const rnd = prng(seed);
+    const maxBatchBytes = 4000;
+    const input = Array.from(
+      { length: 400 },
+      (_, i) => mbRec(i, text(rnd, 1 + Math.floor(rnd() * 200))),
+    );
+    const batches: OutRecord[][] = [];
+    const b = createBatcher({
+      batchSize: 1000,
+      maxBatchBytes,
+      lingerMs: 1,
+      logger: quiet,
+      send: (records) => {
+        batches.push(records);
+        return Promise.resolve();
+      },
+    });
+    for (const r of input) b.enqueue(r);
+    await b.flush();
+    assert.equal(await b.close(), 0);
+    assert.deepEqual(batches.flat(), input, "everything once, in order");
+    for (const batch of batches) {
+      assert.ok(
+        batch.length === 1 || sumBytes(batch) <= maxBatchBytes,
+        `batch of ${batch.length} records is ${sumBytes(batch)} bytes > ${maxBatchBytes}`,
+      );
+    }
+    // The old rule (UTF-16 units) would have put several of these batches over the budget:
+    // the check above is not vacuous.
+    const units = (r: OutRecord) => r.value.length + (r.key?.length ?? 0) + 64;
+    assert.ok(input.reduce((a, r) => a + units(r), 0) < sumBytes(input) / 1.5);
+  }
+});
+
+/**
+ * A fake broker: refuses (as kafkajs reports it) any send whose records add up to more than
+ * `limit` bytes; remembers every attempt.
+ */
+function fakeBroker(limit: number, options: { wrapped?: boolean } = {}) {
+  const attempts: { records: OutRecord[]; refused: boolean }[] = [];
+  const accepted: OutRecord[] = [];
+  const send = (records: OutRecord[]) => {
+    const refused = sumBytes(records) > limit;
+    attempts.push({ records: records.slice(), refused });
+    if (refused) return Promise.reject(refusal("MESSAGE_TOO_LARGE", options.wrapped));
+    accepted.push(...records);
+    return Promise.resolve();
+  };
+  return { send, attempts, accepted };
+}
+
+/** Checks that a refused send was never retried as is: the next attempt is a strict prefix. */
+function assertNeverRetriedAsIs(attempts: { records: OutRecord[]; refused: boolean }[]): void {
+  for (let i = 0; i + 1 < attempts.length; i++) {
+    if (!attempts[i].refused) continue;
+    const cur = attempts[i].records;
+    const next = attempts[i + 1].records;
+    if (cur.length === 1) {
+      assert.notDeepEqual(next[0], cur[0], "a refused single record is replaced, not resent");
+    } else {
+      assert.ok(
+        next.length < cur.length,
+        `refused batch of ${cur.length} resent as ${next.length}`,
+      );
+      assert.deepEqual(next, cur.slice(0, next.length), "the retry is the first half");
+    }
+  }
+}
+
+Deno.test("batcher: a batch Kafka refuses as too large is split, never resent as is; a record still refused is replaced (randomized)", async () => {
+  for (const seed of [5, 6, 7, 8]) {
+    const rnd = prng(seed);
+    const limit = 3000;
+    const input = Array.from({ length: 300 }, (_, i) =>
+      // A few records are too large for the broker on their own.
+      mbRec(
+        i,
+        rnd() < 0.03
+          ? "x".repeat(3000 + Math.floor(rnd() * 5000))
+          : text(rnd, 1 + Math.floor(rnd() * 150)),
+      ));
+    const broker = fakeBroker(limit, { wrapped: seed % 2 === 0 });
+    const replacedFor: string[] = [];
+    const b = createBatcher({
+      batchSize: 500,
+      maxBatchBytes: 64 * 1024, // far above the broker's limit: it will refuse
+      lingerMs: 1,
+      logger: quiet,
+      send: broker.send,
+      tooLarge: (r, info) => {
+        assert.equal(info.cause, "broker");
+        assert.equal(info.error, "MESSAGE_TOO_LARGE");
+        assert.equal(info.bytes, oracleBytes(r));
+        replacedFor.push(r.headers.i);
+        return { ...r, topic: "t.dlq", value: "too large", headers: { of: r.headers.i } };
+      },
+    });
+    for (const r of input) b.enqueue(r);
+    await b.flush();
+    assert.equal(await b.close(), 0);
+    const expected = input.map((r) =>
+      oracleBytes(r) > limit
+        ? { ...r, topic: "t.dlq", value: "too large", headers: { of: r.headers.i } }
+        : r
+    );
+    assert.deepEqual(broker.accepted, expected, "everything once, in order, big ones replaced");
+    assert.deepEqual(
+      replacedFor,
+      input.filter((r) => oracleBytes(r) > limit).map((r) => r.headers.i),
+      "exactly the records too large on their own were replaced",
+    );
+    assert.ok(broker.attempts.some((a) => a.refused), "the broker refused batches");
+    assertNeverRetriedAsIs(broker.attempts);
+    const s = b.stats();
+    assert.equal(s.failures, 0, "a refusal is not a failure to retry");
+    assert.equal(s.tooLargeRefusals, broker.attempts.filter((a) => a.refused).length);
+    assert.equal(s.tooLargeReplaced, replacedFor.length);
+    // After the first refusals, batches are cut to half the refused size: few refusals in all.
+    assert.ok(
+      s.tooLargeRefusals < 40,
+      `refusals ${s.tooLargeRefusals} over ${broker.attempts.length} sends`,
+    );
+  }
+});
+
+Deno.test("batcher: records over maxRecordBytes are replaced before sending; unreplaceable ones dropped and counted", async () => {
+  const sent: OutRecord[] = [];
+  const b = createBatcher({
+    lingerMs: 1,
+    maxRecordBytes: 500,
+    logger: quiet,
+    send: (records) => {
+      sent.push(...records);
+      return Promise.resolve();
+    },
+    // Dead letters shrink; a record of topic "keep" cannot be made smaller.
+    tooLarge: (r, info) => {
+      assert.equal(info.cause, "limit");
+      assert.equal(info.limit, 500);
+      return r.topic === "keep" ? r : { ...r, topic: "dlq", value: r.value.slice(0, 10) };
+    },
+  });
+  b.enqueue(mbRec(0, "small"));
+  b.enqueue(mbRec(1, "€".repeat(200))); // 200 units, 600 bytes: over the limit
+  b.enqueue(mbRec(2, "x".repeat(600), "keep"));
+  b.enqueue(mbRec(3, "small"));
+  await b.flush();
+  await b.close();
+  assert.deepEqual(sent.map((r) => `${r.topic}:${r.headers.i}`), ["t:0", "dlq:1", "t:3"]);
+  assert.equal(b.stats().dropped, 1);
+  assert.equal(b.stats().tooLargeReplaced, 1);
+});
+
+Deno.test("batcher: a too-large batch left in the spool by an earlier version is split, not a wedge across restarts", async () => {
+  const dir = await tempDir();
+  try {
+    // What an earlier version (batches cut by UTF-16 length) left on disk.
+    const old = await openSpool<OutRecord>(dir);
+    const input = Array.from({ length: 200 }, (_, i) => mbRec(i, "日本".repeat(100)));
+    await old.append(input);
+    await old.close();
+    const broker = fakeBroker(20_000);
+    const spool = await openSpool<OutRecord>(dir);
+    const b = createBatcher({ lingerMs: 1, spool, logger: quiet, send: broker.send });
+    await b.flush();
+    assert.equal(await b.close(), 0);
+    assert.deepEqual(broker.accepted, input);
+    assert.ok(broker.attempts[0].refused, "the spooled batch was refused first");
+    assertNeverRetriedAsIs(broker.attempts);
+    const again = await openSpool<OutRecord>(dir);
+    assert.equal(again.count(), 0, "spool drained");
+    await again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Records on disk in a spool directory (complete lines after the cursor), read directly. */
+async function onDisk(dir: string): Promise<OutRecord[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".jsonl")) names.push(e.name);
+  names.sort();
+  let cursor = { segment: -1, line: 0 };
+  try {
+    cursor = JSON.parse(await Deno.readTextFile(`${dir}/cursor.json`));
+  } catch { /* none yet */ }
+  const out: OutRecord[] = [];
+  for (const n of names) {
+    const seg = Number(n.slice(0, 16));
+    if (seg < cursor.segment) continue;
+    const { records } = parseSegment<OutRecord>(await Deno.readTextFile(`${dir}/${n}`));
+    out.push(...(seg === cursor.segment ? records.slice(cursor.line) : records));
+  }
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("batcher: once sends have been hanging for spoolAfterMs (injected clock), memory and the batch in flight go to disk; new records follow", async () => {
+  const dir = await tempDir();
+  try {
+    let t = 0;
+    const spool = await openSpool<OutRecord>(dir);
+    const delivered: OutRecord[] = [];
+    let release: (ok: boolean) => void = () => {};
+    let hang = true;
+    const b = createBatcher({
+      batchSize: 10,
+      lingerMs: 0,
+      spool,
+      spoolAfterMs: 1000,
+      outageCheckMs: 2,
+      backoff: { initialMs: 1, maxMs: 2 },
+      logger: quiet,
+      now: () => t,
+      send: async (records) => {
+        if (hang) {
+          const ok = await new Promise<boolean>((r) => (release = r));
+          if (!ok) throw new Error("Connection error");
+        }
+        delivered.push(...records);
+      },
+    });
+    for (let i = 0; i < 50; i++) b.enqueue(rec(i));
+    await sleep(30);
+    assert.equal(
+      (await onDisk(dir)).length,
+      0,
+      "nothing on disk before the outage is a second old",
+    );
+    t = 999;
+    await sleep(30);
+    assert.equal((await onDisk(dir)).length, 0, "still nothing at 999 ms");
+    t = 1000;
+    const deadline = Date.now() + 2000;
+    while ((await onDisk(dir)).length < 50 && Date.now() < deadline) await sleep(2);
+    assert.deepEqual(
+      (await onDisk(dir)).map((r) => r.value),
+      Array.from({ length: 50 }, (_, i) => String(i)),
+      "the batch in flight, then memory, on disk in order",
+    );
+    // New records during the outage reach the disk within a few checks.
+    for (let i = 50; i < 60; i++) b.enqueue(rec(i));
+    const deadline2 = Date.now() + 2000;
+    while (b.stats().memory > 0 && Date.now() < deadline2) await sleep(2);
+    assert.equal(b.stats().memory, 0, "nothing left only in memory");
+    assert.equal((await onDisk(dir)).length, 60);
+    // The hanging send fails; later ones succeed: everything delivered once, in order.
+    hang = false;
+    release(false);
+    await b.flush();
+    assert.equal(await b.close(), 0);
+    assert.deepEqual(
+      delivered.map((r) => r.value),
+      Array.from({ length: 60 }, (_, i) => String(i)),
+    );
+    assert.equal((await onDisk(dir)).length, 0, "spool acknowledged");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("batcher: a hanging send that then succeeds after spooling is acknowledged from the spool, not sent twice", async () => {
+  const dir = await tempDir();
+  try {
+    let t = 0;
+    const spool = await openSpool<OutRecord>(dir);
+    const delivered: OutRecord[] = [];
+    let release: () => void = () => {};
+    let first = true;
+    const b = createBatcher({
+      batchSize: 20,
+      lingerMs: 0,
+      spool,
+      outageCheckMs: 2,
+      logger: quiet,
+      now: () => t,
+      send: async (records) => {
+        if (first) {
+          first = false;
+          await new Promise<void>((r) => (release = r));
+        }
+        delivered.push(...records);
+      },
+    });
+    for (let i = 0; i < 30; i++) b.enqueue(rec(i));
+    await sleep(10);
+    t = 1500;
+    const deadline = Date.now() + 2000;
+    while ((await onDisk(dir)).length < 30 && Date.now() < deadline) await sleep(2);
+    assert.equal((await onDisk(dir)).length, 30);
+    release(); // the first batch (0..19) was written after all
+    await b.flush();
+    assert.equal(await b.close(), 0);
+    assert.deepEqual(
+      delivered.map((r) => r.value),
+      Array.from({ length: 30 }, (_, i) => String(i)),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("batcher: failing sends younger than spoolAfterMs keep records in memory (no disk writes)", async () => {
+  const dir = await tempDir();
+  try {
+    const t = 0;
+    const spool = await openSpool<OutRecord>(dir);
+    let fail = true;
+    const delivered: string[] = [];
+    const b = createBatcher({
+      batchSize: 10,
+      lingerMs: 0,
+      spool,
+      outageCheckMs: 1,
+      backoff: { initialMs: 1, maxMs: 2 },
+      logger: quiet,
+      now: () => t,
+      send: (records) => {
+        if (fail) return Promise.reject(new Error("Connection error"));
+        delivered.push(...records.map((r) => r.value));
+        return Promise.resolve();
+      },
+    });
+    for (let i = 0; i < 40; i++) b.enqueue(rec(i));
+    await sleep(50);
+    assert.ok(b.stats().failures > 3);
+    assert.equal(b.stats().spooled, 0);
+    assert.equal((await onDisk(dir)).length, 0);
+    fail = false;
+    await b.flush();
+    await b.close();
+    assert.deepEqual(delivered, Array.from({ length: 40 }, (_, i) => String(i)));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("batcher: random failures, hangs, refusals, clock jumps and small spools keep the order in flight, spool, memory (randomized)", async () => {
+  let spooledRuns = 0;
+  let refusals = 0;
+  for (const seed of [21, 22, 23, 24, 25, 26]) {
+    const rnd = prng(seed);
+    const dir = await tempDir();
+    try {
+      let t = 0;
+      const spool = await openSpool<OutRecord>(dir, { segmentBytes: 2000 });
+      const accepted: OutRecord[] = [];
+      const limit = 2500;
+      const b = createBatcher({
+        batchSize: 1 + Math.floor(rnd() * 40),
+        maxBatchBytes: 4000,
+        lingerMs: Math.floor(rnd() * 3),
+        maxMemory: 20 + Math.floor(rnd() * 60),
+        spool,
+        spoolAfterMs: 1000,
+        outageCheckMs: 1,
+        backoff: { initialMs: 1, maxMs: 3 },
+        logger: quiet,
+        now: () => t,
+        tooLarge: (r) => ({ ...r, value: "", headers: { ...r.headers, big: "1" } }),
+        send: async (records) => {
+          const roll = rnd();
+          t += Math.floor(rnd() * 700); // time passes during the send
+          if (roll < 0.15) await sleep(1 + Math.floor(rnd() * 8)); // hangs a while
+          if (sumBytes(records) > limit) throw refusal("RECORD_LIST_TOO_LARGE");
+          if (roll < 0.35) throw new Error("Connection error");
+          accepted.push(...records);
+        },
+      });
+      const n = 400;
+      const input = Array.from(
+        { length: n },
+        (_, i) => mbRec(i, rnd() < 0.02 ? "x".repeat(3000) : text(rnd, Math.floor(rnd() * 60))),
+      );
+      let maxSpooled = 0;
+      for (let i = 0; i < n; i++) {
+        assert.ok(b.enqueue(input[i]), "the spool is large enough: nothing refused");
+        if (rnd() < 0.1) await sleep(Math.floor(rnd() * 4));
+        maxSpooled = Math.max(maxSpooled, b.stats().spooled);
+      }
+      if (maxSpooled > 0) spooledRuns++;
+      await b.flush();
+      refusals += b.stats().tooLargeRefusals;
+      assert.equal(await b.close(), 0);
+      const expected = input.map((r) =>
+        oracleBytes(r) > limit ? { ...r, value: "", headers: { ...r.headers, big: "1" } } : r
+      );
+      assert.deepEqual(
+        accepted.map((r) => r.headers.i),
+        expected.map((r) => r.headers.i),
+        `seed ${seed}: every record once, in order`,
+      );
+      assert.deepEqual(accepted, expected);
+      assert.equal(b.stats().dropped, 0);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+  assert.ok(spooledRuns >= 3, `the spool was used in ${spooledRuns} of 6 runs`);
+  assert.ok(refusals > 0, "the broker refused batches");
+});
+
+Deno.test("batcher: close past its timeout puts everything on disk before waiting for a hanging send", async () => {
+  const dir = await tempDir();
+  try {
+    const spool = await openSpool<OutRecord>(dir);
+    let release: () => void = () => {};
+    const b = createBatcher({
+      batchSize: 10,
+      lingerMs: 0,
+      spool,
+      logger: quiet,
+      // A send that hangs (never reaches Kafka) until released, then fails.
+      send: () => new Promise((_, reject) => (release = () => reject(new Error("Gone")))),
+    });
+    for (let i = 0; i < 25; i++) b.enqueue(rec(i));
+    await sleep(10);
+    const closing = b.close({ timeoutMs: 30 });
+    const deadline = Date.now() + 2000;
+    while ((await onDisk(dir)).length < 25 && Date.now() < deadline) await sleep(2);
+    assert.deepEqual(
+      (await onDisk(dir)).map((r) => r.value),
+      Array.from({ length: 25 }, (_, i) => String(i)),
+      "on disk, in order, while the send still hangs",
+    );
+    release();
+    assert.equal(await closing, 25);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
