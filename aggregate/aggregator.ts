@@ -23,7 +23,7 @@ import type { Pool } from "../common/pg.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { sleep } from "../common/backoff.ts";
 import { WindowEngine } from "./engine.ts";
-import { createRecordParser } from "./record.ts";
+import { RecordParser } from "./record.ts";
 import {
   acquireLease,
   DEFAULT_LEASE_TTL_MS,
@@ -34,18 +34,18 @@ import {
 } from "./lease.ts";
 import {
   CheckpointConflictError,
-  type CheckpointPointer,
+  cleanupOrphans,
   compact,
   readState,
   shouldCompact,
   type StoredCheckpoint,
   writeBase,
 } from "./checkpoint.ts";
-import { identityKey } from "./kv_layout.ts";
-import { progressKey } from "./progress.ts";
+import { type CheckpointPointer, type IdentityMismatch, identityKey } from "./kv_layout.ts";
 import {
   type Fingerprint,
   fingerprintOf,
+  type IdentityProblem,
   type SourceBatch,
   startSource,
   type TickSource,
@@ -270,6 +270,18 @@ export async function runAggregator(
   const logStart = new Map<number, number>();
   let source: TickSource;
   let batchId = 0;
+  const recordIdentityMismatch = (e: TopicIdentityError) => {
+    const value: IdentityMismatch = {
+      reason: e.reason,
+      partition: e.partition,
+      expected: e.expected,
+      found: e.found,
+      message: e.message,
+      detectedAt: now(),
+      runId,
+    };
+    return kv.set(identityKey(topic), value).catch(() => {});
+  };
   const giveUp = async (e: unknown) => {
     lease.stop();
     await admin.disconnect().catch(() => {});
@@ -285,6 +297,10 @@ export async function runAggregator(
     for (const r of ranges) logStart.set(r.partition, r.start);
 
     // --- checkpoint --------------------------------------------------------------------------
+    const orphans = await cleanupOrphans(kv, topic, { guard });
+    if (orphans.removedChunks > 0) {
+      log.info("removed chunks of an interrupted checkpoint", { chunks: orphans.removedChunks });
+    }
     const restored = await readState(kv, topic);
     checkpoint = restored?.checkpoint ?? null;
     const pointer = checkpoint?.pointer ?? null;
@@ -297,7 +313,7 @@ export async function runAggregator(
     }
     if (pointer !== null && !o.rebuild) {
       const problem = identityProblem(pointer, ranges);
-      if (problem !== null) throw new TopicIdentityError(topic, problem.partition, problem.what);
+      if (problem !== null) throw new TopicIdentityError(topic, problem);
     }
     const engineOptions = {
       windows: o.windows,
@@ -308,7 +324,6 @@ export async function runAggregator(
     if (pointer !== null && o.rebuild) {
       // Start over from the log start with an empty state, keeping each partition's
       // watermark as a floor: final rows stay final and what was late stays late.
-      await restored!.records.return?.(undefined);
       engine = new WindowEngine(engineOptions);
       for (const [p, wm] of Object.entries(pointer.watermarks)) {
         const stored = pointer.offsets[p];
@@ -319,7 +334,7 @@ export async function runAggregator(
         topic,
         watermarks: pointer.watermarks,
       });
-      checkpoint = await serialize(() =>
+      checkpoint = (await serialize(() =>
         writeBase(kv, topic, {
           runId,
           batchId: pointer.batchId + 1,
@@ -331,8 +346,8 @@ export async function runAggregator(
           openWindows: 0,
           finalizeDueAt: null,
           records: engine.records(),
-        }, { previous: checkpoint, guard: guard() })
-      );
+        }, { previous: checkpoint, guard })
+      )).checkpoint;
     } else if (restored !== null) {
       engine = WindowEngine.restore(restored.records, engineOptions);
       for (const [p, off] of Object.entries(pointer!.offsets)) next.set(Number(p), off);
@@ -360,19 +375,12 @@ export async function runAggregator(
       logger: log,
     });
   } catch (e) {
-    if (e instanceof TopicIdentityError) {
-      await kv.set(identityKey(topic), {
-        topic,
-        partition: e.partition,
-        message: e.message,
-        at: now(),
-      }).catch(() => {});
-    }
+    if (e instanceof TopicIdentityError) await recordIdentityMismatch(e);
     return await giveUp(e);
   }
 
   // --- state shared by the fold loop and the triggers -------------------------------------------
-  const parser = createRecordParser({ maxFutureMs: o.maxFutureMs });
+  const parser = new RecordParser({ maxFutureMs: o.maxFutureMs });
   const deadLetters = createDeadLetterSink(kafka, { topic });
   let letters: DeadLetter[] = [];
   let buffered = 0; // records folded and not yet checkpointed
@@ -410,8 +418,7 @@ export async function runAggregator(
   source.failed.then((e) => {
     if (e instanceof TopicIdentityError) {
       log.error("topic identity mismatch", { error: e });
-      kv.set(identityKey(topic), { topic, partition: e.partition, message: e.message, at: now() })
-        .catch(() => {});
+      recordIdentityMismatch(e);
       requestStop("identity", e);
     } else requestStop("failed", e);
   });
@@ -438,9 +445,7 @@ export async function runAggregator(
       }
       expected = off + 1;
       folded++;
-      const format = m.headers?.["tp-format"];
-      const r = parser.parse(m.value, format === undefined ? undefined : String(format), nowMs);
-      if (r.ok) {
+      if (parser.parse(m.value, m.headers?.["tp-format"], nowMs)) {
         let arrivalMs: number | undefined;
         if (i === lastIdx) {
           const h = m.headers?.["ingest_ms"];
@@ -449,21 +454,20 @@ export async function runAggregator(
         }
         try {
           engine.fold({
-            symbol: r.tick.symbol,
-            eventTime: r.tick.time,
-            price: r.tick.price,
-            dayVolume: r.tick.dayVolume,
+            symbol: parser.symbol,
+            eventTime: parser.time,
+            price: parser.price,
+            dayVolume: parser.hasDayVolume ? parser.dayVolume : undefined,
             partition: p,
             offset: off,
             arrivalMs,
           });
-          continue;
         } catch (e) {
           reject(m, p, "engine", (e as Error).message);
-          continue;
         }
+        continue;
       }
-      reject(m, p, r.reason, r.detail);
+      reject(m, p, parser.reason, parser.detail);
     }
     if (folded > 0) {
       next.set(p, expected);
@@ -608,7 +612,6 @@ export async function runAggregator(
         statementTimeoutMs: o.statementTimeoutMs,
       });
       checkpoint = result.checkpoint;
-      await kv.set(progressKey(topic), result.progress).catch(() => {});
       writeProgress(JSON.stringify(result.progress));
     } finally {
       cut.release();
@@ -625,13 +628,15 @@ export async function runAggregator(
 
   const maybeCompact = () => {
     if (compacting !== null || checkpoint === null || !shouldCompact(checkpoint.pointer)) return;
-    compacting = compact(kv, topic, { guard, serialize, logger: log })
-      .then((cp) => {
+    compacting = compact(kv, topic, { guard })
+      .then((r) => {
+        if (r === null) return;
+        log.debug("checkpoint compacted", { records: r.merged, ms: Math.round(r.ms) });
+        if (r.cleanup.error) log.warn("old segments not deleted yet", { error: r.cleanup.error });
+        // The compaction's pointer is the newest unless a trigger flipped after it.
         if (
-          cp !== null && checkpoint !== null && cp.pointer.batchId >= checkpoint.pointer.batchId
-        ) {
-          checkpoint = cp;
-        }
+          checkpoint === null || r.checkpoint.pointer.batchId >= checkpoint.pointer.batchId
+        ) checkpoint = r.checkpoint;
       })
       .catch((e) => {
         if (e instanceof CheckpointConflictError) log.debug("compaction lost a race", { error: e });
@@ -749,25 +754,37 @@ export async function runAggregator(
 
 /** What is wrong with the topic given the checkpoint, or null. Pure. */
 export function identityProblem(
-  pointer: CheckpointPointer,
+  pointer: Pick<CheckpointPointer, "offsets">,
   ranges: readonly { partition: number; start: number; end: number }[],
-): { partition: number; what: string } | null {
+): IdentityProblem | null {
   const byPartition = new Map(ranges.map((r) => [r.partition, r]));
   for (const [key, stored] of Object.entries(pointer.offsets)) {
     const p = Number(key);
     const r = byPartition.get(p);
     if (r === undefined) {
-      return { partition: p, what: `the partition is gone (the topic has ${ranges.length})` };
+      return {
+        reason: "partition-count",
+        partition: p,
+        expected: Object.keys(pointer.offsets).length,
+        found: ranges.length,
+        what: `partition ${p} is gone (the topic has ${ranges.length} partitions)`,
+      };
     }
     if (stored > r.end) {
       return {
+        reason: "offset-beyond-end",
         partition: p,
+        expected: stored,
+        found: r.end,
         what: `the stored offset ${stored} is beyond the end offset ${r.end}`,
       };
     }
     if (stored < r.start) {
       return {
+        reason: "offset-below-start",
         partition: p,
+        expected: stored,
+        found: r.start,
         what: `the stored offset ${stored} is below the log start ${r.start}: ` +
           `${r.start - stored} unread records are gone`,
       };

@@ -12,12 +12,9 @@ import type { Pool } from "../common/pg.ts";
 import { backoffDelay, sleep } from "../common/backoff.ts";
 import type { Cut } from "./engine.ts";
 import { SinkUnavailableError, writeBatch } from "./sink.ts";
-import {
-  CheckpointConflictError,
-  type CheckpointPointer,
-  type StoredCheckpoint,
-  writeDelta,
-} from "./checkpoint.ts";
+import { CheckpointConflictError, type StoredCheckpoint, writeDelta } from "./checkpoint.ts";
+import type { CheckpointPointer } from "./kv_layout.ts";
+import { progressKey } from "./progress.ts";
 import type { DeadLetter, DeadLetterSink } from "./dead_letters.ts";
 import type { AggregatorProgress } from "./progress.ts";
 
@@ -86,6 +83,8 @@ export interface CommitDeps {
   retry: Retrier;
   /** Clock (epoch ms). */
   now: () => number;
+  /** Told when retired segments could not be deleted (they are retried at the next write). */
+  onCleanupError?: (error: Error) => void;
 }
 
 /** One trigger's commit. */
@@ -138,15 +137,20 @@ export async function commitTrigger(
   progress.durationsMs.sinkMs = sink.sinkMs;
   progress.rowsRejected = sink.rejected;
   const t1 = performance.now();
-  const checkpoint = await retry("kv", () =>
+  const written = await retry("kv", () =>
     deps.serialize(() =>
       writeDelta(deps.kv, input.topic, {
         ...input.pointer,
         committedAt: deps.now(),
         records: input.cut.delta(),
-      }, { previous: input.previous, guard: input.guard() })
+      }, {
+        previous: input.previous,
+        guard: input.guard,
+        alsoSet: [{ key: progressKey(input.topic), value: progress }],
+      })
     ));
   progress.durationsMs.checkpointMs = Math.round(performance.now() - t1);
-  progress.checkpointBytes = checkpoint.pointer.deltas.at(-1)?.bytes ?? null;
-  return { checkpoint, progress };
+  progress.checkpointBytes = written.bytes;
+  if (written.cleanup.error) deps.onCleanupError?.(written.cleanup.error);
+  return { checkpoint: written.checkpoint, progress };
 }

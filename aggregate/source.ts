@@ -18,20 +18,9 @@ import type { Consumer, KafkaMessage } from "kafkajs";
 import type { Kafka } from "../common/kafka.ts";
 import type { Logger } from "../common/log.ts";
 import { backoffDelay } from "../common/backoff.ts";
+import type { Fingerprint, IdentityMismatchReason } from "./kv_layout.ts";
 
-export type { KafkaMessage };
-
-/** What identifies one record of a partition: checked again after a restart. */
-export interface Fingerprint {
-  /** Offset of the record. */
-  offset: number;
-  /** Its record timestamp (decimal string, as Kafka returns it). */
-  timestamp: string;
-  /** FNV-1a hash of its key bytes (hex), "" for a null key. */
-  keyHash: string;
-  /** Byte length of its value (-1 for a null value). */
-  valueLength: number;
-}
+export type { Fingerprint, KafkaMessage };
 
 /** FNV-1a (32-bit) of `bytes` as 8 hex digits. */
 function fnv1a(bytes: Uint8Array): string {
@@ -71,19 +60,43 @@ export interface SourceBatch {
   highWatermark: number;
 }
 
+/** What does not match between the topic and the checkpoint. */
+export interface IdentityProblem {
+  /** Which check failed. */
+  reason: IdentityMismatchReason;
+  /** The partition concerned. */
+  partition: number;
+  /** What the checkpoint expected. */
+  expected: number | Fingerprint | null;
+  /** What Kafka has. */
+  found: number | Fingerprint | null;
+  /** What differed, in words. */
+  what: string;
+}
+
 /** Raised when the topic does not match what the checkpoint was made against. */
 export class TopicIdentityError extends Error {
+  /** Which check failed. */
+  readonly reason: IdentityMismatchReason;
   /** The partition where it was found. */
   readonly partition: number;
+  /** What the checkpoint expected. */
+  readonly expected: number | Fingerprint | null;
+  /** What Kafka has. */
+  readonly found: number | Fingerprint | null;
   /** Creates the error naming the topic, partition and what differed. */
-  constructor(topic: string, partition: number, what: string) {
+  constructor(topic: string, problem: IdentityProblem) {
     super(
-      `Topic "${topic}" partition ${partition} is not the log the checkpoint was made against ` +
-        `(${what}): it was deleted and recreated, or the broker was wiped. Nothing was read. ` +
-        `Run "deno task offsets reset --to earliest --yes" (watermarks are kept) to start over`,
+      `Topic "${topic}" partition ${problem.partition} is not the log the checkpoint was made ` +
+        `against (${problem.what}): it was deleted and recreated, or the broker was wiped. ` +
+        `Nothing was read. Run "deno task offsets reset --to earliest --yes" (watermarks are ` +
+        `kept) to start over`,
     );
     this.name = "TopicIdentityError";
-    this.partition = partition;
+    this.reason = problem.reason;
+    this.partition = problem.partition;
+    this.expected = problem.expected;
+    this.found = problem.found;
   }
 }
 
@@ -253,13 +266,16 @@ export async function startSource(kafka: Kafka, options: SourceOptions): Promise
           const first = messages[0];
           const off = Number(first.offset);
           if (off === check.offset) {
-            if (!sameFingerprint(fingerprintOf(first), check.fp)) {
+            const found = fingerprintOf(first);
+            if (!sameFingerprint(found, check.fp)) {
               fail(
-                new TopicIdentityError(
-                  topic,
-                  p,
-                  `the record at offset ${off} differs from the one read before`,
-                ),
+                new TopicIdentityError(topic, {
+                  reason: "fingerprint",
+                  partition: p,
+                  expected: check.fp,
+                  found,
+                  what: `the record at offset ${off} differs from the one read before`,
+                }),
               );
               return Promise.resolve();
             }
