@@ -8,7 +8,8 @@ import { openKv } from "../common/kv.ts";
 import { startSimulator } from "../ingest/simulator.ts";
 import { FRAME_REASONS } from "../ingest/frame.ts";
 import { exitOutcome } from "../sensor/metrics.ts";
-import { tempKvPath, testKafka, uniqueName } from "./_helpers/env.ts";
+import { tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
+import { cleanupRows } from "./_helpers/aggregate_stream.ts";
 import { randomPrefix, waitFor } from "./_helpers/e2e_pipeline.ts";
 import {
   family,
@@ -101,11 +102,17 @@ async function tryScrape(url: string): Promise<Families | null> {
   }
 }
 
+/** Deletes those of `topics` that exist. */
 async function deleteTopics(topics: string[]) {
   const admin = testKafka().admin();
   await admin.connect();
-  await admin.deleteTopics({ topics }).catch(() => {});
-  await admin.disconnect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const doomed = topics.filter((t) => existing.has(t));
+    if (doomed.length > 0) await admin.deleteTopics({ topics: doomed }).catch(() => {});
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 Deno.test({
@@ -406,8 +413,177 @@ Deno.test({
       assert.equal(out.code, 0, out.stderr);
     } finally {
       await stop(sensor);
-      await admin.deleteTopics({ topics: [topic] }).catch(() => {});
       await admin.disconnect();
+      await deleteTopics([topic]);
+      for (const s of ["", "-shm", "-wal"]) await Deno.remove(kvPath + s).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "metrics: the aggregator scraped during a run equals an oracle over the ticks it read",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const topic = uniqueName("t-metrics-agg");
+    const kvPath = await tempKvPath("metrics-agg");
+    const prefix = randomPrefix();
+    const symbols = [0, 1, 2, 3, 4].map((i) => `${prefix}S${i}`);
+    const kafka = testKafka();
+    const pool = testPool();
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopic(admin, topic, { partitions: 3 });
+    // 300 ticks over 50 minutes, two hours ago (symbol k on partition k % 3), and 4 records that
+    // are not JSON. Oracle: per partition, watermark = max event time - 15 min; a window is final
+    // once its end <= that watermark.
+    const WINDOW = 300_000;
+    const DELAY = 900_000;
+    const t0 = Math.floor((Date.now() - 2 * 3_600_000) / WINDOW) * WINDOW;
+    const ticks = Array.from({ length: 300 }, (_, i) => ({
+      id: symbols[i % 5],
+      price: 10 + i,
+      time: t0 + i * 10_000,
+      dayVolume: 1000 + i,
+      partition: (i % 5) % 3,
+    }));
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: [
+        ...ticks.map(({ partition, ...tick }) => ({
+          key: tick.id,
+          partition,
+          value: JSON.stringify(tick),
+        })),
+        ...[0, 1, 2, 0].map((partition) => ({ key: "junk", partition, value: "not json" })),
+      ],
+    });
+    await producer.disconnect();
+    const maxTime = [0, 1, 2].map((p) =>
+      Math.max(...ticks.filter((x) => x.partition === p).map((x) => x.time))
+    );
+    const windows = new Map<string, { partition: number; end: number }>();
+    for (const x of ticks) {
+      const start = Math.floor(x.time / WINDOW) * WINDOW;
+      windows.set(`${x.id}/${start}`, { partition: x.partition, end: start + WINDOW });
+    }
+    const finals = [...windows.values()].filter((w) =>
+      w.end <= maxTime[w.partition] - DELAY
+    ).length;
+
+    const metricsPort = freePort();
+    const url = `http://127.0.0.1:${metricsPort}/metrics`;
+    const agg = spawnDeno([
+      "run",
+      "--quiet",
+      "--no-prompt",
+      ...await permissionFlags("aggregate", [`127.0.0.1:${metricsPort}`]),
+      "--config",
+      "deno.json",
+      "main.ts",
+      "aggregate",
+      "--topic",
+      topic,
+      "--kv",
+      kvPath,
+      "--trigger",
+      "1s",
+      "--idle-timeout",
+      "60s",
+      "--metrics-port",
+      String(metricsPort),
+    ]);
+    try {
+      const exited = agg.output.then((o) => o);
+      const ready = await Promise.race([
+        waitFor("the aggregator's endpoint", () => tryScrape(url), { timeoutMs: 60_000 }),
+        exited,
+      ]);
+      if (!(ready instanceof Map)) {
+        const out = ready as { code: number; stderr: string };
+        // The aggregator of this branch cannot load (main, while aggregator v2 is integrated).
+        if (/does not provide an export named/.test(out.stderr)) {
+          console.log(`SKIP: the aggregator does not start on this branch: ${out.stderr.trim()}`);
+          await t.step({ name: "skipped: aggregator cannot load", ignore: true, fn: () => {} });
+          return;
+        }
+        assert.fail(`aggregate exited ${out.code} before serving metrics: ${out.stderr}`);
+      }
+      const fams = await waitFor("every record read and checkpointed", async () => {
+        const f = await scrape(url);
+        return sampleValue(f, "tickpipe_aggregator_records_total") === 304 &&
+            sampleSum(f, "tickpipe_aggregator_lag_records") === 0 &&
+            sampleValue(f, "tickpipe_aggregator_final_windows_total") === finals
+          ? f
+          : null;
+      }, { timeoutMs: 60_000 });
+      for (
+        const name of [
+          "tickpipe_aggregator_triggers_total",
+          "tickpipe_aggregator_records_total",
+          "tickpipe_aggregator_invalid_records_total",
+          "tickpipe_aggregator_rows_upserted_total",
+          "tickpipe_aggregator_rows_rejected_total",
+          "tickpipe_aggregator_final_windows_total",
+          "tickpipe_aggregator_forced_final_windows_total",
+          "tickpipe_aggregator_late_ticks_total",
+          "tickpipe_aggregator_phase_seconds_total",
+        ]
+      ) family(fams, name, "COUNTER");
+      for (
+        const name of ["tickpipe_aggregator_lag_records", "tickpipe_aggregator_watermark_seconds"]
+      ) {
+        const f = family(fams, name, "GAUGE");
+        assert.deepEqual(
+          f.metrics.map((m) => m.labels).sort((a, b) => a!.partition.localeCompare(b!.partition)),
+          [0, 1, 2].map((p) => ({ topic, partition: String(p) })),
+          name,
+        );
+      }
+      for (const p of [0, 1, 2]) {
+        assert.equal(
+          sampleValue(fams, "tickpipe_aggregator_watermark_seconds", {
+            topic,
+            partition: String(p),
+          }),
+          (maxTime[p] - DELAY) / 1000,
+          `watermark of partition ${p}`,
+        );
+      }
+      assert.equal(
+        sampleValue(fams, "tickpipe_aggregator_invalid_records_total", { reason: "not_json" }),
+        4,
+      );
+      assert.equal(sampleValue(fams, "tickpipe_aggregator_late_ticks_total"), 0);
+      assert.equal(sampleValue(fams, "tickpipe_aggregator_rows_rejected_total"), 0);
+      assert.equal(sampleValue(fams, "tickpipe_aggregator_open_windows"), windows.size - finals);
+      assert.ok(sampleValue(fams, "tickpipe_aggregator_rows_upserted_total") >= windows.size);
+      const triggers = sampleSum(fams, "tickpipe_aggregator_triggers_total");
+      assert.ok(triggers >= 1);
+      assert.equal(histogram(fams, "tickpipe_aggregator_trigger_duration_seconds").count, triggers);
+      const cp = histogram(fams, "tickpipe_aggregator_checkpoint_size_bytes");
+      assert.ok(cp.count >= 1 && cp.sum > 0, "checkpoints were written and sized");
+      const last = sampleValue(fams, "tickpipe_aggregator_last_trigger_timestamp_seconds");
+      assert.ok(Math.abs(last - Date.now() / 1000) < 60, `last trigger ${last}`);
+      assert.ok(sampleValue(fams, "process_resident_memory_bytes", { component: "aggregate" }) > 0);
+      // What the metrics say was written is what PostgreSQL holds.
+      const { rows } = await pool.query(
+        "SELECT count(*)::int AS n, count(*) FILTER (WHERE is_final)::int AS f FROM price_windows " +
+          "WHERE starts_with(symbol, $1)",
+        [prefix],
+      );
+      assert.deepEqual(rows[0], { n: windows.size, f: finals });
+      const out = await stop(agg);
+      assert.equal(out.code, 0, out.stderr);
+    } finally {
+      await stop(agg);
+      await cleanupRows(pool, prefix, topic).catch(() => {});
+      await pool.end();
+      await admin.disconnect();
+      await deleteTopics([topic, `${topic}.dlq`]);
       for (const s of ["", "-shm", "-wal"]) await Deno.remove(kvPath + s).catch(() => {});
     }
   },

@@ -23,6 +23,9 @@ import {
   type TriggerProgress,
 } from "../../aggregate/metrics.ts";
 import { childMetricsTargets, mergedMetricsSource } from "../../pipeline/metrics.ts";
+import { pipelineChildren, validateStartOptions } from "../../pipeline/start_main.ts";
+import { buildAggregateCommand } from "../../sensor/launcher.ts";
+import { loadBaseConfig } from "../../common/config.ts";
 import { prng as mulberry32 } from "../_helpers/hostile.ts";
 import {
   family,
@@ -71,6 +74,41 @@ Deno.test("metrics flags: ports and hosts are parsed like a simple oracle says",
     ["aggregate", 9493],
   ]);
   assert.throws(() => childMetricsTargets(65533), /no room for the children's ports/);
+});
+
+Deno.test("start gives its children the metrics ports P+1..P+3, and none when P is 0", () => {
+  const config = loadBaseConfig({ kv: ".data/k.kv", topic: "t" }, { env: () => undefined });
+  const flag = (args: string[], name: string) => {
+    const i = args.indexOf(name);
+    return i < 0 ? undefined : args[i + 1];
+  };
+  const [ingest, sensor] = pipelineChildren(config, { metricsPort: 9490 });
+  assert.equal(flag(ingest.args, "--metrics-port"), "9491");
+  assert.equal(flag(sensor.args, "--metrics-port"), "9492");
+  assert.equal(flag(sensor.args, "--aggregate-metrics-port"), "9493");
+  const [i2, s2] = pipelineChildren(config, { metricsPort: 20_000 });
+  assert.deepEqual(
+    [flag(i2.args, "--metrics-port"), flag(s2.args, "--metrics-port")],
+    ["20001", "20002"],
+  );
+  for (const off of [pipelineChildren(config, { metricsPort: 0 }), pipelineChildren(config, {})]) {
+    for (const c of off) assert.ok(!c.args.join(" ").includes("metrics"), c.args.join(" "));
+  }
+  assert.throws(() => validateStartOptions({ metricsPort: 65533 }), /leaves no room/);
+  const cmd = (metricsPort?: number) =>
+    buildAggregateCommand({
+      brokers: ["a:1"],
+      databaseUrl: "postgres://u:p@h/d",
+      topic: "t",
+      kvPath: ".data/x.kv",
+      configPath: "/r/deno.json",
+      mainPath: "/r/main.ts",
+      execPath: "",
+      standalone: false,
+      metricsPort,
+    }).args;
+  assert.deepEqual(cmd(9493).slice(-2), ["--metrics-port", "9493"]);
+  assert.ok(!cmd().includes("--metrics-port"));
 });
 
 Deno.test("metrics endpoint: /metrics in text format, process metrics, 404/405, port taken = exit 2", async () => {
