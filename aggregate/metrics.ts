@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Counter, Gauge, Histogram, type Registry } from "../common/metrics.ts";
+import { Counter, durationBuckets, Gauge, Histogram, type Registry } from "../common/metrics.ts";
 import { REJECT_REASONS } from "../proto/validate.ts";
 
 /**
@@ -70,23 +70,8 @@ export interface AggregatorMetrics {
   trigger(progress: TriggerProgress, options?: { durationMs?: number }): void;
 }
 
-/** Buckets of `tickpipe_aggregator_trigger_duration_seconds`. */
-export const TRIGGER_DURATION_BUCKETS = [
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-  60,
-  120,
-];
+/** Buckets of `tickpipe_aggregator_trigger_duration_seconds`: 5 ms to 100 s. */
+export const TRIGGER_DURATION_BUCKETS: readonly number[] = durationBuckets(0.005, 100);
 /** Buckets of `tickpipe_aggregator_checkpoint_size_bytes`: 1 KiB to 1 GiB, by 4. */
 export const CHECKPOINT_BYTES_BUCKETS = Array.from({ length: 11 }, (_, i) => 1024 * 4 ** i);
 
@@ -113,7 +98,7 @@ export function createAggregatorMetrics(registry: Registry): AggregatorMetrics {
     name: "tickpipe_aggregator_trigger_duration_seconds",
     help: "Duration of a trigger (cut, dead letters, PostgreSQL upsert, KV checkpoint), " +
       "in seconds.",
-    buckets: TRIGGER_DURATION_BUCKETS,
+    buckets: [...TRIGGER_DURATION_BUCKETS],
     registers,
   });
   const phases = new Counter({

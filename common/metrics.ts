@@ -87,6 +87,21 @@ export function registerProcessMetrics(registry: Registry, component: string): v
   });
 }
 
+/**
+ * Histogram buckets for durations in seconds: the 1-2.5-5 series from `from` to `to` (both
+ * included when on the series), e.g. `durationBuckets(0.01, 1)` = 0.01, 0.025, 0.05, ..., 1.
+ */
+export function durationBuckets(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let decade = Math.floor(Math.log10(from)); 10 ** decade <= to; decade++) {
+    for (const m of [1, 2.5, 5]) {
+      const v = Number((m * 10 ** decade).toPrecision(3));
+      if (v >= from && v <= to) out.push(v);
+    }
+  }
+  return out;
+}
+
 /** prom-client's JSON form of a registry's metrics (what `/metrics.json` serves). */
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 

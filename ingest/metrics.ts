@@ -5,28 +5,13 @@
  * @module
  */
 
-import { Counter, Gauge, Histogram, type Registry } from "../common/metrics.ts";
+import { Counter, durationBuckets, Gauge, Histogram, type Registry } from "../common/metrics.ts";
 import { FRAME_REASONS } from "./frame.ts";
 import type { IngestStats } from "./ingest.ts";
 import type { SendBatch } from "./producer.ts";
 
-/** Buckets of `tickpipe_ingest_producer_batch_duration_seconds`. */
-export const BATCH_DURATION_BUCKETS = [
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-];
+/** Buckets of `tickpipe_ingest_producer_batch_duration_seconds`: 1 ms to 30 s. */
+export const BATCH_DURATION_BUCKETS: readonly number[] = durationBuckets(0.001, 30);
 /** Buckets of `tickpipe_ingest_producer_batch_records`. */
 export const BATCH_RECORDS_BUCKETS = [1, 10, 50, 100, 500, 1000, 2500, 5000, 10_000];
 
@@ -150,7 +135,7 @@ export function createIngestMetrics(registry: Registry): IngestMetrics {
   const duration = new Histogram({
     name: "tickpipe_ingest_producer_batch_duration_seconds",
     help: "Time from sending a batch to Kafka to its acknowledgement (acks=all), in seconds.",
-    buckets: BATCH_DURATION_BUCKETS,
+    buckets: [...BATCH_DURATION_BUCKETS],
     registers,
   });
   const size = new Histogram({

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Counter, Gauge, Histogram, type Registry } from "../common/metrics.ts";
+import { Counter, durationBuckets, Gauge, Histogram, type Registry } from "../common/metrics.ts";
 import type { Sensor } from "./run.ts";
 import { type DecisionKind, EXIT_LEASE_HELD } from "./sensor.ts";
 
@@ -53,7 +53,7 @@ export function createSensorMetrics(
   const duration = new Histogram({
     name: "tickpipe_sensor_check_duration_seconds",
     help: "Duration of a sensor check (offsets, KV state, decision, launch), in seconds.",
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    buckets: durationBuckets(0.005, 50),
     registers,
   });
   const decisions = new Counter({

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../common/config.ts";
 import {
   createRegistry,
+  durationBuckets,
   MetricsServerError,
   Registry,
   serveMetrics,
@@ -74,6 +75,21 @@ Deno.test("metrics flags: ports and hosts are parsed like a simple oracle says",
     ["aggregate", 9493],
   ]);
   assert.throws(() => childMetricsTargets(65533), /no room for the children's ports/);
+  assert.deepEqual(durationBuckets(0.01, 1), [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]);
+  assert.deepEqual(durationBuckets(0.003, 30), [
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    25,
+  ]);
 });
 
 Deno.test("start gives its children the metrics ports P+1..P+3, and none when P is 0", () => {
