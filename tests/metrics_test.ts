@@ -301,6 +301,7 @@ Deno.test({
   async fn() {
     const topic = uniqueName("t-metrics-sensor");
     const kvPath = await tempKvPath("metrics-sensor");
+    const prefix = randomPrefix();
     const kafka = testKafka();
     const admin = kafka.admin();
     await admin.connect();
@@ -375,8 +376,8 @@ Deno.test({
         topic,
         acks: -1,
         messages: [0, 1, 2, 3, 4].map((i) => ({
-          key: `M${i}`,
-          value: JSON.stringify({ id: `M${i}`, price: 1 + i, time: Date.now() - 60_000 }),
+          key: `${prefix}${i}`,
+          value: JSON.stringify({ id: `${prefix}${i}`, price: 1 + i, time: Date.now() - 60_000 }),
         })),
       });
       await producer.disconnect();
@@ -414,7 +415,11 @@ Deno.test({
     } finally {
       await stop(sensor);
       await admin.disconnect();
-      await deleteTopics([topic]);
+      await deleteTopics([topic, `${topic}.dlq`]);
+      // The aggregator it launched may have written windows (when it can run).
+      const pool = testPool();
+      await cleanupRows(pool, prefix, topic).catch(() => {});
+      await pool.end();
       for (const s of ["", "-shm", "-wal"]) await Deno.remove(kvPath + s).catch(() => {});
     }
   },
@@ -728,6 +733,9 @@ Deno.test({
       await stop(start, 120_000);
       await sim.close();
       await deleteTopics([topic, `${topic}.dlq`]);
+      const pool = testPool();
+      await cleanupRows(pool, prefix, topic).catch(() => {});
+      await pool.end();
       for (const s of ["", "-shm", "-wal"]) await Deno.remove(kvPath + s).catch(() => {});
       await Deno.remove(`.data/spool/${topic}`, { recursive: true }).catch(() => {});
     }
