@@ -10,6 +10,12 @@ import { loadBaseConfig } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 import { optionsUsage, parseArgsConfig, resolveOptions } from "../common/options.ts";
 import { AGGREGATOR_FLAGS, aggregatorOptionsOf } from "./options.ts";
+import {
+  METRICS_OPTIONS,
+  metricsUsage,
+  parseMetricsHost,
+  parseMetricsPort,
+} from "../common/metrics_flags.ts";
 
 const OPTIONS = {
   ...BASE_OPTIONS,
@@ -17,6 +23,7 @@ const OPTIONS = {
   rebuild: { type: "boolean" },
   "from-beginning": { type: "boolean" },
   yes: { type: "boolean" },
+  ...METRICS_OPTIONS,
 } as const;
 
 /** Exit code when another aggregator holds the topic's lease. */
@@ -38,6 +45,7 @@ ${optionsUsage(AGGREGATOR_FLAGS)}
                             --windows or --watermark (requires --yes)
   --from-beginning          the same as --rebuild (requires --yes)
   --yes                     confirm --rebuild
+${metricsUsage("aggregate", { column: 28 })}
   -h, --help                this help
 
 ${BASE_USAGE}
@@ -67,6 +75,8 @@ export async function main(args: string[]): Promise<number> {
     );
   }
   const config = loadBaseConfig(values);
+  const metricsPort = parseMetricsPort(values["metrics-port"]);
+  const metricsHost = parseMetricsHost(values["metrics-host"]);
   const log = createLogger("aggregate");
   // Listen from the start: a SIGTERM while the consumer is still joining must not kill the
   // process before it can release its lease (it stops right after startup instead).
@@ -112,7 +122,20 @@ export async function main(args: string[]): Promise<number> {
     stops.dispose();
     return EXIT_LEASE_HELD;
   }
+  // Metrics (after the process lock: a second aggregator of this topic exits 3, not 2 for the
+  // port), fed by the per-trigger progress lines.
+  let served: import("../common/metrics.ts").ServedRegistry | undefined;
+  let writeProgress: ((line: string) => void) | undefined;
   try {
+    if (metricsPort !== undefined) {
+      served = (await import("../common/metrics.ts")).serveRegistry("aggregate", {
+        port: metricsPort,
+        hostname: metricsHost,
+        logger: log,
+      });
+      const { createAggregatorMetrics, meteredProgressWriter } = await import("./metrics.ts");
+      writeProgress = meteredProgressWriter(createAggregatorMetrics(served.registry));
+    }
     await checkDatabase(pool, config.databaseUrl);
     await migrate(pool, { logger: log });
     const kafka = createKafka(config.brokers, {
@@ -124,7 +147,7 @@ export async function main(args: string[]): Promise<number> {
       hostname = Deno.hostname();
     } catch { /* no sys permission */ }
     try {
-      handle = await runAggregator({ kafka, pool, kv, logger: log, hostname }, {
+      handle = await runAggregator({ kafka, pool, kv, logger: log, hostname, writeProgress }, {
         ...aggregatorOptionsOf(config.topic, flags),
         holdsProcessLock: true,
         rebuild,
@@ -159,6 +182,7 @@ export async function main(args: string[]): Promise<number> {
     );
     return 1;
   } finally {
+    await served?.server.close();
     await pool.end().catch(() => {});
     kv.close();
     processLock.release();

@@ -17,6 +17,12 @@ import {
 } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 import { watchStopSignals } from "../common/signals.ts";
+import {
+  METRICS_OPTIONS,
+  metricsUsage,
+  parseMetricsHost,
+  parseMetricsPort,
+} from "../common/metrics_flags.ts";
 
 const DEFAULT_SOURCE = "wss://streamer.finance.yahoo.com/?version=2";
 const DEFAULT_SYMBOLS = "AAPL,MSFT,NVDA,BTC-USD,ETH-USD";
@@ -49,6 +55,7 @@ const OPTIONS = {
   "silence-timeout": { type: "string" },
   "max-future": { type: "string" },
   "flush-timeout": { type: "string" },
+  ...METRICS_OPTIONS,
 } as const;
 
 const USAGE = `Usage: tickpipe ingest [flags]
@@ -81,6 +88,7 @@ Flags:
   --silence-timeout DURATION reconnect after this long without frames (default 60s)
   --max-future DURATION      reject ticks further ahead of the receive time (default 5m)
   --flush-timeout DURATION   at shutdown, wait this long for Kafka before spooling (default 30s)
+${metricsUsage("ingest")}
   -h, --help                 show this help
 
 Connection flags (override the environment):
@@ -187,6 +195,8 @@ export async function main(args: string[]): Promise<number> {
 
   const spoolDir = values["spool-dir"] ?? `${SPOOL_ROOT}/${base.topic}`;
   checkIngestPaths({ spoolDir, recordFile: values.record });
+  const metricsPort = parseMetricsPort(values["metrics-port"]);
+  const metricsHost = parseMetricsHost(values["metrics-host"]);
 
   const log = createLogger("ingest");
   // One stop request, however many copies arrive (a group kill plus deno task's forwarded copy):
@@ -194,6 +204,16 @@ export async function main(args: string[]): Promise<number> {
   // Listening from the start: a request during startup stops right after it.
   const stops = watchStopSignals({ logger: log, deadlineMs: flushTimeoutMs + SPOOL_GRACE_MS });
   const { startIngest } = await import("./ingest.ts");
+  // Metrics: served before Kafka is reached (a taken port fails fast, exit 2), filled once
+  // ingest runs.
+  const served = metricsPort === undefined
+    ? undefined
+    : (await import("../common/metrics.ts")).serveRegistry("ingest", {
+      port: metricsPort,
+      hostname: metricsHost,
+      logger: log,
+    });
+  const metrics = served && (await import("./metrics.ts")).createIngestMetrics(served.registry);
   const ingest = await startIngest({
     brokers: base.brokers,
     topic: base.topic,
@@ -211,7 +231,12 @@ export async function main(args: string[]): Promise<number> {
     silenceMs,
     maxFutureMs,
     logger: log,
+    wrapSend: metrics?.wrapSend,
+  }).catch(async (e) => {
+    await served?.server.close();
+    throw e;
   });
+  metrics?.observe(() => ingest.stats());
 
   const timer = durationMs === undefined
     ? undefined
@@ -220,6 +245,7 @@ export async function main(args: string[]): Promise<number> {
   clearTimeout(timer);
   log.info("Stopping: closing sockets, then flushing to Kafka", { why });
   const s = await ingest.stop({ flushTimeoutMs });
+  await served?.server.close();
   stops.dispose();
   printOut(
     `ingest stopped (${why}): frames=${s.frames} ticks_produced=${s.ticksProduced} ` +
