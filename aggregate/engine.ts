@@ -149,6 +149,8 @@ export interface PartitionMeta {
   replayBelow: number;
   /** Latest `arrivalMs` seen (max), or null. */
   lastArrivalMs: number | null;
+  /** Open (not final) windows of the partition, all resolutions. */
+  openWindows: number;
 }
 
 /** Counts of one cut (each since the previous cut). */
@@ -295,39 +297,45 @@ export function compareStateRecords(a: StateRecord, b: StateRecord): number {
 const PAGE_BITS = 12;
 const PAGE_SLOTS = 1 << PAGE_BITS;
 const PAGE_MASK = PAGE_SLOTS - 1;
-// Field offsets within a window slot.
-const F_START = 0;
-const F_END = 1;
+// Hot fields of a window slot, in `Pool.pages`: 16 doubles, two cache lines (finalization
+// touches only the first one).
+/** Generation of the dirty list holding the window (-1: clean since restore). */
+const F_GEN = 0;
+/** Generation in which the window became final (OPEN while open). */
+const F_FINAL_GEN = 1;
 const F_COUNT = 2;
 const F_SUM = 3;
 const F_COMP = 4;
-const F_OPEN = 5;
-const F_HIGH = 6;
-const F_LOW = 7;
-const F_CLOSE = 8;
-const F_FIRST = 9;
+const F_HIGH = 5;
+const F_LOW = 6;
+const F_LAST_OFFSET = 7;
+const F_FIRST = 8;
+const F_OPEN = 9;
 const F_LAST = 10;
-const F_LAST_OFFSET = 11;
+const F_CLOSE = 11;
 const F_VOLUME = 12;
 const F_VOLUME_COMP = 13;
 const F_PV = 14;
 const F_PV_COMP = 15;
-/** Generation of the dirty list holding the window (-1: clean since restore). */
-const F_GEN = 16;
-/** Index in that dirty list. */
-const F_DIRTY_SLOT = 17;
-/** Generation in which the window became final (OPEN while open). */
-const F_FINAL_GEN = 18;
+const STRIDE = 16;
+// Cold fields of a window slot, in `Pool.metas`.
+const M_START = 0;
+const M_END = 1;
+/** Index in the dirty list of generation F_GEN. */
+const M_DIRTY_SLOT = 2;
 /** Generation the window was created in (-1: restored). */
-const F_BORN_GEN = 19;
+const M_BORN_GEN = 3;
 /** Resolution index. */
-const F_RES = 20;
-const STRIDE = 21;
+const M_RES = 4;
+const META_STRIDE = 5;
 /** F_FINAL_GEN of a window that is not final. */
 const OPEN = 2 ** 31 - 1;
 
 class Pool {
+  /** Hot fields, STRIDE per slot. */
   readonly pages: Float64Array[] = [];
+  /** Cold fields, META_STRIDE per slot. */
+  readonly metas: Float64Array[] = [];
   /** Owner of each slot (null when free). */
   readonly syms: (SymbolState | null)[] = [];
   readonly free: number[] = [];
@@ -337,7 +345,10 @@ class Pool {
     if (this.free.length > 0) s = this.free.pop()!;
     else {
       s = this.next++;
-      if ((s & PAGE_MASK) === 0) this.pages.push(new Float64Array(PAGE_SLOTS * STRIDE));
+      if ((s & PAGE_MASK) === 0) {
+        this.pages.push(new Float64Array(PAGE_SLOTS * STRIDE));
+        this.metas.push(new Float64Array(PAGE_SLOTS * META_STRIDE));
+      }
     }
     this.syms[s] = sym;
     return s;
@@ -351,12 +362,11 @@ class Pool {
 }
 
 class SymbolState {
-  /** Per resolution: slot of the newest open window (-1: none); most ticks land in it. */
+  /**
+   * Per resolution r, at 3r: start, end and slot of the newest window (-Infinity, -Infinity,
+   * -1: none); most ticks land in it. It may be final (end <= watermark): then it is not used.
+   */
   readonly cur: number[] = [];
-  /** Per resolution: its start (-Infinity: none). */
-  readonly curStart: number[] = [];
-  /** Per resolution: its end (-Infinity: none). */
-  readonly curEnd: number[] = [];
   /** Per resolution: window index (start / windowMs) -> slot (open, or final and not yet evicted). */
   readonly maps: (Map<number, number> | undefined)[] = [];
   /** Windows held (all resolutions). */
@@ -369,9 +379,7 @@ class SymbolState {
   baseSlot = 0;
   constructor(readonly part: PartitionState, readonly symbol: string, resolutions: number) {
     for (let r = 0; r < resolutions; r++) {
-      this.cur.push(-1);
-      this.curStart.push(-Infinity);
-      this.curEnd.push(-Infinity);
+      this.cur.push(-Infinity, -Infinity, -1);
       this.maps.push(undefined);
     }
   }
@@ -396,12 +404,17 @@ class PartitionState {
   open = 0;
   /** Smallest end among open windows (+Infinity if none). */
   minEnd = Infinity;
-  /** Min-heap of the distinct ends of open windows. */
-  readonly ends: number[] = [];
-  /** end -> slots of the open windows with that end (all resolutions). */
-  readonly byEnd = new Map<number, number[]>();
+  /** Per resolution: min-heap of the window indexes (start / windowMs) of open windows. */
+  readonly heaps: number[][] = [];
+  /** Per resolution: window index -> slots of the open windows with that index. */
+  readonly buckets: Map<number, number[]>[] = [];
   readonly bySymbol = new Map<string, SymbolState>();
-  constructor(readonly id: number) {}
+  constructor(readonly id: number, resolutions: number) {
+    for (let r = 0; r < resolutions; r++) {
+      this.heaps.push([]);
+      this.buckets.push(new Map());
+    }
+  }
 }
 
 function heapPush(h: number[], v: number): void {
@@ -557,6 +570,8 @@ function addTick(
 function toRow(pool: Pool, sizes: readonly number[], s: number, isFinal: boolean): WindowRow {
   const d = pool.pages[s >>> PAGE_BITS];
   const b = (s & PAGE_MASK) * STRIDE;
+  const md = pool.metas[s >>> PAGE_BITS];
+  const mb = (s & PAGE_MASK) * META_STRIDE;
   const sym = pool.syms[s]!;
   const sum = d[b + F_SUM] + d[b + F_COMP];
   const volume = d[b + F_VOLUME] + d[b + F_VOLUME_COMP];
@@ -564,9 +579,9 @@ function toRow(pool: Pool, sizes: readonly number[], s: number, isFinal: boolean
   const count = d[b + F_COUNT];
   return {
     symbol: sym.symbol,
-    windowMs: sizes[d[b + F_RES]],
-    windowStart: d[b + F_START],
-    windowEnd: d[b + F_END],
+    windowMs: sizes[md[mb + M_RES]],
+    windowStart: md[mb + M_START],
+    windowEnd: md[mb + M_END],
     count,
     sum,
     avg: sum / count,
@@ -588,13 +603,15 @@ function toRow(pool: Pool, sizes: readonly number[], s: number, isFinal: boolean
 function toWindowRecord(pool: Pool, sizes: readonly number[], s: number): WindowRecord {
   const d = pool.pages[s >>> PAGE_BITS];
   const b = (s & PAGE_MASK) * STRIDE;
+  const md = pool.metas[s >>> PAGE_BITS];
+  const mb = (s & PAGE_MASK) * META_STRIDE;
   const sym = pool.syms[s]!;
   return {
     kind: "window",
     partition: sym.part.id,
-    windowMs: sizes[d[b + F_RES]],
+    windowMs: sizes[md[mb + M_RES]],
     symbol: sym.symbol,
-    start: d[b + F_START],
+    start: md[mb + M_START],
     count: d[b + F_COUNT],
     sum: d[b + F_SUM],
     comp: d[b + F_COMP],
@@ -633,6 +650,7 @@ function metaOf(p: PartitionState): PartitionMeta {
     floor: nullIfInfinite(p.floor),
     replayBelow: p.replayBelow,
     lastArrivalMs: nullIfInfinite(p.lastArrival),
+    openWindows: p.open,
   };
 }
 
@@ -784,16 +802,16 @@ export class Cut {
       if (d[(s & PAGE_MASK) * STRIDE + F_FINAL_GEN] > gen) out.push(toWindowRecord(pool, sizes, s));
     }
     for (const s of lists.finals) {
-      const d = pool.pages[s >>> PAGE_BITS];
-      const b = (s & PAGE_MASK) * STRIDE;
-      if (d[b + F_BORN_GEN] < gen || deleteNew) {
+      const d = pool.metas[s >>> PAGE_BITS];
+      const b = (s & PAGE_MASK) * META_STRIDE;
+      if (d[b + M_BORN_GEN] < gen || deleteNew) {
         const sym = pool.syms[s]!;
         out.push({
           kind: "window-deleted",
           partition: sym.part.id,
-          windowMs: sizes[d[b + F_RES]],
+          windowMs: sizes[d[b + M_RES]],
           symbol: sym.symbol,
-          start: d[b + F_START],
+          start: d[b + M_START],
         });
       }
     }
@@ -969,7 +987,7 @@ export class WindowEngine {
     price += 0;
 
     if (p === undefined) {
-      p = new PartitionState(partition);
+      p = new PartitionState(partition, this.#sizes.length);
       this.#parts.set(partition, p);
     }
     this.#cache = p;
@@ -1004,9 +1022,11 @@ export class WindowEngine {
     const pages = this.#pool.pages;
     const n = sizes.length;
     let lateMask = 0;
+    const cur = sym.cur;
     for (let r = 0; r < n; r++) {
       let s: number;
-      if (eventTime >= sym.curStart[r] && eventTime < sym.curEnd[r]) s = sym.cur[r];
+      const k = 3 * r;
+      if (eventTime >= cur[k] && eventTime < cur[k + 1] && cur[k + 1] > wm) s = cur[k + 2];
       else {
         const size = sizes[r];
         let idx = Math.floor(eventTime / size);
@@ -1032,10 +1052,10 @@ export class WindowEngine {
           continue;
         }
         s = found;
-        if (start > sym.curStart[r]) {
-          sym.cur[r] = s;
-          sym.curStart[r] = start;
-          sym.curEnd[r] = end;
+        if (start > cur[k]) {
+          cur[k] = start;
+          cur[k + 1] = end;
+          cur[k + 2] = s;
         }
       }
       const d = pages[s >>> PAGE_BITS];
@@ -1096,8 +1116,9 @@ export class WindowEngine {
     const s = this.#pool.alloc(sym);
     const d = this.#pool.pages[s >>> PAGE_BITS];
     const b = (s & PAGE_MASK) * STRIDE;
-    d[b + F_START] = start;
-    d[b + F_END] = end;
+    const md = this.#pool.metas[s >>> PAGE_BITS];
+    const mb = (s & PAGE_MASK) * META_STRIDE;
+    d[b + F_GEN] = gen;
     d[b + F_COUNT] = 1;
     d[b + F_SUM] = price;
     d[b + F_COMP] = 0;
@@ -1112,11 +1133,12 @@ export class WindowEngine {
     d[b + F_VOLUME_COMP] = 0;
     d[b + F_PV] = price * delta;
     d[b + F_PV_COMP] = 0;
-    d[b + F_GEN] = gen;
-    d[b + F_DIRTY_SLOT] = this.#dirty.length;
     d[b + F_FINAL_GEN] = OPEN;
-    d[b + F_BORN_GEN] = gen;
-    d[b + F_RES] = r;
+    md[mb + M_START] = start;
+    md[mb + M_END] = end;
+    md[mb + M_DIRTY_SLOT] = this.#dirty.length;
+    md[mb + M_BORN_GEN] = gen;
+    md[mb + M_RES] = r;
     this.#dirty.push(s);
     this.#index(p, sym, r, idx, start, end, s);
   }
@@ -1135,16 +1157,19 @@ export class WindowEngine {
     if (m === undefined) sym.maps[r] = m = new Map();
     m.set(idx, s);
     sym.count++;
-    if (start > sym.curStart[r]) {
-      sym.cur[r] = s;
-      sym.curStart[r] = start;
-      sym.curEnd[r] = end;
+    const cur = sym.cur;
+    const k = 3 * r;
+    if (start > cur[k]) {
+      cur[k] = start;
+      cur[k + 1] = end;
+      cur[k + 2] = s;
     }
-    let bucket = p.byEnd.get(end);
+    const buckets = p.buckets[r];
+    let bucket = buckets.get(idx);
     if (bucket === undefined) {
-      p.byEnd.set(end, bucket = []);
-      heapPush(p.ends, end);
-      p.minEnd = p.ends[0];
+      buckets.set(idx, bucket = []);
+      heapPush(p.heaps[r], idx);
+      if (end < p.minEnd) p.minEnd = end;
     }
     bucket.push(s);
     p.open++;
@@ -1153,6 +1178,8 @@ export class WindowEngine {
 
   /** Marks slot `s` changed in this generation, first copying it into an unreleased cut holding it. */
   #touch(s: number, d: Float64Array, b: number): void {
+    const md = this.#pool.metas[s >>> PAGE_BITS];
+    const mb = (s & PAGE_MASK) * META_STRIDE;
     if (this.#cuts.size !== 0) {
       const c = this.#cuts.get(d[b + F_GEN]);
       if (c !== undefined) {
@@ -1161,12 +1188,15 @@ export class WindowEngine {
         const cd = pool.pages[cs >>> PAGE_BITS];
         const cb = (cs & PAGE_MASK) * STRIDE;
         for (let i = 0; i < STRIDE; i++) cd[cb + i] = d[b + i];
-        c.windows[d[b + F_DIRTY_SLOT]] = cs;
+        const cmd = pool.metas[cs >>> PAGE_BITS];
+        const cmb = (cs & PAGE_MASK) * META_STRIDE;
+        for (let i = 0; i < META_STRIDE; i++) cmd[cmb + i] = md[mb + i];
+        c.windows[md[mb + M_DIRTY_SLOT]] = cs;
         c.copies.push(cs);
       }
     }
     d[b + F_GEN] = this.#gen;
-    d[b + F_DIRTY_SLOT] = this.#dirty.length;
+    md[mb + M_DIRTY_SLOT] = this.#dirty.length;
     this.#dirty.push(s);
   }
 
@@ -1187,33 +1217,33 @@ export class WindowEngine {
   #finalize(p: PartitionState): number {
     const gen = this.#gen;
     const pool = this.#pool;
-    const ends = p.ends;
+    const sizes = this.#sizes;
     const wm = p.wm;
     let n = 0;
-    while (ends.length > 0 && ends[0] <= wm) {
-      const end = heapPop(ends);
-      const bucket = p.byEnd.get(end)!;
-      p.byEnd.delete(end);
-      for (let i = 0; i < bucket.length; i++) {
-        const s = bucket[i];
-        const d = pool.pages[s >>> PAGE_BITS];
-        const b = (s & PAGE_MASK) * STRIDE;
-        d[b + F_FINAL_GEN] = gen;
-        if (d[b + F_GEN] === gen) this.#dirtyFinal++;
-        const sym = pool.syms[s]!;
-        const r = d[b + F_RES];
-        if (sym.cur[r] === s) {
-          sym.cur[r] = -1;
-          sym.curStart[r] = -Infinity;
-          sym.curEnd[r] = -Infinity;
+    let minEnd = Infinity;
+    for (let r = 0; r < sizes.length; r++) {
+      const heap = p.heaps[r];
+      const buckets = p.buckets[r];
+      const size = sizes[r];
+      while (heap.length > 0 && (heap[0] + 1) * size <= wm) {
+        const idx = heapPop(heap);
+        const bucket = buckets.get(idx)!;
+        buckets.delete(idx);
+        for (let i = 0; i < bucket.length; i++) {
+          const s = bucket[i];
+          const d = pool.pages[s >>> PAGE_BITS];
+          const b = (s & PAGE_MASK) * STRIDE;
+          d[b + F_FINAL_GEN] = gen;
+          if (d[b + F_GEN] === gen) this.#dirtyFinal++;
+          this.#finals.push(s);
         }
-        this.#finals.push(s);
+        n += bucket.length;
       }
-      n += bucket.length;
+      if (heap.length > 0 && (heap[0] + 1) * size < minEnd) minEnd = (heap[0] + 1) * size;
     }
     p.open -= n;
     this.#open -= n;
-    p.minEnd = ends.length > 0 ? ends[0] : Infinity;
+    p.minEnd = minEnd;
     return n;
   }
 
@@ -1276,7 +1306,7 @@ export class WindowEngine {
     this.#mutations++;
     let p = this.#parts.get(partition);
     if (p === undefined) {
-      p = new PartitionState(partition);
+      p = new PartitionState(partition, this.#sizes.length);
       p.metaGen = this.#gen;
       this.#parts.set(partition, p);
     }
@@ -1320,12 +1350,12 @@ export class WindowEngine {
     const finals = this.#finals;
     for (let i = 0; i < finals.length; i++) {
       const s = finals[i];
-      const d = pool.pages[s >>> PAGE_BITS];
-      const b = (s & PAGE_MASK) * STRIDE;
+      const d = pool.metas[s >>> PAGE_BITS];
+      const b = (s & PAGE_MASK) * META_STRIDE;
       const sym = pool.syms[s]!;
-      const r = d[b + F_RES];
+      const r = d[b + M_RES];
       const m = sym.maps[r]!;
-      m.delete(d[b + F_START] / sizes[r]);
+      m.delete(d[b + M_START] / sizes[r]);
       if (m.size === 0) sym.maps[r] = undefined;
       if (--sym.count === 0 && !sym.hasBase) sym.part.bySymbol.delete(sym.symbol);
     }
@@ -1496,7 +1526,7 @@ export class WindowEngine {
           if (rec.lastArrivalMs !== null && !num(rec.lastArrivalMs)) {
             bad("lastArrivalMs", rec.lastArrivalMs, rec);
           }
-          const p = new PartitionState(id);
+          const p = new PartitionState(id, this.#sizes.length);
           p.maxEventTime = (maxEventTime as number) + 0;
           p.lastOffset = lastOffset as number;
           p.floor = rec.floor === null ? -Infinity : (rec.floor as number) + 0;
@@ -1609,8 +1639,9 @@ export class WindowEngine {
       const s = pool.alloc(sym);
       const d = pool.pages[s >>> PAGE_BITS];
       const b = (s & PAGE_MASK) * STRIDE;
-      d[b + F_START] = st;
-      d[b + F_END] = st + size;
+      const md = pool.metas[s >>> PAGE_BITS];
+      const mb = (s & PAGE_MASK) * META_STRIDE;
+      d[b + F_GEN] = -1;
       d[b + F_COUNT] = count as number;
       d[b + F_SUM] = rec.sum as number;
       d[b + F_COMP] = rec.comp as number;
@@ -1625,11 +1656,12 @@ export class WindowEngine {
       d[b + F_VOLUME_COMP] = rec.volumeComp as number;
       d[b + F_PV] = rec.pv as number;
       d[b + F_PV_COMP] = rec.pvComp as number;
-      d[b + F_GEN] = -1;
-      d[b + F_DIRTY_SLOT] = 0;
       d[b + F_FINAL_GEN] = OPEN;
-      d[b + F_BORN_GEN] = -1;
-      d[b + F_RES] = r;
+      md[mb + M_START] = st;
+      md[mb + M_END] = st + size;
+      md[mb + M_DIRTY_SLOT] = 0;
+      md[mb + M_BORN_GEN] = -1;
+      md[mb + M_RES] = r;
       this.#index(p, sym, r, idx, st, st + size, s);
     }
     for (const p of this.#parts.values()) {
