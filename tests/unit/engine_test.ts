@@ -1331,11 +1331,18 @@ Deno.test("open-window bound: floor raised to the smallest open end, forced wind
     maxOpenWindows: 1,
   });
   assert.equal(g.openWindowCount, 1);
-  // Restored windows are clean: only the forced-final ones are emitted.
-  assert.deepEqual(g.trigger().windows.map((r) => [r.windowStart, r.isFinal]), [
+  // Restored windows are clean: only the forced-final ones are emitted; the raised floor is in
+  // the delta.
+  const gc = g.cut();
+  assert.deepEqual(allRows(gc).map((r) => [r.windowStart, r.isFinal]).sort(), [
     [30, true],
     [40, true],
   ]);
+  assert.deepEqual(
+    [...gc.delta()].map((r) => r.kind === "partition" ? `floor ${r.floor}` : r.kind),
+    ["floor 50", "window-deleted", "window-deleted"],
+  );
+  assert.equal(gc.stats.forcedFinal, 2);
 });
 
 Deno.test("floors: setFloor raises the watermark, replayBelow suppresses replayed late ticks", () => {
