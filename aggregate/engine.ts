@@ -361,6 +361,82 @@ class Pool {
   }
 }
 
+/**
+ * The windows of one (partition, symbol, resolution) by window index. Small: an array of pairs
+ * `[index, slot, index, slot, ...]` sorted by index (new windows are appended, finalized ones leave
+ * from the front); above SMALL_INDEX pairs (only hostile or very sparse feeds), a Map.
+ */
+type WindowIndex = number[] | Map<number, number>;
+const SMALL_INDEX = 64;
+
+function indexGet(ix: WindowIndex, idx: number): number | undefined {
+  if (!Array.isArray(ix)) return ix.get(idx);
+  const n = ix.length;
+  if (n <= 32) {
+    for (let i = n - 2; i >= 0; i -= 2) {
+      const v = ix[i];
+      if (v === idx) return ix[i + 1];
+      if (v < idx) return undefined;
+    }
+    return undefined;
+  }
+  let lo = 0;
+  let hi = n / 2 - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = ix[2 * mid];
+    if (v === idx) return ix[2 * mid + 1];
+    if (v < idx) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return undefined;
+}
+
+/** Adds (idx, slot), idx absent; returns a Map when the array outgrew SMALL_INDEX. */
+function indexAdd(ix: number[], idx: number, slot: number): Map<number, number> | undefined {
+  const n = ix.length;
+  if (ix[n - 2] < idx) ix.push(idx, slot);
+  else {
+    let i = n - 2;
+    while (i >= 0 && ix[i] > idx) i -= 2;
+    ix.splice(i + 2, 0, idx, slot);
+  }
+  if (ix.length <= 2 * SMALL_INDEX) return undefined;
+  const m = new Map<number, number>();
+  for (let i = 0; i < ix.length; i += 2) m.set(ix[i], ix[i + 1]);
+  return m;
+}
+
+/** Deletes idx (present); returns true if the index is now empty. */
+function indexDelete(ix: WindowIndex, idx: number): boolean {
+  if (!Array.isArray(ix)) {
+    ix.delete(idx);
+    return ix.size === 0;
+  }
+  if (ix[0] === idx) {
+    // Windows finalize in index order: the evicted one is almost always the first.
+    if (ix.length === 2) return true;
+    ix.shift();
+    ix.shift();
+    return false;
+  }
+  let i = 2;
+  while (ix[i] !== idx) i += 2;
+  ix.splice(i, 2);
+  return false;
+}
+
+/** The slots of an index, by ascending window index. */
+function indexSlots(ix: WindowIndex): number[] {
+  const out: number[] = [];
+  if (Array.isArray(ix)) {
+    for (let i = 1; i < ix.length; i += 2) out.push(ix[i]);
+  } else {
+    for (const k of [...ix.keys()].sort((a, b) => a - b)) out.push(ix.get(k)!);
+  }
+  return out;
+}
+
 class SymbolState {
   /**
    * Per resolution r, at 3r: start, end and slot of the newest window (-Infinity, -Infinity,
@@ -368,7 +444,7 @@ class SymbolState {
    */
   readonly cur: number[] = [];
   /** Per resolution: window index (start / windowMs) -> slot (open, or final and not yet evicted). */
-  readonly maps: (Map<number, number> | undefined)[] = [];
+  readonly index: (WindowIndex | undefined)[] = [];
   /** Windows held (all resolutions). */
   count = 0;
   hasBase = false;
@@ -380,7 +456,7 @@ class SymbolState {
   constructor(readonly part: PartitionState, readonly symbol: string, resolutions: number) {
     for (let r = 0; r < resolutions; r++) {
       this.cur.push(-Infinity, -Infinity, -1);
-      this.maps.push(undefined);
+      this.index.push(undefined);
     }
   }
 }
@@ -408,11 +484,16 @@ class PartitionState {
   readonly heaps: number[][] = [];
   /** Per resolution: window index -> slots of the open windows with that index. */
   readonly buckets: Map<number, number[]>[] = [];
+  /** Per resolution: the bucket used last (NaN / undefined: none), saving most lookups. */
+  readonly lastIdx: number[] = [];
+  readonly lastBucket: (number[] | undefined)[] = [];
   readonly bySymbol = new Map<string, SymbolState>();
   constructor(readonly id: number, resolutions: number) {
     for (let r = 0; r < resolutions; r++) {
       this.heaps.push([]);
       this.buckets.push(new Map());
+      this.lastIdx.push(NaN);
+      this.lastBucket.push(undefined);
     }
   }
 }
@@ -1045,8 +1126,9 @@ export class WindowEngine {
           lateMask |= 1 << r;
           continue;
         }
-        const m = sym.maps[r];
-        const found = m === undefined ? undefined : m.get(idx);
+        // A window newer than the current one cannot exist yet: skip the lookup.
+        const ix = sym.index[r];
+        const found = start > cur[k] || ix === undefined ? undefined : indexGet(ix, idx);
         if (found === undefined) {
           this.#create(p, sym, r, idx, start, end, price, eventTime, offset, delta);
           continue;
@@ -1153,9 +1235,12 @@ export class WindowEngine {
     end: number,
     s: number,
   ): void {
-    let m = sym.maps[r];
-    if (m === undefined) sym.maps[r] = m = new Map();
-    m.set(idx, s);
+    const ix = sym.index[r];
+    if (ix === undefined) sym.index[r] = [idx, s];
+    else if (Array.isArray(ix)) {
+      const big = indexAdd(ix, idx, s);
+      if (big !== undefined) sym.index[r] = big;
+    } else ix.set(idx, s);
     sym.count++;
     const cur = sym.cur;
     const k = 3 * r;
@@ -1164,12 +1249,18 @@ export class WindowEngine {
       cur[k + 1] = end;
       cur[k + 2] = s;
     }
-    const buckets = p.buckets[r];
-    let bucket = buckets.get(idx);
-    if (bucket === undefined) {
-      buckets.set(idx, bucket = []);
-      heapPush(p.heaps[r], idx);
-      if (end < p.minEnd) p.minEnd = end;
+    let bucket: number[] | undefined;
+    if (p.lastIdx[r] === idx) bucket = p.lastBucket[r]!;
+    else {
+      const buckets = p.buckets[r];
+      bucket = buckets.get(idx);
+      if (bucket === undefined) {
+        buckets.set(idx, bucket = []);
+        heapPush(p.heaps[r], idx);
+        if (end < p.minEnd) p.minEnd = end;
+      }
+      p.lastIdx[r] = idx;
+      p.lastBucket[r] = bucket;
     }
     bucket.push(s);
     p.open++;
@@ -1229,6 +1320,10 @@ export class WindowEngine {
         const idx = heapPop(heap);
         const bucket = buckets.get(idx)!;
         buckets.delete(idx);
+        if (p.lastIdx[r] === idx) {
+          p.lastIdx[r] = NaN;
+          p.lastBucket[r] = undefined;
+        }
         for (let i = 0; i < bucket.length; i++) {
           const s = bucket[i];
           const d = pool.pages[s >>> PAGE_BITS];
@@ -1354,9 +1449,7 @@ export class WindowEngine {
       const b = (s & PAGE_MASK) * META_STRIDE;
       const sym = pool.syms[s]!;
       const r = d[b + M_RES];
-      const m = sym.maps[r]!;
-      m.delete(d[b + M_START] / sizes[r]);
-      if (m.size === 0) sym.maps[r] = undefined;
+      if (indexDelete(sym.index[r]!, d[b + M_START] / sizes[r])) sym.index[r] = undefined;
       if (--sym.count === 0 && !sym.hasBase) sym.part.bySymbol.delete(sym.symbol);
     }
     const meta: PartitionMeta[] = [];
@@ -1460,12 +1553,11 @@ export class WindowEngine {
       }
       for (let r = 0; r < sizes.length; r++) {
         for (const sym of syms) {
-          const m = sym.maps[r];
-          if (m === undefined) continue;
-          const idxs = [...m.keys()].sort((a, b) => a - b);
-          for (const idx of idxs) {
+          const ix = sym.index[r];
+          if (ix === undefined) continue;
+          for (const s of indexSlots(ix)) {
             check();
-            yield toWindowRecord(pool, sizes, m.get(idx)!);
+            yield toWindowRecord(pool, sizes, s);
           }
         }
       }
@@ -1629,7 +1721,8 @@ export class WindowEngine {
       ) bad("window lastOffset", lastOffset, rec);
       const sym = symOf(p, symbol as string);
       const idx = st / size;
-      if (sym.maps[r]?.has(idx)) {
+      const ix = sym.index[r];
+      if (ix !== undefined && indexGet(ix, idx) !== undefined) {
         throw new EngineError(
           `Duplicate window record (partition ${p.id}, windowMs ${size}, symbol ${
             fmt(symbol)

@@ -741,6 +741,32 @@ Deno.test("randomized: a cut is frozen while folding continues (copy-on-write)",
   });
 });
 
+Deno.test("randomized: hundreds of open windows per symbol, in random order", () => {
+  withSeed(0x5eed_7000, 20, (rand) => {
+    const options: RefOptions = {
+      windows: pick(rand, [[1], [1, 3], [2, 5]]),
+      delay: randInt(rand, 50, 1000),
+      idle: 0,
+      maxOpen: pick(rand, [1_000_000, 300]),
+    };
+    const es: Event[] = [];
+    let t = 0;
+    for (let i = 0; i < 1500; i++) {
+      t += randInt(rand, 0, 2);
+      const eventTime = rand() < 0.5 ? t : t - randInt(rand, 0, options.delay + 50);
+      es.push({
+        kind: "tick",
+        tick: { symbol: pick(rand, ["A", "B"]), eventTime, price: i % 13, partition: 0, offset: i },
+      });
+    }
+    const s: Scenario = { options, partitions: [0], perPartition: [es] };
+    runEngine(rand, s, interleave(rand, s, { p: 0.01, clock: false }), {
+      deferP: 0.3,
+      restartP: 0.3,
+    });
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Edge cases and worked examples
 
