@@ -41,7 +41,7 @@ import {
   type StoredCheckpoint,
   writeBase,
 } from "./checkpoint.ts";
-import { type CheckpointPointer, type IdentityMismatch, identityKey } from "./kv_layout.ts";
+import { type CheckpointPointer, identityKey, type IdentityMismatch } from "./kv_layout.ts";
 import {
   type Fingerprint,
   fingerprintOf,

@@ -63,20 +63,20 @@ export function planTrigger(input: TriggerInput): TriggerPlan {
   const { cut } = input;
   const watermarks: Record<string, number | null> = {};
   const lag: Record<string, number | null> = {};
-  let due: number | null = null;
   let allFinal: number | null = null;
   const maxWindow = Math.max(...input.windows);
-  for (const [p, m] of cut.meta) {
-    watermarks[String(p)] = Number.isFinite(m.watermark) ? m.watermark : null;
-    if (input.openWindows > 0 && input.idleFinalizeMs > 0 && m.lastArrivalMs !== null) {
-      const quietAt = m.lastArrivalMs + input.idleFinalizeMs;
-      due = due === null ? quietAt : Math.min(due, quietAt);
+  for (const m of cut.meta) {
+    watermarks[String(m.partition)] = m.watermark;
+    if (m.openWindows > 0 && input.idleFinalizeMs > 0 && m.lastArrivalMs !== null) {
       // The last open window of p ends at most one window after its newest tick; idle
       // finalization makes a window final once the wall clock passes its end + the delay.
       const lastEnd = m.maxEventTime === null
         ? -Infinity
         : Math.floor(m.maxEventTime / maxWindow) * maxWindow + maxWindow;
-      const pAll = Math.max(quietAt, lastEnd + input.watermarkDelayMs);
+      const pAll = Math.max(
+        m.lastArrivalMs + input.idleFinalizeMs,
+        lastEnd + input.watermarkDelayMs,
+      );
       allFinal = allFinal === null ? pAll : Math.max(allFinal, pAll);
     }
   }
@@ -115,5 +115,5 @@ export function planTrigger(input: TriggerInput): TriggerPlan {
     },
     reason: input.reason,
   };
-  return { progress, finalizeDueAt: due, allFinalAt: allFinal };
+  return { progress, finalizeDueAt: cut.finalizeDueAt, allFinalAt: allFinal };
 }

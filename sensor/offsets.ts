@@ -159,6 +159,7 @@ export async function inspectOffsets(
     (missing !== undefined && kafka !== null
       ? `partition ${missing.partition} is gone (the topic has ${kafka.length})`
       : offsetsMismatch(partitions));
+  return {
     topic,
     topicExists: kafka !== null,
     partitions,
