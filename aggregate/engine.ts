@@ -1263,7 +1263,7 @@ export class WindowEngine {
     this.#index(p, sym, r, idx, start, end, s);
   }
 
-  /** Puts slot `s` into the symbol's map, the current-window pointer and the end buckets. */
+  /** Puts slot `s` into the symbol's index, its current-window entry and the end buckets. */
   #index(
     p: PartitionState,
     sym: SymbolState,
