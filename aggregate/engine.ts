@@ -605,6 +605,66 @@ function isPartitionId(p: unknown): p is number {
   return typeof p === "number" && Number.isSafeInteger(p) && p >= 0;
 }
 
+/** Throws EngineError unless `tick` is valid for partition state `p` (undefined: unknown). */
+function validateTick(tick: Tick, p: PartitionState | undefined): void {
+  const { symbol, partition, offset, eventTime, price, dayVolume, arrivalMs } = tick;
+  if (p === undefined && !isPartitionId(partition)) {
+    throw new EngineError(
+      `Invalid partition ${fmt(partition)}: expected a non-negative safe integer`,
+    );
+  }
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new EngineError(
+      `Invalid offset ${
+        fmt(offset)
+      } on partition ${partition}: expected a non-negative safe integer`,
+    );
+  }
+  if (p !== undefined && offset <= p.lastOffset) {
+    throw new EngineError(
+      `Offset ${offset} on partition ${partition} is not greater than the previous offset ${p.lastOffset}`,
+    );
+  }
+  if (typeof symbol !== "string" || symbol.length === 0) {
+    throw new EngineError(
+      `Invalid symbol ${fmt(symbol)} at partition ${partition} offset ${offset}`,
+    );
+  }
+  if (
+    typeof eventTime !== "number" || !(eventTime >= -MAX_EVENT_TIME && eventTime <= MAX_EVENT_TIME)
+  ) {
+    throw new EngineError(
+      `Invalid eventTime ${
+        fmt(eventTime)
+      } at partition ${partition} offset ${offset}: expected a finite epoch ms within ±${MAX_EVENT_TIME}`,
+    );
+  }
+  if (typeof price !== "number" || !Number.isFinite(price)) {
+    throw new EngineError(
+      `Invalid price ${
+        fmt(price)
+      } at partition ${partition} offset ${offset}: expected a finite number`,
+    );
+  }
+  if (
+    dayVolume !== undefined &&
+    !(typeof dayVolume === "number" && dayVolume >= 0 && dayVolume <= Number.MAX_VALUE)
+  ) {
+    throw new EngineError(
+      `Invalid dayVolume ${
+        fmt(dayVolume)
+      } at partition ${partition} offset ${offset}: expected a finite number >= 0 or absent`,
+    );
+  }
+  if (arrivalMs !== undefined && !(typeof arrivalMs === "number" && Number.isFinite(arrivalMs))) {
+    throw new EngineError(
+      `Invalid arrivalMs ${
+        fmt(arrivalMs)
+      } at partition ${partition} offset ${offset}: expected a finite epoch ms or absent`,
+    );
+  }
+}
+
 /** Folds one accepted tick into the window at `d[b..]` (Neumaier-compensated sums). */
 function addTick(
   d: Float64Array,
@@ -998,174 +1058,29 @@ export class WindowEngine {
    * not greater than the partition's last one.
    */
   fold(tick: Tick): boolean {
-    const symbol = tick.symbol;
-    const partition = tick.partition;
-    const offset = tick.offset;
-    const dayVolume = tick.dayVolume;
-    const arrivalMs = tick.arrivalMs;
-    let eventTime = tick.eventTime;
-    let price = tick.price;
-
     let p = this.#cache;
-    if (p === undefined || p.id !== partition) p = this.#parts.get(partition);
-    if (p === undefined && !isPartitionId(partition)) {
-      throw new EngineError(
-        `Invalid partition ${fmt(partition)}: expected a non-negative safe integer`,
-      );
-    }
-    if (!Number.isSafeInteger(offset) || offset < 0) {
-      throw new EngineError(
-        `Invalid offset ${
-          fmt(offset)
-        } on partition ${partition}: expected a non-negative safe integer`,
-      );
-    }
-    if (p !== undefined && offset <= p.lastOffset) {
-      throw new EngineError(
-        `Offset ${offset} on partition ${partition} is not greater than the previous offset ${p.lastOffset}`,
-      );
-    }
-    if (typeof symbol !== "string" || symbol.length === 0) {
-      throw new EngineError(
-        `Invalid symbol ${fmt(symbol)} at partition ${partition} offset ${offset}`,
-      );
-    }
-    if (
-      typeof eventTime !== "number" ||
-      !(eventTime >= -MAX_EVENT_TIME && eventTime <= MAX_EVENT_TIME)
-    ) {
-      throw new EngineError(
-        `Invalid eventTime ${
-          fmt(eventTime)
-        } at partition ${partition} offset ${offset}: expected a finite epoch ms within ±${MAX_EVENT_TIME}`,
-      );
-    }
-    if (typeof price !== "number" || !Number.isFinite(price)) {
-      throw new EngineError(
-        `Invalid price ${
-          fmt(price)
-        } at partition ${partition} offset ${offset}: expected a finite number`,
-      );
-    }
-    if (
-      dayVolume !== undefined &&
-      !(typeof dayVolume === "number" && dayVolume >= 0 && dayVolume <= Number.MAX_VALUE)
-    ) {
-      throw new EngineError(
-        `Invalid dayVolume ${
-          fmt(dayVolume)
-        } at partition ${partition} offset ${offset}: expected a finite number >= 0 or absent`,
-      );
-    }
-    if (arrivalMs !== undefined && !(typeof arrivalMs === "number" && Number.isFinite(arrivalMs))) {
-      throw new EngineError(
-        `Invalid arrivalMs ${
-          fmt(arrivalMs)
-        } at partition ${partition} offset ${offset}: expected a finite epoch ms or absent`,
-      );
-    }
-    eventTime += 0; // normalise -0
-    price += 0;
-
-    if (p === undefined) {
-      p = new PartitionState(partition, this.#sizes.length);
-      this.#parts.set(partition, p);
-    }
+    if (p === undefined || p.id !== tick.partition) p = this.#parts.get(tick.partition);
+    validateTick(tick, p);
+    const eventTime = tick.eventTime + 0; // normalise -0
+    const price = tick.price + 0;
+    const offset = tick.offset;
+    if (p === undefined) p = this.#newPartition(tick.partition);
     this.#cache = p;
     this.#mutations++;
     const gen = this.#gen;
-
-    let sym = p.bySymbol.get(symbol);
-    if (sym === undefined) {
-      sym = new SymbolState(p, symbol, this.#sizes.length);
-      p.bySymbol.set(symbol, sym);
-    }
-
-    // Volume delta from the cumulative day volume (late ticks included).
-    let delta = 0;
-    if (dayVolume !== undefined) {
-      if (sym.hasBase) {
-        const base = sym.base;
-        if (dayVolume !== base) {
-          delta = dayVolume < base ? dayVolume : dayVolume - base;
-          if (sym.baseGen !== gen) this.#touchBaseline(sym);
-          sym.base = dayVolume + 0;
-        }
-      } else {
-        this.#touchBaseline(sym);
-        sym.hasBase = true;
-        sym.base = dayVolume + 0;
-      }
-    }
-
+    const sym = this.#symbol(p, tick.symbol);
+    const delta = tick.dayVolume === undefined ? 0 : this.#volumeDelta(sym, tick.dayVolume);
     const wm = p.wm;
-    const sizes = this.#sizes;
-    const pages = this.#pool.pages;
-    const n = sizes.length;
+    const n = this.#sizes.length;
     let lateMask = 0;
-    const cur = sym.cur;
     for (let r = 0; r < n; r++) {
-      let s: number;
-      const k = 3 * r;
-      if (eventTime >= cur[k] && eventTime < cur[k + 1] && cur[k + 1] > wm) s = cur[k + 2];
-      else {
-        const size = sizes[r];
-        let idx = Math.floor(eventTime / size);
-        let start = idx * size;
-        // Guard against rounding for fractional times near a boundary.
-        if (start > eventTime) {
-          idx--;
-          start -= size;
-        } else if (start + size <= eventTime) {
-          idx++;
-          start += size;
-        }
-        start += 0; // normalise -0
-        const end = start + size;
-        if (end <= wm) {
-          lateMask |= 1 << r;
-          continue;
-        }
-        // A window newer than the current one cannot exist yet: skip the lookup.
-        const ix = sym.index[r];
-        const found = start > cur[k] || ix === undefined ? undefined : indexGet(ix, idx);
-        if (found === undefined) {
-          this.#create(p, sym, r, idx, start, end, price, eventTime, offset, delta);
-          continue;
-        }
-        s = found;
-        if (start > cur[k]) {
-          cur[k] = start;
-          cur[k + 1] = end;
-          cur[k + 2] = s;
-        }
-      }
-      const d = pages[s >>> PAGE_BITS];
-      const b = (s & PAGE_MASK) * STRIDE;
-      if (d[b + F_GEN] !== gen) this.#touch(s, d, b);
-      addTick(d, b, price, eventTime, offset, delta);
-    }
-
-    if (lateMask !== 0) {
-      if (offset < p.replayBelow) this.#suppressed++;
-      else {
-        const lateFor: number[] = [];
-        for (let r = 0; r < n; r++) if ((lateMask & (1 << r)) !== 0) lateFor.push(sizes[r]);
-        this.#late.push({ symbol, eventTime, price, partition, offset, watermark: wm, lateFor });
-      }
-      if (sym.count === 0 && !sym.hasBase) p.bySymbol.delete(symbol);
-    }
-    if (eventTime > p.maxEventTime) {
-      p.maxEventTime = eventTime;
-      const natural = eventTime - this.watermarkDelayMs;
-      if (natural > p.wm) {
-        p.wm = natural;
-        if (natural >= p.minEnd) this.#finalize(p);
+      if (!this.#foldInto(p, sym, r, eventTime, price, offset, delta, wm, gen)) {
+        lateMask |= 1 << r;
       }
     }
-    p.lastOffset = offset;
-    if (arrivalMs !== undefined && arrivalMs > p.lastArrival) p.lastArrival = arrivalMs + 0;
-    p.metaGen = gen;
+    if (lateMask !== 0) this.#reportLate(p, sym, tick, wm, lateMask);
+    this.#advance(p, eventTime, offset, tick.arrivalMs);
+    if (p.wm >= p.minEnd) this.#finalize(p);
     if (p.open > this.maxOpenWindows) this.#enforceBound(p);
     return lateMask === 0;
   }
@@ -1173,12 +1088,135 @@ export class WindowEngine {
   /** Folds ticks in order; stops at (and throws) the first invalid tick, keeping the earlier ones. */
   foldAll(ticks: Iterable<Tick>): FoldSummary {
     let accepted = 0;
+    if (Array.isArray(ticks)) {
+      for (let i = 0; i < ticks.length; i++) if (this.fold(ticks[i])) accepted++;
+      return { accepted, late: ticks.length - accepted };
+    }
     let late = 0;
     for (const tick of ticks) {
       if (this.fold(tick)) accepted++;
       else late++;
     }
     return { accepted, late };
+  }
+
+  #newPartition(id: number): PartitionState {
+    const p = new PartitionState(id, this.#sizes.length);
+    this.#parts.set(id, p);
+    return p;
+  }
+
+  #symbol(p: PartitionState, symbol: string): SymbolState {
+    let sym = p.bySymbol.get(symbol);
+    if (sym === undefined) {
+      sym = new SymbolState(p, symbol, this.#sizes.length);
+      p.bySymbol.set(symbol, sym);
+    }
+    return sym;
+  }
+
+  /** The volume delta of a tick with `dayVolume` (late ticks included); moves the baseline. */
+  #volumeDelta(sym: SymbolState, dayVolume: number): number {
+    if (!sym.hasBase) {
+      this.#touchBaseline(sym);
+      sym.hasBase = true;
+      sym.base = dayVolume + 0;
+      return 0;
+    }
+    const base = sym.base;
+    if (dayVolume === base) return 0;
+    if (sym.baseGen !== this.#gen) this.#touchBaseline(sym);
+    sym.base = dayVolume + 0;
+    return dayVolume < base ? dayVolume : dayVolume - base;
+  }
+
+  /** Folds one tick into its window of resolution r; false if that window is late. */
+  #foldInto(
+    p: PartitionState,
+    sym: SymbolState,
+    r: number,
+    eventTime: number,
+    price: number,
+    offset: number,
+    delta: number,
+    wm: number,
+    gen: number,
+  ): boolean {
+    const cur = sym.cur;
+    const k = 3 * r;
+    let s: number;
+    if (eventTime >= cur[k] && eventTime < cur[k + 1] && cur[k + 1] > wm) s = cur[k + 2];
+    else {
+      const size = this.#sizes[r];
+      let idx = Math.floor(eventTime / size);
+      let start = idx * size;
+      // Guard against rounding for fractional times near a boundary.
+      if (start > eventTime) {
+        idx--;
+        start -= size;
+      } else if (start + size <= eventTime) {
+        idx++;
+        start += size;
+      }
+      start += 0; // normalise -0
+      const end = start + size;
+      if (end <= wm) return false;
+      // A window newer than the current one cannot exist yet: skip the lookup.
+      const ix = sym.index[r];
+      const found = start > cur[k] || ix === undefined ? undefined : indexGet(ix, idx);
+      if (found === undefined) {
+        this.#create(p, sym, r, idx, start, end, price, eventTime, offset, delta);
+        return true;
+      }
+      s = found;
+      if (start > cur[k]) {
+        cur[k] = start;
+        cur[k + 1] = end;
+        cur[k + 2] = s;
+      }
+    }
+    const d = this.#pool.pages[s >>> PAGE_BITS];
+    const b = (s & PAGE_MASK) * STRIDE;
+    if (d[b + F_GEN] !== gen) this.#touch(s, d, b);
+    addTick(d, b, price, eventTime, offset, delta);
+    return true;
+  }
+
+  /** Reports (or counts as suppressed) a tick late for the resolutions in lateMask. */
+  #reportLate(p: PartitionState, sym: SymbolState, tick: Tick, wm: number, lateMask: number): void {
+    if (tick.offset < p.replayBelow) this.#suppressed++;
+    else {
+      const lateFor: number[] = [];
+      const sizes = this.#sizes;
+      for (let r = 0; r < sizes.length; r++) {
+        if ((lateMask & (1 << r)) !== 0) lateFor.push(sizes[r]);
+      }
+      this.#late.push({
+        symbol: tick.symbol,
+        eventTime: tick.eventTime + 0,
+        price: tick.price + 0,
+        partition: tick.partition,
+        offset: tick.offset,
+        watermark: wm,
+        lateFor,
+      });
+    }
+    // A symbol seen only in late ticks without volume holds nothing.
+    if (sym.count === 0 && !sym.hasBase && p.bySymbol.get(sym.symbol) === sym) {
+      p.bySymbol.delete(sym.symbol);
+    }
+  }
+
+  /** Advances `p`'s max event time, natural watermark, last offset and last arrival. */
+  #advance(p: PartitionState, eventTime: number, offset: number, arrivalMs?: number): void {
+    if (eventTime > p.maxEventTime) {
+      p.maxEventTime = eventTime;
+      const natural = eventTime - this.watermarkDelayMs;
+      if (natural > p.wm) p.wm = natural;
+    }
+    p.lastOffset = offset;
+    if (arrivalMs !== undefined && arrivalMs > p.lastArrival) p.lastArrival = arrivalMs + 0;
+    p.metaGen = this.#gen;
   }
 
   /** Creates the window (sym, r, idx) holding one tick. */
@@ -1225,7 +1263,7 @@ export class WindowEngine {
     this.#index(p, sym, r, idx, start, end, s);
   }
 
-  /** Puts slot `s` into the symbol's map, the current-window pointer and the end buckets. */
+  /** Puts slot `s` into the symbol's index, its current-window entry and the end buckets. */
   #index(
     p: PartitionState,
     sym: SymbolState,

@@ -431,6 +431,8 @@ interface RunOptions {
   restartP: number;
   /** Compare every cut with the reference (else: a sample). */
   checkAll?: boolean;
+  /** Probability, per tick, of folding it and the ticks that follow through foldAll. */
+  batchP?: number;
 }
 
 interface RunResult {
@@ -497,6 +499,7 @@ function runEngine(
   events: readonly Event[],
   run: RunOptions,
 ): RunResult {
+  run = { batchP: 0.05, ...run };
   const options = engineOptions(s.options);
   let engine = new WindowEngine(options);
   const ref = new Reference(s.options);
@@ -543,7 +546,30 @@ function runEngine(
     else releaseLater.push(cut);
   };
 
-  for (const e of events) {
+  for (let ei = 0; ei < events.length; ei++) {
+    const e = events[ei];
+    if (e.kind === "tick" && rand() < run.batchP!) {
+      // A run of ticks through foldAll.
+      const batch: Tick[] = [];
+      let late = 0;
+      const limit = pick(rand, [2, 50, 5000]);
+      while (ei < events.length && events[ei].kind === "tick" && batch.length < limit) {
+        const t = (events[ei] as Extract<Event, { kind: "tick" }>).tick;
+        ref.apply(events[ei]);
+        if (ref.lastLate) late++;
+        batch.push(t);
+        ei++;
+      }
+      ei--;
+      assert.deepEqual(engine.foldAll(batch), { accepted: batch.length - late, late }, "foldAll");
+      for (const p of s.partitions) {
+        const meta = engine.meta(p);
+        if (meta === undefined) continue;
+        assert.ok(meta.openWindows <= s.options.maxOpen, "open-window bound after foldAll");
+        assert.equal(meta.watermark, nullIfInf(ref.part(p).wm), "watermark after foldAll");
+      }
+      continue;
+    }
     ref.apply(e);
     if (e.kind === "tick") {
       assert.equal(engine.fold(e.tick), !ref.lastLate, "fold's return value");
@@ -1047,6 +1073,20 @@ Deno.test("offset regression is rejected and leaves the state untouched", () => 
   // foldAll stops at the bad tick, keeping the earlier ones.
   assert.throws(() => e.foldAll([tick("O", 3000, 3, 12), tick("O", 3000, 3, 12)]), EngineError);
   assert.equal(e.lastOffset(0), 12);
+});
+
+Deno.test("foldAll with several resolutions: a bad tick keeps the earlier ones", () => {
+  const ticks = Array.from({ length: 3000 }, (_, i) => tick("A", i * 1000, 1 + i, i));
+  const bad = [...ticks];
+  bad[2500] = { ...bad[2500], price: NaN };
+  const e = new WindowEngine({ windows: FOUR });
+  assert.throws(() => e.foldAll(bad), /^EngineError: Invalid price NaN at partition 0 offset 2500/);
+  assert.equal(e.lastOffset(0), 2499);
+  const f = new WindowEngine({ windows: FOUR });
+  for (const t of ticks.slice(0, 2500)) f.fold(t);
+  assert.deepEqual(sortedRecords(e.records()), sortedRecords(f.records()));
+  assert.deepEqual(e.trigger(), f.trigger());
+  assert.throws(() => e.foldAll([null as unknown as Tick]), TypeError);
 });
 
 Deno.test("invalid ticks and options are rejected with typed errors naming the value", () => {
