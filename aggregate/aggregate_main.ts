@@ -70,8 +70,8 @@ export async function main(args: string[]): Promise<number> {
   const rebuild = values.rebuild === true || values["from-beginning"] === true;
   if (rebuild && !values.yes) {
     throw new UsageError(
-      "--rebuild drops the window state and re-reads the topic from its log start (final rows " +
-        "and watermarks are kept): add --yes to confirm",
+      `--${values.rebuild ? "rebuild" : "from-beginning"} drops the window state and re-reads ` +
+        "the topic from its log start (final rows and watermarks are kept): add --yes to confirm",
     );
   }
   const config = loadBaseConfig(values);

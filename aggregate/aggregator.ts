@@ -16,6 +16,7 @@ import {
   type Admin,
   closeKafkaExtras,
   commitGroupOffsets,
+  ensureTopic,
   type Kafka,
   topicOffsets,
 } from "../common/kafka.ts";
@@ -295,6 +296,11 @@ export async function runAggregator(
       throw new Error(`Topic "${topic}" does not exist on Kafka: nothing to aggregate`);
     }
     for (const r of ranges) logStart.set(r.partition, r.start);
+    // Records that are not valid ticks go to <topic>.dlq (ingest creates it; a topic written by
+    // something else may not have one yet).
+    if (await ensureTopic(admin, `${topic}.dlq`, { partitions: ranges.length })) {
+      log.info("created the dead-letter topic", { topic: `${topic}.dlq` });
+    }
 
     // --- checkpoint --------------------------------------------------------------------------
     const orphans = await cleanupOrphans(kv, topic, { guard });
@@ -505,6 +511,10 @@ export async function runAggregator(
         if (buffered >= 2 * o.maxBuffered && !heldForBuffer) {
           heldForBuffer = true;
           source.hold();
+          log.warn("consumer paused: records read and not yet checkpointed at twice the bound", {
+            buffered,
+            maxBuffered: o.maxBuffered,
+          });
         }
       }
       if (caughtUpPending && isCaughtUp()) triggerNow("caught-up");
@@ -569,6 +579,15 @@ export async function runAggregator(
       watermarkDelayMs: o.watermarkDelayMs,
     });
     const records = sinceCut;
+    // Nothing read and nothing changed: nothing to write (the cost follows what changed). The
+    // last trigger of a run always commits, so the run's end is on record.
+    if (
+      records === 0 && cut.stats.changed === 0 && cut.stats.finalized === 0 &&
+      cut.late.length === 0 && cut.stats.idleAdvanced.length === 0 && reason !== "final"
+    ) {
+      cut.release();
+      return { allFinalAt: plan.allFinalAt, caughtUp };
+    }
     const fps = Object.fromEntries([...lastSeen].map(([p, fp]) => [String(p), fp]));
     const myLetters = letters;
     letters = [];
@@ -578,13 +597,7 @@ export async function runAggregator(
     foldMs = 0;
     lastCutAt = nowMs;
     batchId++;
-    const empty = records === 0 && plan.progress.windowsUpdated === 0 &&
-      plan.progress.windowsFinalized === 0 && plan.progress.lateDropped === 0;
     try {
-      if (empty) {
-        writeProgress(JSON.stringify(plan.progress));
-        return { allFinalAt: plan.allFinalAt, caughtUp };
-      }
       const result = await commitTrigger({
         pool,
         kv,
@@ -620,6 +633,7 @@ export async function runAggregator(
     if (heldForBuffer && buffered < o.maxBuffered) {
       heldForBuffer = false;
       source.release();
+      log.info("consumer resumed", { buffered });
     }
     maybeCompact();
     copyOffsets(false);
