@@ -8,6 +8,7 @@
 
 import { Buffer } from "node:buffer";
 import type { Kafka } from "../common/kafka.ts";
+import { tooLargeError } from "../common/kafka_errors.ts";
 import type { KafkaMessage } from "./source.ts";
 
 /** A rejected record, as queued for the dead-letter topic. */
@@ -67,11 +68,67 @@ export interface DeadLetterSink {
   close(): Promise<void>;
 }
 
+/** Bytes of one dead letter as Kafka counts them, about (key, value, headers, framing). */
+export function deadLetterBytes(d: DeadLetter): number {
+  return 200 + (d.key?.byteLength ?? 0) + (d.value?.byteLength ?? 0) + d.detail.length * 3;
+}
+
+/** Largest batch of dead letters sent at once (bytes), well under Kafka's 1 MB request limit. */
+const MAX_BATCH_BYTES = 512 * 1024;
+
+/** `d` with its value cut to half: for a record Kafka still refuses as too large. */
+function halved(d: DeadLetter): DeadLetter | null {
+  if (d.value === null || d.value.byteLength === 0) return null;
+  const keep = Math.floor(d.value.byteLength / 2);
+  return {
+    ...d,
+    value: d.value.slice(0, keep),
+    truncatedFrom: d.truncatedFrom ?? d.value.byteLength,
+  };
+}
+
 /** Creates the dead-letter producer of `topic` (connects lazily, on the first send). */
 export function createDeadLetterSink(kafka: Kafka, options: { topic: string }): DeadLetterSink {
   const dlqTopic = `${options.topic}.dlq`;
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   let connected: Promise<void> | undefined;
+  const sendBatch = (batch: readonly DeadLetter[]) =>
+    producer.send({
+      topic: dlqTopic,
+      acks: -1,
+      messages: batch.map((d) => ({
+        key: d.key === null ? null : Buffer.from(d.key),
+        value: d.value === null ? null : Buffer.from(d.value),
+        timestamp: d.timestamp,
+        headers: {
+          reason: d.reason,
+          detail: d.detail,
+          stage: "aggregate",
+          source_topic: options.topic,
+          source_partition: String(d.partition),
+          source_offset: String(d.offset),
+          ...(d.truncatedFrom !== undefined ? { truncated: String(d.truncatedFrom) } : {}),
+        },
+      })),
+    });
+  // A batch Kafka refuses as too large is split in halves, never sent again as is; a single
+  // letter still refused is cut further (header `truncated`), so one record never wedges a run.
+  const deliver = async (batch: readonly DeadLetter[]): Promise<void> => {
+    try {
+      await sendBatch(batch);
+    } catch (e) {
+      if (tooLargeError(e) === undefined) throw e;
+      if (batch.length > 1) {
+        const mid = Math.ceil(batch.length / 2);
+        await deliver(batch.slice(0, mid));
+        await deliver(batch.slice(mid));
+        return;
+      }
+      const smaller = halved(batch[0]);
+      if (smaller === null) throw e;
+      await deliver([smaller]);
+    }
+  };
   return {
     async send(letters) {
       if (letters.length === 0) return;
@@ -80,26 +137,19 @@ export function createDeadLetterSink(kafka: Kafka, options: { topic: string }): 
         throw e;
       });
       await connected;
-      for (let i = 0; i < letters.length; i += 1000) {
-        await producer.send({
-          topic: dlqTopic,
-          acks: -1,
-          messages: letters.slice(i, i + 1000).map((d) => ({
-            key: d.key === null ? null : Buffer.from(d.key),
-            value: d.value === null ? null : Buffer.from(d.value),
-            timestamp: d.timestamp,
-            headers: {
-              reason: d.reason,
-              detail: d.detail,
-              stage: "aggregate",
-              source_topic: options.topic,
-              source_partition: String(d.partition),
-              source_offset: String(d.offset),
-              ...(d.truncatedFrom !== undefined ? { truncated: String(d.truncatedFrom) } : {}),
-            },
-          })),
-        });
+      let batch: DeadLetter[] = [];
+      let bytes = 0;
+      for (const d of letters) {
+        const n = deadLetterBytes(d);
+        if (batch.length > 0 && (bytes + n > MAX_BATCH_BYTES || batch.length >= 1000)) {
+          await deliver(batch);
+          batch = [];
+          bytes = 0;
+        }
+        batch.push(d);
+        bytes += n;
       }
+      if (batch.length > 0) await deliver(batch);
     },
     async close() {
       if (connected) await producer.disconnect().catch(() => {});

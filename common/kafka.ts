@@ -291,3 +291,5 @@ export async function closeKafkaExtras(kafka: Kafka): Promise<void> {
   clusters.delete(kafka);
   if (c) await (await c.catch(() => null))?.disconnect().catch(() => {});
 }
+
+export { TOO_LARGE_ERRORS, tooLargeError } from "./kafka_errors.ts";
