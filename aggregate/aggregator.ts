@@ -269,6 +269,7 @@ export async function runAggregator(
   const next = new Map<number, number>(); // next offset to fold per partition
   const lastSeen = new Map<number, Fingerprint>(); // the last record folded per partition
   const logStart = new Map<number, number>();
+  const ends = new Map<number, number>(); // end offsets: at start, then as batches report them
   let source: TickSource;
   let batchId = 0;
   const recordIdentityMismatch = (e: TopicIdentityError) => {
@@ -295,7 +296,10 @@ export async function runAggregator(
     if (ranges === null) {
       throw new Error(`Topic "${topic}" does not exist on Kafka: nothing to aggregate`);
     }
-    for (const r of ranges) logStart.set(r.partition, r.start);
+    for (const r of ranges) {
+      logStart.set(r.partition, r.start);
+      ends.set(r.partition, r.end);
+    }
     // Records that are not valid ticks go to <topic>.dlq (ingest creates it; a topic written by
     // something else may not have one yet).
     if (await ensureTopic(admin, `${topic}.dlq`, { partitions: ranges.length })) {
@@ -331,9 +335,12 @@ export async function runAggregator(
       // Start over from the log start with an empty state, keeping each partition's
       // watermark as a floor: final rows stay final and what was late stays late.
       engine = new WindowEngine(engineOptions);
+      // Ticks below the old offsets were handled by the runs that read them: their late
+      // reports are not repeated, unless those offsets were another log's (a recreated topic).
+      const sameLog = identityProblem(pointer, ranges) === null;
       for (const [p, wm] of Object.entries(pointer.watermarks)) {
-        const stored = pointer.offsets[p];
-        engine.setFloor(Number(p), { watermark: wm, replayBelow: stored ?? 0 });
+        const stored = sameLog ? pointer.offsets[p] ?? 0 : 0;
+        engine.setFloor(Number(p), { watermark: wm, replayBelow: stored });
       }
       for (const r of ranges) next.set(r.partition, r.start);
       log.warn("rebuilding from the log start: state dropped, watermarks kept", {
@@ -404,7 +411,6 @@ export async function runAggregator(
   let caughtUpPending = true; // the first trigger fires once the start has caught up
   let heldForBuffer = false;
   let invalidLogged = 0;
-  const ends = new Map<number, number>(); // high watermarks seen by the source
 
   const requestStop = (reason: ExitReason, error?: Error) => {
     if (stopReason !== null) return;
@@ -528,7 +534,7 @@ export async function runAggregator(
   const isCaughtUp = () => {
     for (const p of source.assigned()) {
       const end = ends.get(p);
-      if (end === undefined || (next.get(p) ?? 0) < end) return false;
+      if (end === undefined || (next.get(p) ?? logStart.get(p) ?? 0) < end) return false;
     }
     return source.assigned().length > 0;
   };
