@@ -24,15 +24,11 @@ import type { Pool } from "../common/pg.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { sleep } from "../common/backoff.ts";
 import { WindowEngine } from "./engine.ts";
+import { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText } from "./defaults.ts";
+
+export { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText };
 import { RecordParser } from "./record.ts";
-import {
-  acquireLease,
-  DEFAULT_LEASE_TTL_MS,
-  keepLease,
-  type KeptLease,
-  leaseKey,
-  releaseLease,
-} from "./lease.ts";
+import { acquireLease, keepLease, type KeptLease, leaseKey, releaseLease } from "./lease.ts";
 import {
   CheckpointConflictError,
   cleanupOrphans,
@@ -56,27 +52,6 @@ import { createDeadLetterSink, type DeadLetter, deadLetterOf } from "./dead_lett
 import { commitTrigger, FinalFlushTimeout, type Retrier, retrier } from "./commit.ts";
 import { planTrigger } from "./trigger.ts";
 import type { TriggerReason } from "./progress.ts";
-
-/** Default stable consumer group (tooling sees the aggregator's offsets there). */
-export const DEFAULT_GROUP_ID = "tickpipe-aggregator";
-
-/** Every aggregator setting with its default: the one place defaults are applied. */
-export const AGGREGATOR_DEFAULTS = {
-  groupId: DEFAULT_GROUP_ID,
-  triggerMs: 60_000,
-  idleTimeoutMs: 15 * 60_000,
-  windows: [300_000] as readonly number[],
-  watermarkDelayMs: 900_000,
-  /** null = the watermark delay. */
-  idleFinalizeMs: null as number | null,
-  maxOpenWindows: 1_000_000,
-  maxBuffered: 200_000,
-  maxFutureMs: 300_000,
-  leaseTtlMs: DEFAULT_LEASE_TTL_MS,
-  finalFlushTimeoutMs: 30_000,
-  statementTimeoutMs: 60_000,
-  offsetsCopyEveryMs: 30_000,
-} as const;
 
 /** What the aggregator talks to. */
 export interface AggregatorDeps {
@@ -172,14 +147,6 @@ export class EngineConfigMismatchError extends Error {
     );
     this.name = "EngineConfigMismatchError";
   }
-}
-
-/** `300000` → `5m`, for messages. */
-export function durationText(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
 }
 
 /** Applies {@linkcode AGGREGATOR_DEFAULTS} to `options`. */

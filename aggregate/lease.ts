@@ -4,6 +4,8 @@
  * @module
  */
 
+import { AGGREGATOR_DEFAULTS } from "./defaults.ts";
+
 import { isLeaseLive, KV_PREFIX, leaseKey, type LeaseRecord } from "./kv_layout.ts";
 
 // The layout (prefix, key, value type, liveness rule) lives in kv_layout.ts; re-exported here
@@ -11,7 +13,7 @@ import { isLeaseLive, KV_PREFIX, leaseKey, type LeaseRecord } from "./kv_layout.
 export { isLeaseLive, KV_PREFIX, leaseKey, type LeaseRecord };
 
 /** Default lease time-to-live in ms. */
-export const DEFAULT_LEASE_TTL_MS = 30_000;
+export const DEFAULT_LEASE_TTL_MS = AGGREGATOR_DEFAULTS.leaseTtlMs;
 
 /** A lease as read back, with the KV versionstamp of the entry. */
 export interface HeldLease {

@@ -5,7 +5,8 @@
  */
 
 import type { OptionsTable, ResolvedOptions } from "../common/options.ts";
-import { AGGREGATOR_DEFAULTS as D, type AggregatorOptions, durationText } from "./aggregator.ts";
+import type { AggregatorOptions } from "./aggregator.ts";
+import { AGGREGATOR_DEFAULTS as D, durationText } from "./defaults.ts";
 
 /** The aggregator's tuning flags (defaults applied by the aggregator, shown here). */
 export const AGGREGATOR_FLAGS = {
