@@ -6,8 +6,10 @@
  */
 
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
-import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
+import { loadBaseConfig } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import { optionsUsage, parseArgsConfig, resolveOptions } from "../common/options.ts";
+import { AGGREGATOR_FLAGS, aggregatorOptionsOf } from "./options.ts";
 import {
   METRICS_OPTIONS,
   metricsUsage,
@@ -17,45 +19,41 @@ import {
 
 const OPTIONS = {
   ...BASE_OPTIONS,
-  trigger: { type: "string" },
-  "idle-timeout": { type: "string" },
-  window: { type: "string" },
-  watermark: { type: "string" },
+  ...parseArgsConfig(AGGREGATOR_FLAGS),
+  rebuild: { type: "boolean" },
   "from-beginning": { type: "boolean" },
   yes: { type: "boolean" },
-  "max-buffered": { type: "string" },
-  group: { type: "string" },
-  "lease-ttl": { type: "string" },
   ...METRICS_OPTIONS,
 } as const;
 
 /** Exit code when another aggregator holds the topic's lease. */
 export const EXIT_LEASE_HELD = 3;
+/** Exit code when the topic is not the log the checkpoint was made against. */
+export const EXIT_TOPIC_IDENTITY = 4;
 
 const USAGE = `Usage: tickpipe aggregate [flags]
 
-Consumes the ticks topic, folds ticks into tumbling event-time windows and upserts them into
-PostgreSQL (price_windows, late_ticks, aggregator_progress) every trigger, checkpointing offsets
-and window state to Deno KV. One aggregator per topic (a lease in KV).
+Consumes the ticks topic, folds ticks into tumbling event-time windows (one or several
+resolutions) and upserts them into PostgreSQL (price_windows, late_ticks,
+aggregator_progress) every trigger, checkpointing offsets and window state to Deno KV.
+Records that are not valid ticks go to <topic>.dlq. One aggregator per topic (a lease in KV).
 
 Flags:
-  --trigger DURATION        trigger interval                          (default 60s)
-  --idle-timeout DURATION   exit 0 after this long without new ticks  (default 15m)
-  --window DURATION         tumbling window size                      (default 5m)
-  --watermark DURATION      watermark delay (lateness allowed)        (default 15m)
-  --max-buffered N          pause the consumer above N unsaved ticks  (default 200000)
-  --group ID                Kafka consumer group                      (default tickpipe-aggregator)
-  --lease-ttl DURATION      lease time-to-live, renewed every third   (default 30s)
-  --from-beginning          ignore the checkpoint and rebuild from the earliest offsets
-                            (requires --yes)
-  --yes                     confirm --from-beginning
+${optionsUsage(AGGREGATOR_FLAGS)}
+  --rebuild                 start over from the log start: window state dropped, watermarks
+                            kept (final rows stay final, late stays late); needed to change
+                            --windows or --watermark (requires --yes)
+  --from-beginning          the same as --rebuild (requires --yes)
+  --yes                     confirm --rebuild
 ${metricsUsage("aggregate", { column: 28 })}
   -h, --help                this help
 
 ${BASE_USAGE}
 
 Exit codes: 0 idle timeout or SIGINT/SIGTERM (after a final checkpoint), 1 error,
-2 bad usage, 3 another aggregator holds the lease.
+2 bad usage (or --windows/--watermark differ from the checkpoint's), 3 another aggregator
+holds the lease, 4 the topic is not the log the checkpoint was made against (recreated or
+wiped: see "deno task offsets").
 Durations: 500ms, 5s, 15m, 1h or plain seconds.`;
 
 /** Runs `aggregate` with `args`; returns the exit code. */
@@ -68,24 +66,12 @@ export async function main(args: string[]): Promise<number> {
   if (positionals.length > 0) {
     throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
   }
-  const triggerMs = parseDuration(values.trigger, "--trigger", { fallbackMs: 60_000 });
-  const idleTimeoutMs = parseDuration(values["idle-timeout"], "--idle-timeout", {
-    fallbackMs: 15 * 60_000,
-  });
-  const windowMs = parseDuration(values.window, "--window", { fallbackMs: 300_000 });
-  const watermarkDelayMs = parseDuration(values.watermark, "--watermark", {
-    fallbackMs: 900_000,
-  });
-  const maxBuffered = parsePositive(values["max-buffered"], "--max-buffered", {
-    fallback: 200_000,
-    integer: true,
-    min: 1,
-  });
-  const leaseTtlMs = parseDuration(values["lease-ttl"], "--lease-ttl", { fallbackMs: 30_000 });
-  if (values["from-beginning"] && !values.yes) {
+  const flags = resolveOptions(AGGREGATOR_FLAGS, values);
+  const rebuild = values.rebuild === true || values["from-beginning"] === true;
+  if (rebuild && !values.yes) {
     throw new UsageError(
-      "--from-beginning deletes the checkpoint (offsets, watermarks and open windows) and " +
-        "re-reads the whole topic: add --yes to confirm",
+      `--${values.rebuild ? "rebuild" : "from-beginning"} drops the window state and re-reads ` +
+        "the topic from its log start (final rows and watermarks are kept): add --yes to confirm",
     );
   }
   const config = loadBaseConfig(values);
@@ -111,7 +97,8 @@ export async function main(args: string[]): Promise<number> {
   const { createPool, checkDatabase } = await import("../common/pg.ts");
   const { openKv } = await import("../common/kv.ts");
   const { migrate } = await import("../sql/migrate.ts");
-  const { runAggregator, LeaseHeldError } = await import("./mod.ts");
+  const { runAggregator, LeaseHeldError, EngineConfigMismatchError, TopicIdentityError } =
+    await import("./mod.ts");
 
   const { processLockPath, readLease, tryProcessLock } = await import("./lease.ts");
   const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-aggregate" });
@@ -161,22 +148,23 @@ export async function main(args: string[]): Promise<number> {
     } catch { /* no sys permission */ }
     try {
       handle = await runAggregator({ kafka, pool, kv, logger: log, hostname, writeProgress }, {
-        topic: config.topic,
-        groupId: values.group,
-        triggerMs,
-        idleTimeoutMs,
-        windowMs,
-        watermarkDelayMs,
-        maxBuffered,
-        leaseTtlMs,
+        ...aggregatorOptionsOf(config.topic, flags),
         holdsProcessLock: true,
-        fromBeginning: values["from-beginning"] === true,
+        rebuild,
       });
     } catch (e) {
       stops.dispose();
       if (e instanceof LeaseHeldError) {
         console.error(`tickpipe aggregate: ${e.message}`);
         return EXIT_LEASE_HELD;
+      }
+      if (e instanceof TopicIdentityError) {
+        console.error(`tickpipe aggregate: ${e.message}`);
+        return EXIT_TOPIC_IDENTITY;
+      }
+      if (e instanceof EngineConfigMismatchError) {
+        console.error(`tickpipe aggregate: ${e.message}`);
+        return 2;
       }
       if ((e as Error)?.name?.startsWith("KafkaJS")) throw kafkaError(e, config.brokers);
       throw e;
@@ -185,6 +173,10 @@ export async function main(args: string[]): Promise<number> {
     const result = await handle.done;
     stops.dispose();
     if (result.reason === "idle" || result.reason === "stopped") return 0;
+    if (result.reason === "identity") {
+      console.error(`tickpipe aggregate: ${result.error?.message}`);
+      return EXIT_TOPIC_IDENTITY;
+    }
     console.error(
       `tickpipe aggregate: stopped (${result.reason}): ${result.error?.message ?? "unknown error"}`,
     );

@@ -1,51 +1,61 @@
 /**
- * The aggregator loop: consume the ticks topic (kafkajs eachBatch), fold into the window engine,
- * and every trigger write the emitted windows, late ticks and progress to PostgreSQL in one
- * transaction, then checkpoint offsets + engine state to Deno KV, then commit the offsets to the
- * Kafka consumer group (informational: KV is the source of truth).
+ * The aggregator: a tick source (source.ts, the only kafkajs consumer code), the pure engine
+ * (engine.ts) folding what it hands over, and triggers that cut the engine and commit the cut
+ * (commit.ts: dead letters to Kafka, then PostgreSQL, then a Deno KV delta checkpoint).
+ *
+ * Triggers run every `triggerMs`, at once when `maxBuffered` records are not yet checkpointed
+ * (full speed on backlogs), as soon as a start has caught up with the log, and a last time on
+ * stop. Folding goes on while a trigger commits (the cut is copy-on-write); above twice
+ * `maxBuffered` unsaved records the source is held until a commit lands.
  *
  * Kafka, PostgreSQL, KV and the clock are passed in (`runAggregator(deps, options)`).
  * @module
  */
 
-import type { Kafka } from "../common/kafka.ts";
+import {
+  type Admin,
+  closeKafkaExtras,
+  commitGroupOffsets,
+  ensureTopic,
+  type Kafka,
+  topicOffsets,
+} from "../common/kafka.ts";
 import type { Pool } from "../common/pg.ts";
-import { isTransientDbError } from "../common/pg.ts";
 import { createLogger, type Logger } from "../common/log.ts";
-import { backoffDelay, sleep } from "../common/backoff.ts";
-import {
-  type EngineSnapshot,
-  type LateTick,
-  type Tick,
-  WindowEngine,
-  type WindowRow,
-} from "./engine.ts";
-import {
-  acquireLease,
-  DEFAULT_LEASE_TTL_MS,
-  type HeldLease,
-  leaseKey,
-  LeaseLostError,
-  releaseLease,
-  renewLease,
-} from "./lease.ts";
+import { sleep } from "../common/backoff.ts";
+import { WindowEngine } from "./engine.ts";
+import { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText } from "./defaults.ts";
+
+export { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText };
+import { RecordParser } from "./record.ts";
+import { acquireLease, keepLease, type KeptLease, leaseKey, releaseLease } from "./lease.ts";
 import {
   CheckpointConflictError,
-  deleteCheckpoint,
-  deleteStaleGenerations,
-  readCheckpointState,
+  cleanupOrphans,
+  compact,
+  readState,
+  shouldCompact,
   type StoredCheckpoint,
-  writeCheckpoint,
+  writeBase,
 } from "./checkpoint.ts";
-import { type AggregatorProgress, progressKey } from "./progress.ts";
-import { writeBatch } from "./sink.ts";
-
-/** Default consumer group. */
-export const DEFAULT_GROUP_ID = "tickpipe-aggregator";
+import { type CheckpointPointer, identityKey, type IdentityMismatch } from "./kv_layout.ts";
+import {
+  type Fingerprint,
+  fingerprintOf,
+  type IdentityProblem,
+  type SourceBatch,
+  startSource,
+  type TickSource,
+  TopicIdentityError,
+} from "./source.ts";
+import { createDeadLetterSink, type DeadLetter, deadLetterOf } from "./dead_letters.ts";
+import { commitTrigger, FinalFlushTimeout, type Retrier, retrier } from "./commit.ts";
+import { planTrigger } from "./trigger.ts";
+import type { TriggerReason } from "./progress.ts";
 
 /** What the aggregator talks to. */
 export interface AggregatorDeps {
-  /** kafkajs client (a consumer and an admin are created from it). */
+  /** kafkajs client (consumer, admin and dead-letter producer are created from it). */
   kafka: Kafka;
   /** PostgreSQL pool (migrations already applied). */
   pool: Pool;
@@ -61,42 +71,50 @@ export interface AggregatorDeps {
   hostname?: string;
 }
 
-/** Aggregator settings. */
+/** Aggregator settings (defaults in {@linkcode AGGREGATOR_DEFAULTS}). */
 export interface AggregatorOptions {
   /** Ticks topic. */
   topic: string;
-  /** Consumer group (default tickpipe-aggregator). */
+  /** Stable consumer group: runs consume in `<group>.run-<id>` and copy offsets here. */
   groupId?: string;
-  /** Trigger interval in ms (default 60 000). */
+  /** Trigger interval in ms. */
   triggerMs?: number;
-  /** Exit after this long without new records, in ms (default 15 min). */
+  /** Exit after this long without new records, in ms (once idle finalization is done). */
   idleTimeoutMs?: number;
-  /** Window size in ms (default 5 min). */
-  windowMs?: number;
-  /** Watermark delay in ms (default 15 min). */
+  /** Window resolutions in ms. */
+  windows?: readonly number[];
+  /** Watermark delay in ms. */
   watermarkDelayMs?: number;
-  /** Pause the consumer when more records than this are not yet checkpointed (default 200 000). */
+  /** Wall-clock quiet time after which a caught-up partition's windows finalize; 0 = off. */
+  idleFinalizeMs?: number | null;
+  /** Open windows per partition before the oldest are finalized early. */
+  maxOpenWindows?: number;
+  /** Records read and not yet checkpointed that trigger at once. */
   maxBuffered?: number;
-  /** Ignore (delete) the checkpoint and rebuild from the earliest offsets. */
-  fromBeginning?: boolean;
-  /** Lease TTL in ms (default 30 000; renewed every third of it). */
+  /** Ticks further ahead of the wall clock are dead-lettered as future_time. */
+  maxFutureMs?: number;
+  /** Start over from the log start (state dropped, watermarks kept as floors). */
+  rebuild?: boolean;
+  /** Lease TTL in ms (renewed every third of it). */
   leaseTtlMs?: number;
   /** The caller holds the host-local process lock (tryProcessLock): same-host lease holders are dead. */
   holdsProcessLock?: boolean;
-  /** On stop, how long to keep retrying the final write before giving up (default 30 000). */
+  /** On stop, how long to keep retrying the final write before giving up. */
   finalFlushTimeoutMs?: number;
-  /** kafkajs session timeout (default 10 000). */
-  sessionTimeoutMs?: number;
+  /** PostgreSQL statement timeout of the sink. */
+  statementTimeoutMs?: number;
+  /** How often offsets are copied to the stable group (for Kafka tools). */
+  offsetsCopyEveryMs?: number;
 }
 
 /** Why the aggregator stopped. */
-export type ExitReason = "idle" | "stopped" | "lease-lost" | "failed";
+export type ExitReason = "idle" | "stopped" | "lease-lost" | "failed" | "identity" | "config";
 
 /** How a run ended. */
 export interface ExitResult {
   /** Why. */
   reason: ExitReason;
-  /** The error for "failed" and "lease-lost". */
+  /** The error for "failed", "lease-lost", "identity" and "config". */
   error?: Error;
 }
 
@@ -110,516 +128,589 @@ export interface AggregatorHandle {
   stop(): Promise<ExitResult>;
 }
 
-/** Result of {@linkcode parseTickRecord}. */
-export type ParsedRecord = { ok: true; tick: Tick } | { ok: false; reason: string };
+/** Raised when the checkpoint was made with other windows or another watermark delay. */
+export class EngineConfigMismatchError extends Error {
+  /** Creates the error naming both settings. */
+  constructor(
+    topic: string,
+    stored: CheckpointPointer["engine"],
+    wanted: CheckpointPointer["engine"],
+  ) {
+    const fmt = (e: CheckpointPointer["engine"]) =>
+      `windows ${e.windows.map(durationText).join(",")} watermark ${
+        durationText(e.watermarkDelayMs)
+      }`;
+    super(
+      `The checkpoint of topic "${topic}" was made with ${fmt(stored)}, not ${fmt(wanted)}: ` +
+        `run with the same settings, or add --rebuild to start over from the log start ` +
+        `(final rows stay as they are; watermarks are kept)`,
+    );
+    this.name = "EngineConfigMismatchError";
+  }
+}
 
-const decoder = new TextDecoder();
-const encoder = new TextEncoder();
-
-/** Maps a Kafka record value (normalized tick JSON) to an engine tick, or says why it cannot. */
-export function parseTickRecord(
-  value: Uint8Array | null,
-  coords: { partition: number; offset: number },
-): ParsedRecord {
-  if (value === null) return { ok: false, reason: "empty value" };
-  let v: unknown;
-  try {
-    v = JSON.parse(decoder.decode(value));
-  } catch {
-    return { ok: false, reason: "value is not JSON" };
-  }
-  if (typeof v !== "object" || v === null) return { ok: false, reason: "value is not an object" };
-  const { id, price, time } = v as Record<string, unknown>;
-  if (typeof id !== "string" || id === "") return { ok: false, reason: `bad id ${String(id)}` };
-  if (typeof price !== "number" || !Number.isFinite(price)) {
-    return { ok: false, reason: `bad price ${String(price)}` };
-  }
-  if (typeof time !== "number" || !Number.isSafeInteger(time) || time <= 0) {
-    return { ok: false, reason: `bad time ${String(time)}` };
-  }
+/** Applies {@linkcode AGGREGATOR_DEFAULTS} to `options`. */
+export function resolveAggregatorOptions(options: AggregatorOptions) {
+  const d = AGGREGATOR_DEFAULTS;
+  const watermarkDelayMs = options.watermarkDelayMs ?? d.watermarkDelayMs;
+  const windows = [...new Set(options.windows ?? d.windows)].sort((a, b) => a - b);
   return {
-    ok: true,
-    tick: {
-      symbol: id,
-      eventTime: time,
-      price,
-      partition: coords.partition,
-      offset: coords.offset,
-    },
+    topic: options.topic,
+    groupId: options.groupId ?? d.groupId,
+    triggerMs: options.triggerMs ?? d.triggerMs,
+    idleTimeoutMs: options.idleTimeoutMs ?? d.idleTimeoutMs,
+    windows,
+    watermarkDelayMs,
+    idleFinalizeMs: options.idleFinalizeMs ?? d.idleFinalizeMs ?? watermarkDelayMs,
+    maxOpenWindows: options.maxOpenWindows ?? d.maxOpenWindows,
+    maxBuffered: options.maxBuffered ?? d.maxBuffered,
+    maxFutureMs: options.maxFutureMs ?? d.maxFutureMs,
+    rebuild: options.rebuild ?? false,
+    leaseTtlMs: options.leaseTtlMs ?? d.leaseTtlMs,
+    holdsProcessLock: options.holdsProcessLock ?? false,
+    finalFlushTimeoutMs: options.finalFlushTimeoutMs ?? d.finalFlushTimeoutMs,
+    statementTimeoutMs: options.statementTimeoutMs ?? d.statementTimeoutMs,
+    offsetsCopyEveryMs: options.offsetsCopyEveryMs ?? d.offsetsCopyEveryMs,
   };
 }
 
-interface Pending {
-  windows: WindowRow[];
-  late: LateTick[];
-  state: Uint8Array;
-  offsets: Record<string, number>;
-  watermarks: Record<string, number | null>;
-  progress: AggregatorProgress;
-  records: number;
-}
-
-class FinalFlushTimeout extends Error {
-  constructor(what: string) {
-    super(`Gave up the final ${what} write after the stop deadline; records will be re-read`);
-    this.name = "FinalFlushTimeout";
-  }
-}
+const sameWindows = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((v, i) => v === b[i]);
 
 /**
- * Starts an aggregator: takes the lease (throws LeaseHeldError when another one runs), restores
- * the checkpoint, seeks every assigned partition to its checkpointed offset and runs the trigger
- * loop until idle, stopped, or the lease is lost.
+ * Starts an aggregator: takes the lease (throws LeaseHeldError when another one runs), checks
+ * the topic against the checkpoint, restores the state, and runs until idle, stopped, or the
+ * lease is lost.
  */
 export async function runAggregator(
   deps: AggregatorDeps,
   options: AggregatorOptions,
 ): Promise<AggregatorHandle> {
+  const o = resolveAggregatorOptions(options);
   const { kafka, pool, kv } = deps;
   const now = deps.now ?? Date.now;
   const log = deps.logger ?? createLogger("aggregate");
   const writeProgress = deps.writeProgress ?? ((line: string) => console.log(line));
-  const topic = options.topic;
-  const triggerMs = options.triggerMs ?? 60_000;
-  const idleTimeoutMs = options.idleTimeoutMs ?? 15 * 60_000;
-  const maxBuffered = options.maxBuffered ?? 200_000;
-  const leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
-  const finalFlushTimeoutMs = options.finalFlushTimeoutMs ?? 30_000;
-  const engineOptions = { windowMs: options.windowMs, watermarkDelayMs: options.watermarkDelayMs };
+  const topic = o.topic;
   const runId = crypto.randomUUID();
+  const engineSettings = { windows: o.windows, watermarkDelayMs: o.watermarkDelayMs };
 
-  // --- lease (exit code 3 for the loser) -------------------------------------------------------
-  let lease: HeldLease = await acquireLease(kv, topic, {
-    holder: runId,
-    now: now(),
-    ttlMs: leaseTtlMs,
-    hostname: deps.hostname,
-    processLocked: options.holdsProcessLock === true,
-    // With the host's process lock in hand, a holder on this host that also took that lock
-    // must be a dead process (the kernel released its lock).
-    holderDead: options.holdsProcessLock && deps.hostname !== undefined
-      ? (l) => l.processLocked === true && l.hostname === deps.hostname
-      : undefined,
-  });
+  // One chain for every KV write of this process: lease renewals, checkpoint flips, compaction
+  // flips. KV's atomic checks fence other processes; this keeps our own writes from failing them.
   let kvChain: Promise<unknown> = Promise.resolve();
-  const withKvLock = <T>(fn: () => Promise<T>): Promise<T> => {
+  const serialize = <T>(fn: () => Promise<T>): Promise<T> => {
     const p = kvChain.then(fn);
     kvChain = p.catch(() => {});
     return p;
   };
 
-  let engine: WindowEngine;
-  let checkpoint: StoredCheckpoint | null = null;
-  const nextOffset = new Map<number, number>();
-  let batchId = 0;
-  const admin = kafka.admin();
-  const consumer = kafka.consumer({
-    groupId: options.groupId ?? DEFAULT_GROUP_ID,
-    // The broker's minimum: a restart after kill -9 waits this long for the dead member to leave.
-    sessionTimeout: options.sessionTimeoutMs ?? 6_000,
-    heartbeatInterval: 1000,
-    maxWaitTimeInMs: 250,
-    retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 5000 },
+  // --- lease (exit code 3 for the loser) -------------------------------------------------------
+  const acquired = await acquireLease(kv, topic, {
+    holder: runId,
+    now: now(),
+    ttlMs: o.leaseTtlMs,
+    hostname: deps.hostname,
+    processLocked: o.holdsProcessLock,
+    // With the host's process lock in hand, a holder on this host that also took that lock
+    // must be a dead process (the kernel released its lock).
+    holderDead: o.holdsProcessLock && deps.hostname !== undefined
+      ? (l) => l.processLocked === true && l.hostname === deps.hostname
+      : undefined,
   });
-  const lowOffsets = new Map<number, number>();
+  const lease: KeptLease = keepLease(kv, topic, acquired, {
+    holder: runId,
+    ttlMs: o.leaseTtlMs,
+    hostname: deps.hostname,
+    now,
+    serialize,
+    onRetry: (e) => log.warn("lease renewal failed; retrying", { error: e }),
+  });
+  const guard = (): Deno.AtomicCheck => ({
+    key: leaseKey(topic),
+    versionstamp: lease.current().versionstamp,
+  });
+
+  const admin: Admin = kafka.admin();
+  let checkpoint: StoredCheckpoint | null = null;
+  let engine: WindowEngine;
+  const next = new Map<number, number>(); // next offset to fold per partition
+  const lastSeen = new Map<number, Fingerprint>(); // the last record folded per partition
+  const logStart = new Map<number, number>();
+  const ends = new Map<number, number>(); // end offsets: at start, then as batches report them
+  let source: TickSource;
+  let batchId = 0;
+  const recordIdentityMismatch = (e: TopicIdentityError) => {
+    const value: IdentityMismatch = {
+      reason: e.reason,
+      partition: e.partition,
+      expected: e.expected,
+      found: e.found,
+      message: e.message,
+      detectedAt: now(),
+      runId,
+    };
+    return kv.set(identityKey(topic), value).catch(() => {});
+  };
+  const giveUp = async (e: unknown) => {
+    lease.stop();
+    await admin.disconnect().catch(() => {});
+    await serialize(() => releaseLease(kv, topic, runId)).catch(() => {});
+    throw e;
+  };
   try {
-    // --- checkpoint ----------------------------------------------------------------------------
-    if (options.fromBeginning) {
-      await deleteCheckpoint(kv, topic);
-      log.warn("checkpoint deleted: rebuilding from the earliest offsets", { topic });
+    await admin.connect();
+    const ranges = await topicOffsets(admin, topic);
+    if (ranges === null) {
+      throw new Error(`Topic "${topic}" does not exist on Kafka: nothing to aggregate`);
     }
-    const restored = await readCheckpointState(kv, topic);
-    if (restored) {
-      checkpoint = restored.checkpoint;
-      // An operator reset (`offsets reset`) keeps the offsets but drops the state: start empty.
-      engine = restored.state.byteLength === 0
-        ? new WindowEngine(engineOptions)
-        : WindowEngine.restore(
-          JSON.parse(decoder.decode(restored.state)) as EngineSnapshot,
-          engineOptions,
-        );
-      for (const [p, o] of Object.entries(checkpoint.pointer.offsets)) nextOffset.set(Number(p), o);
-      batchId = checkpoint.pointer.batchId + 1;
+    for (const r of ranges) {
+      logStart.set(r.partition, r.start);
+      ends.set(r.partition, r.end);
+    }
+    // Records that are not valid ticks go to <topic>.dlq (ingest creates it; a topic written by
+    // something else may not have one yet).
+    if (await ensureTopic(admin, `${topic}.dlq`, { partitions: ranges.length })) {
+      log.info("created the dead-letter topic", { topic: `${topic}.dlq` });
+    }
+
+    // --- checkpoint --------------------------------------------------------------------------
+    const orphans = await cleanupOrphans(kv, topic, { guard });
+    if (orphans.removedChunks > 0) {
+      log.info("removed chunks of an interrupted checkpoint", { chunks: orphans.removedChunks });
+    }
+    const restored = await readState(kv, topic);
+    checkpoint = restored?.checkpoint ?? null;
+    const pointer = checkpoint?.pointer ?? null;
+    if (
+      pointer !== null && !o.rebuild &&
+      (!sameWindows(pointer.engine.windows, o.windows) ||
+        pointer.engine.watermarkDelayMs !== o.watermarkDelayMs)
+    ) {
+      throw new EngineConfigMismatchError(topic, pointer.engine, engineSettings);
+    }
+    if (pointer !== null && !o.rebuild) {
+      const problem = identityProblem(pointer, ranges);
+      if (problem !== null) throw new TopicIdentityError(topic, problem);
+    }
+    const engineOptions = {
+      windows: o.windows,
+      watermarkDelayMs: o.watermarkDelayMs,
+      idleFinalizeMs: o.idleFinalizeMs,
+      maxOpenWindows: o.maxOpenWindows,
+    };
+    if (pointer !== null && o.rebuild) {
+      // Start over from the log start with an empty state, keeping each partition's
+      // watermark as a floor: final rows stay final and what was late stays late.
+      engine = new WindowEngine(engineOptions);
+      // Ticks below the old offsets were handled by the runs that read them: their late
+      // reports are not repeated, unless those offsets were another log's (a recreated topic).
+      const sameLog = identityProblem(pointer, ranges) === null;
+      for (const [p, wm] of Object.entries(pointer.watermarks)) {
+        const stored = sameLog ? pointer.offsets[p] ?? 0 : 0;
+        engine.setFloor(Number(p), { watermark: wm, replayBelow: stored });
+      }
+      for (const r of ranges) next.set(r.partition, r.start);
+      log.warn("rebuilding from the log start: state dropped, watermarks kept", {
+        topic,
+        watermarks: pointer.watermarks,
+      });
+      checkpoint = (await serialize(() =>
+        writeBase(kv, topic, {
+          runId,
+          batchId: pointer.batchId + 1,
+          committedAt: now(),
+          offsets: Object.fromEntries(next),
+          watermarks: pointer.watermarks,
+          engine: engineSettings,
+          identity: { partitions: ranges.length, fingerprints: {} },
+          openWindows: 0,
+          finalizeDueAt: null,
+          records: engine.records(),
+        }, { previous: checkpoint, guard })
+      )).checkpoint;
+    } else if (restored !== null) {
+      engine = WindowEngine.restore(restored.records, engineOptions);
+      for (const [p, off] of Object.entries(pointer!.offsets)) next.set(Number(p), off);
+      for (const [p, fp] of Object.entries(pointer!.identity?.fingerprints ?? {})) {
+        if (fp !== null) lastSeen.set(Number(p), fp);
+      }
       log.info("restored checkpoint", {
-        generation: checkpoint.pointer.generation,
-        offsets: checkpoint.pointer.offsets,
+        offsets: pointer!.offsets,
         openWindows: engine.openWindowCount,
+        deltas: pointer!.deltas.length,
       });
     } else {
       engine = new WindowEngine(engineOptions);
       log.info("no checkpoint: starting from the earliest offsets", { topic });
     }
-    const removed = await deleteStaleGenerations(
-      kv,
-      topic,
-      checkpoint?.pointer.generation ?? null,
-    );
-    if (removed > 0) log.info("removed stale checkpoint chunks", { chunks: removed });
+    batchId = (pointer?.batchId ?? -1) + 1;
 
-    // --- Kafka -----------------------------------------------------------------------------------
-    await admin.connect();
-    const topics = await admin.listTopics();
-    if (!topics.includes(topic)) {
-      throw new Error(`Topic "${topic}" does not exist on Kafka: nothing to aggregate`);
-    }
-    for (const r of await admin.fetchTopicOffsets(topic)) {
-      lowOffsets.set(r.partition, Number(r.low));
-    }
-    await consumer.connect();
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    // --- Kafka -------------------------------------------------------------------------------
+    source = await startSource(kafka, {
+      topic,
+      groupId: `${o.groupId}.run-${runId.slice(0, 8)}`,
+      resume: next,
+      logStart,
+      verify: lastSeen,
+      logger: log,
+    });
   } catch (e) {
-    await consumer.disconnect().catch(() => {});
-    await admin.disconnect().catch(() => {});
-    await releaseLease(kv, topic, runId).catch(() => {});
-    throw e;
+    if (e instanceof TopicIdentityError) await recordIdentityMismatch(e);
+    return await giveUp(e);
   }
 
-  // --- state shared by the consumer callbacks and the trigger loop ---------------------------------
+  // --- state shared by the fold loop and the triggers -------------------------------------------
+  const parser = new RecordParser({ maxFutureMs: o.maxFutureMs });
+  const deadLetters = createDeadLetterSink(kafka, { topic });
+  let letters: DeadLetter[] = [];
   let buffered = 0; // records folded and not yet checkpointed
-  let sinceCut = 0; // records folded since the last trigger cut
+  let sinceCut = 0;
   let invalidSinceCut = 0;
-  let fetchMs = 0;
+  let invalidByReason: Record<string, number> = {};
   let foldMs = 0;
   let lastInputAt = now();
   let lastCutAt = now();
-  let paused = false;
-  let kafkaDown = false;
-  let pgDown = false;
   let stopReason: ExitReason | null = null;
   let stopError: Error | undefined;
-  let stopDeadline = Infinity;
-  const stopCtl = new AbortController();
-  const gapTries = new Map<number, number>();
+  const stopDeadline = { at: Infinity };
+  const wake = { fn: undefined as (() => void) | undefined };
+  let early: TriggerReason | null = null;
+  let caughtUpPending = true; // the first trigger fires once the start has caught up
+  let heldForBuffer = false;
   let invalidLogged = 0;
 
   const requestStop = (reason: ExitReason, error?: Error) => {
-    if (stopReason === null) {
-      stopReason = reason;
-      stopError = error;
-      stopDeadline = performance.now() + finalFlushTimeoutMs;
-      stopCtl.abort();
-    }
+    if (stopReason !== null) return;
+    stopReason = reason;
+    stopError = error;
+    stopDeadline.at = performance.now() + o.finalFlushTimeoutMs;
+    wake.fn?.();
   };
-
-  const seekAssigned = (partitions: number[]) => {
-    for (const p of partitions) {
-      const off = nextOffset.get(p) ?? lowOffsets.get(p);
-      if (off !== undefined) consumer.seek({ topic, partition: p, offset: String(off) });
-    }
+  const triggerNow = (reason: TriggerReason) => {
+    early ??= reason;
+    wake.fn?.();
   };
-
-  consumer.on(consumer.events.GROUP_JOIN, (e) => {
-    const parts = (e.payload.memberAssignment[topic] ?? []).slice().sort((a, b) => a - b);
-    try {
-      seekAssigned(parts);
-    } catch (err) {
-      log.warn("seek after assignment failed", { error: err as Error });
-    }
-    if (kafkaDown) {
-      kafkaDown = false;
-      log.info("kafka up: consumer rejoined", { partitions: parts });
-    } else log.info("partitions assigned", { partitions: parts });
+  lease.lost.then((e) => {
+    log.error("lease lost: stopping without a final checkpoint", { error: e });
+    requestStop("lease-lost", e);
   });
-  consumer.on(consumer.events.FETCH, (e) => {
-    fetchMs += e.payload.duration;
-    if (kafkaDown) {
-      kafkaDown = false;
-      log.info("kafka up: fetching again");
-    }
-  });
-  consumer.on(consumer.events.CRASH, (e) => {
-    if (!kafkaDown) {
-      kafkaDown = true;
-      log.warn("kafka down: consumer crashed, kafkajs restarts it", {
-        error: e.payload.error,
-        restart: e.payload.restart,
-      });
-    }
-    if (!e.payload.restart) requestStop("failed", e.payload.error);
+  source.failed.then((e) => {
+    if (e instanceof TopicIdentityError) {
+      log.error("topic identity mismatch", { error: e });
+      recordIdentityMismatch(e);
+      requestStop("identity", e);
+    } else requestStop("failed", e);
   });
 
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    eachBatch: async ({ batch, resolveOffset, isRunning, isStale, heartbeat }) => {
-      if (batch.topic !== topic) return;
-      const p = batch.partition;
-      const t0 = performance.now();
-      for (const m of batch.messages) {
-        if (!isRunning() || isStale() || stopReason !== null) break;
-        const off = Number(m.offset);
-        const expected = nextOffset.get(p) ?? lowOffsets.get(p) ?? 0;
-        if (off < expected) { // re-delivered after a seek/rebalance: already folded
-          resolveOffset(m.offset);
-          continue;
-        }
-        if (off > expected) {
-          const tries = gapTries.get(p) ?? 0;
-          if (tries < 3) {
-            gapTries.set(p, tries + 1);
-            log.warn("fetch started past the checkpointed offset: seeking back", {
-              partition: p,
-              expected,
-              got: off,
-            });
-            consumer.seek({ topic, partition: p, offset: String(expected) });
-            break;
-          }
-          log.warn("offsets missing from the log (retention?): skipping them", {
-            partition: p,
-            from: expected,
-            to: off - 1,
-          });
-        }
-        gapTries.delete(p);
-        const parsed = parseTickRecord(m.value, { partition: p, offset: off });
-        let bad = parsed.ok ? null : parsed.reason;
-        if (parsed.ok) {
-          try {
-            engine.fold(parsed.tick);
-          } catch (err) {
-            bad = (err as Error).message;
-          }
-        }
-        if (bad !== null) {
-          invalidSinceCut++;
-          if (invalidLogged++ < 100) {
-            log.warn("skipping invalid record", { partition: p, offset: off, reason: bad });
-          }
-        }
-        nextOffset.set(p, off + 1);
-        sinceCut++;
-        buffered++;
-        lastInputAt = now();
-        resolveOffset(m.offset);
-      }
-      foldMs += performance.now() - t0;
-      if (!paused && buffered >= maxBuffered) {
-        paused = true;
-        consumer.pause([{ topic }]);
-        log.warn("consumer paused: too many records not yet checkpointed", {
-          buffered,
-          maxBuffered,
+  const fold = (b: SourceBatch) => {
+    const t0 = performance.now();
+    const p = b.partition;
+    let expected = next.get(p) ?? logStart.get(p) ?? 0;
+    const msgs = b.messages;
+    const nowMs = now();
+    const lastIdx = msgs.length - 1;
+    let folded = 0;
+    for (let i = 0; i <= lastIdx; i++) {
+      const m = msgs[i];
+      const off = Number(m.offset);
+      if (off < expected) continue; // delivered again after a seek or a rejoin: already folded
+      if (off > expected && b.fetchedOffset > expected) {
+        // The fetch started past our position: a seek went wrong. Never skip silently.
+        log.error("fetch started past the stored offset: records skipped", {
+          partition: p,
+          expected,
+          got: off,
         });
       }
-      await heartbeat().catch(() => {});
-    },
-  });
-
-  // --- lease renewal -------------------------------------------------------------------------------
-  const renewTimer = setInterval(() => {
-    if (stopReason === "lease-lost") return;
-    withKvLock(async () => {
-      lease = await renewLease(kv, topic, {
-        holder: runId,
-        now: now(),
-        ttlMs: leaseTtlMs,
-        hostname: deps.hostname,
-      });
-    }).catch((e) => {
-      if (e instanceof LeaseLostError) {
-        log.error("lease lost: stopping without a final checkpoint", { error: e });
-        requestStop("lease-lost", e);
-      } else log.warn("lease renewal failed; retrying", { error: e as Error });
-    });
-  }, Math.max(100, Math.floor(leaseTtlMs / 3)));
-
-  // --- the trigger -------------------------------------------------------------------------------
-  const partitionKeys = () =>
-    [...new Set([...nextOffset.keys(), ...engine.partitions()])].sort((a, b) => a - b);
-
-  const endOffsetsSafe = async (): Promise<Map<number, number> | null> => {
-    try {
-      const rows = await Promise.race([
-        admin.fetchTopicOffsets(topic),
-        sleep(2000).then(() => null),
-      ]);
-      if (rows === null) return null;
-      return new Map(rows.map((r) => [r.partition, Number(r.high)]));
-    } catch {
-      return null;
+      expected = off + 1;
+      folded++;
+      if (parser.parse(m.value, m.headers?.["tp-format"], nowMs)) {
+        let arrivalMs: number | undefined;
+        if (i === lastIdx) {
+          const h = m.headers?.["ingest_ms"];
+          const v = h === undefined ? NaN : Number(String(h));
+          arrivalMs = Number.isFinite(v) ? v : nowMs;
+        }
+        try {
+          engine.fold({
+            symbol: parser.symbol,
+            eventTime: parser.time,
+            price: parser.price,
+            dayVolume: parser.hasDayVolume ? parser.dayVolume : undefined,
+            partition: p,
+            offset: off,
+            arrivalMs,
+          });
+        } catch (e) {
+          reject(m, p, "engine", (e as Error).message);
+        }
+        continue;
+      }
+      reject(m, p, parser.reason, parser.detail);
+    }
+    if (folded > 0) {
+      next.set(p, expected);
+      lastSeen.set(p, fingerprintOf(msgs[lastIdx]));
+      sinceCut += folded;
+      buffered += folded;
+      lastInputAt = nowMs;
+    }
+    if (b.highWatermark > (ends.get(p) ?? -1)) ends.set(p, b.highWatermark);
+    foldMs += performance.now() - t0;
+  };
+  const reject = (
+    m: SourceBatch["messages"][number],
+    p: number,
+    reason: string,
+    detail: string,
+  ) => {
+    invalidSinceCut++;
+    invalidByReason[reason] = (invalidByReason[reason] ?? 0) + 1;
+    letters.push(deadLetterOf(m, { partition: p, reason, detail }));
+    if (invalidLogged++ < 20) {
+      log.warn("invalid record dead-lettered", { partition: p, offset: m.offset, reason, detail });
     }
   };
 
-  const cut = (reason: "interval" | "final", ends: Map<number, number> | null): Pending => {
+  // --- the fold loop: takes what the source queued, as fast as it comes -------------------------
+  const foldLoop = async () => {
+    let sinceYield = 0;
+    while (stopReason === null || stopReason === "stopped" || stopReason === "idle") {
+      const b = await source.take();
+      if (b === null) return;
+      fold(b);
+      if (buffered >= o.maxBuffered) {
+        triggerNow("full");
+        if (buffered >= 2 * o.maxBuffered && !heldForBuffer) {
+          heldForBuffer = true;
+          source.hold();
+          log.warn("consumer paused: records read and not yet checkpointed at twice the bound", {
+            buffered,
+            maxBuffered: o.maxBuffered,
+          });
+        }
+      }
+      if (caughtUpPending && isCaughtUp()) triggerNow("caught-up");
+      // Let kafkajs' sockets and the triggers in after a long run of batches.
+      if ((sinceYield += b.messages.length) >= 20_000) {
+        sinceYield = 0;
+        await sleep(0);
+      }
+    }
+  };
+  const isCaughtUp = () => {
+    for (const p of source.assigned()) {
+      const end = ends.get(p);
+      if (end === undefined || (next.get(p) ?? logStart.get(p) ?? 0) < end) return false;
+    }
+    return source.assigned().length > 0;
+  };
+
+  // --- triggers ----------------------------------------------------------------------------------
+  const retry: Retrier = retrier({
+    logger: log,
+    deadline: () => stopReason !== null ? stopDeadline.at : Infinity,
+  });
+  let compacting: Promise<void> | null = null;
+  let lastOffsetsCopy = 0;
+
+  /** Runs one trigger; returns when idle finalization will be done and whether all is read. */
+  const trigger = async (
+    reason: TriggerReason,
+  ): Promise<{ allFinalAt: number | null; caughtUp: boolean }> => {
+    const endsNow = await topicOffsets(admin, topic, { timeoutMs: 2000 }).catch(() => null);
+    const endMap = endsNow === null
+      ? null
+      : new Map(endsNow.map((r) => [r.partition, r.end] as const));
+    const nowMs = now();
+    const caughtUp = endMap !== null &&
+      [...endMap].every(([p, end]) => (next.get(p) ?? logStart.get(p) ?? 0) >= end);
     const t0 = performance.now();
-    const { windows, late } = engine.trigger();
-    const state = encoder.encode(JSON.stringify(engine.snapshot()));
-    const offsets: Record<string, number> = {};
-    const watermarks: Record<string, number | null> = {};
-    const lag: Record<string, number | null> = {};
-    for (const p of partitionKeys()) {
-      const next = nextOffset.get(p);
-      if (next !== undefined) offsets[p] = next;
-      const wm = engine.watermark(p);
-      watermarks[p] = Number.isFinite(wm) ? wm : null;
-    }
-    for (const p of ends ? [...ends.keys()] : []) {
-      const next = nextOffset.get(p) ?? lowOffsets.get(p) ?? 0;
-      lag[p] = Math.max(0, ends!.get(p)! - next);
-    }
-    const t = now();
-    const seconds = Math.max(0.001, (t - lastCutAt) / 1000);
-    const finalized = windows.filter((w) => w.isFinal).length;
-    const progress: AggregatorProgress = {
+    const cut = engine.cut({
+      nowMs,
+      caughtUp: (p) =>
+        endMap !== null && (next.get(p) ?? logStart.get(p) ?? 0) >= (endMap.get(p) ?? Infinity),
+    });
+    const plan = planTrigger({
       runId,
       batchId,
       topic,
-      timestamp: new Date(t).toISOString(),
-      inputRows: sinceCut,
-      invalidRows: invalidSinceCut,
-      rowsPerSecond: Math.round((sinceCut / seconds) * 100) / 100,
-      watermarks,
-      windowsUpdated: windows.length - finalized,
-      windowsFinalized: finalized,
-      lateDropped: late.length,
-      openWindows: engine.openWindowCount,
-      offsets,
-      lag,
-      durationsMs: {
-        fetchMs: Math.round(fetchMs),
-        foldMs: Math.round(foldMs),
-        triggerMs: Math.round(performance.now() - t0),
-        sinkMs: null,
-        checkpointMs: null,
-      },
+      nowMs,
       reason,
-    };
-    const pending: Pending = {
-      windows,
-      late,
-      state,
-      offsets,
-      watermarks,
-      progress,
+      cut,
+      windows: o.windows,
+      offsets: Object.fromEntries(next),
+      ends: endMap,
       records: sinceCut,
-    };
+      invalid: invalidSinceCut,
+      invalidByReason,
+      lastCutAt,
+      foldMs,
+      cutMs: performance.now() - t0,
+      openWindows: engine.openWindowCount,
+      idleFinalizeMs: o.idleFinalizeMs,
+      watermarkDelayMs: o.watermarkDelayMs,
+    });
+    const records = sinceCut;
+    // Nothing read and nothing changed: nothing to write (the cost follows what changed). The
+    // last trigger of a run always commits, so the run's end is on record.
+    if (
+      records === 0 && cut.stats.changed === 0 && cut.stats.finalized === 0 &&
+      cut.late.length === 0 && cut.stats.idleAdvanced.length === 0 && reason !== "final"
+    ) {
+      cut.release();
+      return { allFinalAt: plan.allFinalAt, caughtUp };
+    }
+    const fps = Object.fromEntries([...lastSeen].map(([p, fp]) => [String(p), fp]));
+    const myLetters = letters;
+    letters = [];
     sinceCut = 0;
     invalidSinceCut = 0;
-    fetchMs = 0;
+    invalidByReason = {};
     foldMs = 0;
-    lastCutAt = t;
+    lastCutAt = nowMs;
     batchId++;
-    return pending;
-  };
-
-  /** Retries `fn` with backoff until it succeeds; logs one line per down/up change. */
-  const retrying = async <T>(what: "postgres" | "kv", fn: () => Promise<T>): Promise<T> => {
-    let attempt = 0;
-    let hardFailures = 0;
-    for (;;) {
-      try {
-        const r = await fn();
-        if (what === "postgres" && pgDown) {
-          pgDown = false;
-          log.info("postgres up: write succeeded", { attempts: attempt + 1 });
-        }
-        return r;
-      } catch (e) {
-        if (e instanceof CheckpointConflictError) throw e;
-        const transient = what === "kv" || isTransientDbError(e);
-        if (!transient && ++hardFailures >= 5) throw e;
-        if (what === "postgres" && !pgDown) {
-          pgDown = true;
-          log.warn("postgres down: retrying with backoff; offsets not advanced", {
-            error: e as Error,
-          });
-        } else if (what === "kv") log.warn("kv write failed; retrying", { error: e as Error });
-        if (stopReason !== null && performance.now() > stopDeadline) {
-          throw new FinalFlushTimeout(what);
-        }
-        const delay = backoffDelay(attempt++, { initialMs: 200, maxMs: 5000 });
-        await sleep(Math.min(delay, Math.max(0, stopDeadline - performance.now()) + 10)).catch(
-          () => {},
-        );
-      }
-    }
-  };
-
-  const flush = async (reason: "interval" | "final") => {
-    const ends = await endOffsetsSafe();
-    const pending = cut(reason, ends);
-    const sink = await retrying("postgres", () =>
-      writeBatch(pool, topic, {
-        windows: pending.windows,
-        late: pending.late,
-        progress: pending.progress,
-      }));
-    const t1 = performance.now();
-    const progress = {
-      ...pending.progress,
-      durationsMs: { ...pending.progress.durationsMs, sinkMs: sink.sinkMs },
-    };
-    checkpoint = await retrying("kv", () =>
-      withKvLock(() =>
-        writeCheckpoint(kv, topic, {
+    try {
+      const result = await commitTrigger({
+        pool,
+        kv,
+        deadLetters,
+        serialize,
+        retry,
+        now,
+      }, {
+        topic,
+        cut,
+        letters: myLetters,
+        progress: plan.progress,
+        pointer: {
           runId,
-          batchId: pending.progress.batchId,
-          committedAt: now(),
-          offsets: pending.offsets,
-          watermarks: pending.watermarks,
-          state: pending.state,
-        }, {
-          previous: checkpoint,
-          guard: { key: leaseKey(topic), versionstamp: lease.versionstamp },
-        })
-      ));
-    progress.durationsMs.checkpointMs = Math.round(performance.now() - t1);
-    await kv.set(progressKey(topic), progress).catch(() => {});
-    writeProgress(JSON.stringify(progress));
-    buffered -= pending.records;
-    if (paused && buffered < maxBuffered && stopReason === null) {
-      paused = false;
-      // Time spent paused (e.g. PostgreSQL down) is not idle time: unread records may be
-      // waiting (found by tests/chaos/c3: the aggregator exited "idle" right after an outage).
-      lastInputAt = now();
-      consumer.resume([{ topic }]);
+          batchId: plan.progress.batchId,
+          offsets: plan.progress.offsets,
+          watermarks: plan.progress.watermarks,
+          engine: engineSettings,
+          identity: { partitions: logStart.size, fingerprints: fps },
+          openWindows: plan.progress.openWindows,
+          finalizeDueAt: plan.finalizeDueAt,
+        },
+        previous: checkpoint,
+        guard,
+        statementTimeoutMs: o.statementTimeoutMs,
+      });
+      checkpoint = result.checkpoint;
+      writeProgress(JSON.stringify(result.progress));
+    } finally {
+      cut.release();
+    }
+    buffered -= records;
+    if (heldForBuffer && buffered < o.maxBuffered) {
+      heldForBuffer = false;
+      source.release();
       log.info("consumer resumed", { buffered });
     }
-    // Informational: lets Kafka tools show the group's lag. KV stays the source of truth.
-    const commits = Object.entries(pending.offsets).map(([p, o]) => ({
-      topic,
-      partition: Number(p),
-      offset: String(o),
-    }));
-    if (commits.length > 0) {
-      await Promise.race([consumer.commitOffsets(commits), sleep(2000)]).catch((e) =>
-        log.debug("kafka offset commit failed (KV is authoritative)", { error: e as Error })
-      );
-    }
+    maybeCompact();
+    copyOffsets(false);
+    return { allFinalAt: plan.allFinalAt, caughtUp };
+  };
+
+  const maybeCompact = () => {
+    if (compacting !== null || checkpoint === null || !shouldCompact(checkpoint.pointer)) return;
+    compacting = compact(kv, topic, { guard })
+      .then((r) => {
+        if (r === null) return;
+        log.debug("checkpoint compacted", { records: r.merged, ms: Math.round(r.ms) });
+        if (r.cleanup.error) log.warn("old segments not deleted yet", { error: r.cleanup.error });
+        // The compaction's pointer is the newest unless a trigger flipped after it.
+        if (
+          checkpoint === null || r.checkpoint.pointer.batchId >= checkpoint.pointer.batchId
+        ) checkpoint = r.checkpoint;
+      })
+      .catch((e) => {
+        if (e instanceof CheckpointConflictError) log.debug("compaction lost a race", { error: e });
+        else log.warn("compaction failed; retried later", { error: e as Error });
+      })
+      .finally(() => {
+        compacting = null;
+      });
+  };
+
+  // Kafka tools (kafka-consumer-groups.sh) see the stable group's offsets: copied now and then,
+  // off the trigger path, with a standalone commit (no group membership).
+  const copyOffsets = (force: boolean) => {
+    if (!force && now() - lastOffsetsCopy < o.offsetsCopyEveryMs) return;
+    lastOffsetsCopy = now();
+    const offsets = checkpoint?.pointer.offsets;
+    if (!offsets || Object.keys(offsets).length === 0) return;
+    const done = commitGroupOffsetsSafe(kafka, o.groupId, topic, offsets, log);
+    if (force) return done;
   };
 
   const loop = async (): Promise<ExitResult> => {
+    const folding = foldLoop().catch((e) => requestStop("failed", e as Error));
+    let lastTrigger = performance.now();
     try {
       while (stopReason === null) {
-        await sleep(triggerMs, stopCtl.signal).catch(() => {});
+        const wait = Math.max(0, o.triggerMs - (performance.now() - lastTrigger));
+        if (early === null && wait > 0) {
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, wait);
+            wake.fn = () => {
+              clearTimeout(t);
+              resolve();
+            };
+          });
+          wake.fn = undefined;
+        }
         if (stopReason !== null) break;
-        await flush("interval");
-        if (!paused && now() - lastInputAt >= idleTimeoutMs) {
+        const reason: TriggerReason = early ?? "interval";
+        early = null;
+        if (reason === "caught-up") caughtUpPending = false;
+        lastTrigger = performance.now();
+        const { allFinalAt, caughtUp } = await trigger(reason);
+        // Idle means nothing left to read: time without Kafka, or with unread records (a
+        // consumer still reconnecting), is not idle time.
+        if (!caughtUp) lastInputAt = now();
+        const quiet = now() - lastInputAt >= o.idleTimeoutMs;
+        // Idle exit waits for windows that idle finalization closes soon (within one window
+        // and two triggers); later ones are left to the finalization run the sensor launches
+        // at the checkpoint's finalizeDueAt.
+        const soon = now() + Math.max(...o.windows) + 2 * o.triggerMs;
+        if (quiet && (allFinalAt === null || allFinalAt > soon || engine.openWindowCount === 0)) {
           log.info("idle timeout: no new records", { idleMs: now() - lastInputAt });
           requestStop("idle");
         }
       }
-      if (stopReason !== "lease-lost" && stopReason !== "failed") {
-        if (!paused) consumer.pause([{ topic }]);
-        paused = true;
-        await flush("final");
+      if (stopReason === "stopped" || stopReason === "idle") {
+        // Fold what was already fetched, then the last trigger.
+        source.hold();
+        await source.stop();
+        await folding;
+        await trigger("final");
+        await copyOffsets(true);
       }
     } catch (e) {
       if (e instanceof CheckpointConflictError) {
         stopReason = "lease-lost";
         stopError = e;
+      } else if (e instanceof FinalFlushTimeout) {
+        log.error("final flush gave up: records will be read again", { error: e });
       } else {
         stopReason = "failed";
         stopError = e as Error;
       }
-      log.error("aggregator stopping on error", { error: stopError });
+      if (stopReason !== "stopped" && stopReason !== "idle") {
+        log.error("aggregator stopping on error", { error: stopError });
+      }
     }
-    clearInterval(renewTimer);
-    await Promise.race([consumer.disconnect(), sleep(10_000)]).catch(() => {});
+    lease.stop();
+    await source.stop();
+    await compacting;
+    await deadLetters.close();
+    await closeKafkaExtras(kafka);
+    await admin.deleteGroups([`${o.groupId}.run-${runId.slice(0, 8)}`]).catch(() => {});
     await Promise.race([admin.disconnect(), sleep(5000)]).catch(() => {});
     if (stopReason !== "lease-lost") {
-      await withKvLock(() => releaseLease(kv, topic, runId)).catch((e) =>
+      await serialize(() => releaseLease(kv, topic, runId)).catch((e) =>
         log.warn("lease release failed", { error: e as Error })
       );
     }
@@ -631,10 +722,11 @@ export async function runAggregator(
   log.info("aggregator started", {
     runId,
     topic,
-    triggerMs,
-    idleTimeoutMs,
-    windowMs: engine.windowMs,
-    watermarkDelayMs: engine.watermarkDelayMs,
+    triggerMs: o.triggerMs,
+    idleTimeoutMs: o.idleTimeoutMs,
+    windows: o.windows.map(durationText).join(","),
+    watermarkDelayMs: o.watermarkDelayMs,
+    idleFinalizeMs: o.idleFinalizeMs,
   });
   const done = loop();
   return {
@@ -645,4 +737,59 @@ export async function runAggregator(
       return done;
     },
   };
+}
+
+/** What is wrong with the topic given the checkpoint, or null. Pure. */
+export function identityProblem(
+  pointer: Pick<CheckpointPointer, "offsets">,
+  ranges: readonly { partition: number; start: number; end: number }[],
+): IdentityProblem | null {
+  const byPartition = new Map(ranges.map((r) => [r.partition, r]));
+  for (const [key, stored] of Object.entries(pointer.offsets)) {
+    const p = Number(key);
+    const r = byPartition.get(p);
+    if (r === undefined) {
+      return {
+        reason: "partition-count",
+        partition: p,
+        expected: Object.keys(pointer.offsets).length,
+        found: ranges.length,
+        what: `partition ${p} is gone (the topic has ${ranges.length} partitions)`,
+      };
+    }
+    if (stored > r.end) {
+      return {
+        reason: "offset-beyond-end",
+        partition: p,
+        expected: stored,
+        found: r.end,
+        what: `the stored offset ${stored} is beyond the end offset ${r.end}`,
+      };
+    }
+    if (stored < r.start) {
+      return {
+        reason: "offset-below-start",
+        partition: p,
+        expected: stored,
+        found: r.start,
+        what: `the stored offset ${stored} is below the log start ${r.start}: ` +
+          `${r.start - stored} unread records are gone`,
+      };
+    }
+  }
+  return null;
+}
+
+async function commitGroupOffsetsSafe(
+  kafka: Kafka,
+  groupId: string,
+  topic: string,
+  offsets: Record<string, number>,
+  log: Logger,
+): Promise<void> {
+  await commitGroupOffsets(kafka, { groupId, topic, offsets }).catch((e) =>
+    log.debug("copying offsets to the stable group failed (KV is authoritative)", {
+      error: e as Error,
+    })
+  );
 }

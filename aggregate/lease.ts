@@ -4,6 +4,8 @@
  * @module
  */
 
+import { AGGREGATOR_DEFAULTS } from "./defaults.ts";
+
 import { isLeaseLive, KV_PREFIX, leaseKey, type LeaseRecord } from "./kv_layout.ts";
 
 // The layout (prefix, key, value type, liveness rule) lives in kv_layout.ts; re-exported here
@@ -11,7 +13,7 @@ import { isLeaseLive, KV_PREFIX, leaseKey, type LeaseRecord } from "./kv_layout.
 export { isLeaseLive, KV_PREFIX, leaseKey, type LeaseRecord };
 
 /** Default lease time-to-live in ms. */
-export const DEFAULT_LEASE_TTL_MS = 30_000;
+export const DEFAULT_LEASE_TTL_MS = AGGREGATOR_DEFAULTS.leaseTtlMs;
 
 /** A lease as read back, with the KV versionstamp of the entry. */
 export interface HeldLease {
@@ -181,4 +183,69 @@ export async function tryProcessLock(path: string): Promise<ProcessLock | null> 
 /** The process-lock path of `topic` for the KV database at `kvPath`. */
 export function processLockPath(kvPath: string, topic: string): string {
   return `${kvPath}.aggregate-${encodeURIComponent(topic)}.lock`;
+}
+
+/** A lease kept alive in the background. */
+export interface KeptLease {
+  /** The lease as last written (its versionstamp fences checkpoint writes). */
+  current(): HeldLease;
+  /** Settles once the lease is lost (taken over or deleted); renewal stops then. */
+  lost: Promise<LeaseLostError>;
+  /** Stops renewing (the caller releases the lease). */
+  stop(): void;
+}
+
+/** Options of {@linkcode keepLease}. */
+export interface KeepLeaseOptions {
+  /** Holder id. */
+  holder: string;
+  /** Time-to-live in ms; renewed every third of it. */
+  ttlMs: number;
+  /** Host name recorded in the lease. */
+  hostname?: string;
+  /** Clock (epoch ms). */
+  now: () => number;
+  /** Serializes KV writes of the process (renewals must not race a checkpoint flip). */
+  serialize: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** Told about a failed renewal that is retried (KV busy, I/O). */
+  onRetry?: (error: Error) => void;
+}
+
+/** Renews `lease` every third of its TTL until stopped or lost. */
+export function keepLease(
+  kv: Deno.Kv,
+  topic: string,
+  lease: HeldLease,
+  options: KeepLeaseOptions,
+): KeptLease {
+  let held = lease;
+  let stopped = false;
+  const lost = Promise.withResolvers<LeaseLostError>();
+  const timer = setInterval(() => {
+    if (stopped) return;
+    options.serialize(() =>
+      renewLease(kv, topic, {
+        holder: options.holder,
+        now: options.now(),
+        ttlMs: options.ttlMs,
+        hostname: options.hostname,
+      })
+    ).then((l) => {
+      held = l;
+    }, (e) => {
+      if (e instanceof LeaseLostError) {
+        stopped = true;
+        clearInterval(timer);
+        lost.resolve(e);
+      } else options.onRetry?.(e as Error);
+    });
+  }, Math.max(100, Math.floor(options.ttlMs / 3)));
+  return {
+    current: () => held,
+    lost: lost.promise,
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
 }

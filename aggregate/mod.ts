@@ -119,11 +119,19 @@ export {
   type WriteBatchOptions,
 } from "./sink.ts";
 export {
+  AGGREGATOR_DEFAULTS,
   type AggregatorDeps,
   type AggregatorHandle,
   type AggregatorOptions,
   DEFAULT_GROUP_ID,
+  durationText,
+  EngineConfigMismatchError,
   type ExitReason,
-  parseTickRecord,
+  type ExitResult,
+  identityProblem,
+  resolveAggregatorOptions,
   runAggregator,
 } from "./aggregator.ts";
+export { type IdentityProblem, startSource, TopicIdentityError } from "./source.ts";
+export { RecordParser } from "./record.ts";
+export { AGGREGATOR_FLAGS, type AggregatorFlags, aggregatorOptionsOf } from "./options.ts";

@@ -15,13 +15,18 @@ export interface ProgressDurations {
   fetchMs: number;
   /** Time spent parsing and folding records since the previous trigger. */
   foldMs: number;
-  /** engine.trigger() plus snapshot serialization. */
+  /** The engine cut (eviction pass, copy-on-write freeze). */
   triggerMs: number;
   /** PostgreSQL transaction (up to the progress insert; null until known). */
   sinkMs: number | null;
   /** Deno KV checkpoint (null inside the PostgreSQL row: it happens after the commit). */
   checkpointMs: number | null;
+  /** Sending this trigger's dead letters to `<topic>.dlq`. */
+  deadLetterMs?: number;
 }
+
+/** Why a trigger ran. */
+export type TriggerReason = "interval" | "full" | "caught-up" | "final";
 
 /** One trigger's progress. */
 export interface AggregatorProgress {
@@ -35,8 +40,12 @@ export interface AggregatorProgress {
   timestamp: string;
   /** Records read since the previous trigger (valid and invalid). */
   inputRows: number;
-  /** Records that did not parse into a tick (skipped). */
+  /** Records that are not valid ticks (dead-lettered to `<topic>.dlq`). */
   invalidRows: number;
+  /** Invalid records by reason. */
+  invalidByReason?: Record<string, number>;
+  /** Rows PostgreSQL refused for a data reason (in `rejected_rows`). */
+  rowsRejected?: number;
   /** inputRows per second of wall time since the previous trigger. */
   rowsPerSecond: number;
   /** Watermark per partition, epoch ms (null before any tick). */
@@ -47,6 +56,14 @@ export interface AggregatorProgress {
   windowsFinalized: number;
   /** Late ticks dropped (written to late_ticks). */
   lateDropped: number;
+  /** Windows finalized early by the open-window bound. */
+  forcedFinal?: number;
+  /** Partitions whose watermark idle finalization advanced at this trigger. */
+  idleAdvanced?: number[];
+  /** Window resolutions (ms). */
+  windows?: number[];
+  /** Bytes of the checkpoint written by this trigger (delta, or base after a compaction). */
+  checkpointBytes?: number | null;
   /** Windows still open in state after the trigger. */
   openWindows: number;
   /** Next offset per partition after this trigger. */
@@ -55,8 +72,8 @@ export interface AggregatorProgress {
   lag: Record<string, number | null>;
   /** Phase durations. */
   durationsMs: ProgressDurations;
-  /** Why this trigger ran: "interval", or "final" for the last one of a run. */
-  reason: "interval" | "final";
+  /** Why this trigger ran: the interval, a full buffer, catching up after a start, or the last one. */
+  reason: TriggerReason;
 }
 
 /** Reads the latest progress of `topic`, or null. */

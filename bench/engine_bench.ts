@@ -3,20 +3,27 @@
  * Throughput = ticks per iteration / time per iteration (e.g. 1M ticks in 250 ms = 4M ticks/s).
  * @module
  */
-import { type Tick, WindowEngine } from "../aggregate/engine.ts";
+import { type StateRecord, type Tick, WindowEngine } from "../aggregate/engine.ts";
 import { engineTicks, T0 } from "./suites/_data.ts";
 
 const PARTITIONS = 6;
 
 const MILLION = engineTicks(1_000_000, 1000, { partitions: PARTITIONS, tickMs: 21 });
+const FOUR = [60_000, 300_000, 900_000, 3_600_000];
 
-Deno.bench("fold 1M ticks, 1000 symbols, 6 partitions (no trigger)", { group: "fold" }, () => {
+Deno.bench("fold 1M ticks, 1000 symbols, 6 partitions (no cut)", { group: "fold" }, () => {
   const engine = new WindowEngine();
   engine.foldAll(MILLION);
   if (engine.openWindowCount === 0) throw new Error("Unexpected empty state");
 });
 
-Deno.bench("fold 1M ticks + trigger every 10k ticks (rows + eviction)", { group: "fold" }, () => {
+Deno.bench("fold 1M ticks, 4 resolutions (no cut)", { group: "fold" }, () => {
+  const engine = new WindowEngine({ windows: FOUR });
+  engine.foldAll(MILLION);
+  if (engine.openWindowCount === 0) throw new Error("Unexpected empty state");
+});
+
+Deno.bench("fold 1M ticks + cut every 10k ticks (rows + eviction)", { group: "fold" }, () => {
   const engine = new WindowEngine();
   let rows = 0;
   for (let i = 0; i < MILLION.length; i++) {
@@ -36,35 +43,39 @@ const FIFTY_K: Tick[] = Array.from({ length: 50_000 }, (_, i) => {
     price: 100 + (i % 997) / 100,
     partition: s % PARTITIONS,
     offset: i,
+    dayVolume: 1000 + i,
   };
 });
 
-Deno.bench("trigger emitting 50k changed windows", { group: "trigger" }, (b) => {
+Deno.bench("cut + rows of 50k changed windows", { group: "cut" }, (b) => {
   const engine = new WindowEngine();
   engine.foldAll(FIFTY_K);
   b.start();
-  const out = engine.trigger();
+  const cut = engine.cut();
+  let rows = 0;
+  for (const slice of cut.rows()) rows += slice.length;
+  cut.release();
   b.end();
-  if (out.windows.length !== 50_000) throw new Error(`Only ${out.windows.length} windows`);
+  if (rows !== 50_000) throw new Error(`Only ${rows} windows`);
 });
 
-Deno.bench("snapshotChunks + JSON.stringify of 50k windows", { group: "snapshot" }, (b) => {
+Deno.bench("records() + JSON.stringify of 50k windows", { group: "state" }, (b) => {
   const engine = new WindowEngine();
   engine.foldAll(FIFTY_K);
   b.start();
-  const pieces = engine.snapshotChunks().map((p) => JSON.stringify(p));
+  const json = JSON.stringify([...engine.records()]);
   b.end();
-  if (pieces.length === 0) throw new Error("No pieces");
+  if (json.length === 0) throw new Error("No records");
 });
 
-const SNAPSHOT_JSON = (() => {
+const RECORDS_JSON = (() => {
   const engine = new WindowEngine();
   engine.foldAll(FIFTY_K);
-  engine.trigger();
-  return engine.snapshotChunks().map((p) => JSON.stringify(p));
+  engine.cut().release();
+  return JSON.stringify([...engine.records()]);
 })();
 
-Deno.bench("JSON.parse + restore of 50k windows", { group: "snapshot" }, () => {
-  const engine = WindowEngine.restore(SNAPSHOT_JSON.map((s) => JSON.parse(s)));
+Deno.bench("JSON.parse + restore of 50k windows", { group: "state" }, () => {
+  const engine = WindowEngine.restore(JSON.parse(RECORDS_JSON) as StateRecord[]);
   if (engine.openWindowCount !== 50_000) throw new Error("Restore lost windows");
 });

@@ -185,3 +185,111 @@ export async function endOffsets(admin: Admin, topic: string): Promise<Map<numbe
   }
   return out;
 }
+
+/** The offsets range of one partition. */
+export interface PartitionRange {
+  /** Partition number. */
+  partition: number;
+  /** Log start offset (earliest available). */
+  start: number;
+  /** End offset (next offset to be written). */
+  end: number;
+}
+
+/**
+ * Start and end offsets of every partition of `topic`, sorted by partition; null when the topic
+ * does not exist. With `timeoutMs`, rejects when Kafka does not answer in time.
+ */
+export async function topicOffsets(
+  admin: Admin,
+  topic: string,
+  options: { timeoutMs?: number } = {},
+): Promise<PartitionRange[] | null> {
+  const read = async () => {
+    const topics = await admin.listTopics();
+    if (!topics.includes(topic)) return null;
+    const rows = await admin.fetchTopicOffsets(topic);
+    return rows.map((r) => ({ partition: r.partition, start: Number(r.low), end: Number(r.high) }))
+      .sort((a, b) => a.partition - b.partition);
+  };
+  if (options.timeoutMs === undefined) return await read();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      read(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(new KafkaUnavailableError(`Kafka did not answer in ${options.timeoutMs} ms`)),
+          options.timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// deno-lint-ignore no-explicit-any
+type KafkaCluster = any;
+const clusters = new WeakMap<Kafka, Promise<KafkaCluster>>();
+
+/** kafkajs' own cluster client (for a request its public API does not offer), connected once. */
+function clusterOf(kafka: Kafka): Promise<KafkaCluster> {
+  let c = clusters.get(kafka);
+  if (c === undefined) {
+    const create = Object.getOwnPropertySymbols(kafka).find((s) =>
+      s.description === "private:Kafka:createCluster"
+    );
+    if (create === undefined) {
+      return Promise.reject(new Error("This kafkajs version has no private cluster factory"));
+    }
+    // deno-lint-ignore no-explicit-any
+    const cluster = (kafka as any)[create]({});
+    c = cluster.connect().then(() => cluster);
+    c!.catch(() => clusters.delete(kafka));
+    clusters.set(kafka, c!);
+  }
+  return c!;
+}
+
+/**
+ * Commits `offsets` for `topic` to consumer group `groupId` without joining it (a standalone
+ * OffsetCommit, generation -1, as Kafka allows for a group with no members). kafkajs'
+ * `admin.setOffsets` joins the group with a temporary consumer instead, which costs seconds.
+ */
+export async function commitGroupOffsets(
+  kafka: Kafka,
+  options: { groupId: string; topic: string; offsets: Record<string, number> },
+): Promise<void> {
+  const cluster = await clusterOf(kafka);
+  const coordinator = await cluster.findGroupCoordinator({ groupId: options.groupId });
+  const res = await coordinator.offsetCommit({
+    groupId: options.groupId,
+    groupGenerationId: -1,
+    memberId: "",
+    topics: [{
+      topic: options.topic,
+      partitions: Object.entries(options.offsets).map(([p, o]) => ({
+        partition: Number(p),
+        offset: String(o),
+      })),
+    }],
+  });
+  for (const t of res.responses ?? []) {
+    for (const p of t.partitions ?? []) {
+      if (p.errorCode !== 0) {
+        throw new Error(`OffsetCommit of ${options.groupId} failed with error code ${p.errorCode}`);
+      }
+    }
+  }
+}
+
+/** Disconnects the cluster client {@linkcode commitGroupOffsets} may have opened. */
+export async function closeKafkaExtras(kafka: Kafka): Promise<void> {
+  const c = clusters.get(kafka);
+  clusters.delete(kafka);
+  if (c) await (await c.catch(() => null))?.disconnect().catch(() => {});
+}
+
+export { TOO_LARGE_ERRORS, tooLargeError } from "./kafka_errors.ts";

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { TOO_LARGE_ERRORS, tooLargeError } from "../common/kafka_errors.ts";
 import { backoffDelay, type BackoffOptions } from "../common/backoff.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import type { AppendResult, Spool } from "./spool.ts";
@@ -67,26 +68,13 @@ export const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
 export const DEFAULT_MAX_BATCH_BYTES = 512 * 1024;
 /** Default BatcherOptions.spoolAfterMs. */
 export const DEFAULT_SPOOL_AFTER_MS = 1000;
-/** Kafka error types meaning "too large": such a batch is split, never retried as is. */
-export const TOO_LARGE_ERRORS: readonly string[] = ["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"];
+export { TOO_LARGE_ERRORS, tooLargeError };
 
 /** Size of a record as Kafka counts it: UTF-8 bytes of key, value and headers, plus framing. */
 export function recordBytes(r: OutRecord): number {
   let n = RECORD_OVERHEAD_BYTES + utf8Length(r.value) + (r.key === null ? 0 : utf8Length(r.key));
   for (const k in r.headers) n += 10 + utf8Length(k) + utf8Length(r.headers[k]);
   return n;
-}
-
-/** The "too large" Kafka error type of `e` (or of an error it wraps), or undefined. */
-export function tooLargeError(e: unknown): string | undefined {
-  let cur = e as
-    | { type?: unknown; message?: unknown; cause?: unknown; originalError?: unknown }
-    | undefined;
-  for (let i = 0; cur && typeof cur === "object" && i < 5; i++) {
-    if (typeof cur.type === "string" && TOO_LARGE_ERRORS.includes(cur.type)) return cur.type;
-    cur = (cur.originalError ?? cur.cause) as typeof cur;
-  }
-  return undefined;
 }
 
 /** Options for createBatcher. */

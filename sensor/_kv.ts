@@ -9,6 +9,8 @@ import { isKvBusy, withKvRetry } from "../common/kv.ts";
 import {
   checkpointKey,
   crashKey,
+  identityKey,
+  type IdentityMismatch,
   KV_PREFIX,
   launchesKey,
   leaseKey,
@@ -60,6 +62,14 @@ export async function readCheckpointEntry(
 ): Promise<StoredPointerValue | null> {
   return (await withKvRetry(() => kv.get<StoredPointerValue>(checkpointKey(topic)))).value ??
     null;
+}
+
+/** Reads the topic identity mismatch the aggregator recorded, or null. */
+export async function readIdentityMismatch(
+  kv: Deno.Kv,
+  topic: string,
+): Promise<IdentityMismatch | null> {
+  return (await withKvRetry(() => kv.get<IdentityMismatch>(identityKey(topic)))).value ?? null;
 }
 
 /** Reads the crash state (healthy when absent). */

@@ -11,6 +11,8 @@ import {
   checkpointKey,
   type CheckpointSummary,
   checkpointSummary,
+  identityKey,
+  type IdentityMismatch,
   isLeaseLive,
   KV_PREFIX,
   leaseKey,
@@ -23,8 +25,9 @@ import {
   V1_DEFAULT_ENGINE,
   writeBase,
 } from "../aggregate/checkpoint.ts";
+import type { StateRecord } from "../aggregate/state_codec.ts";
 import { type LaunchRecord, readCrash, readLaunches } from "./_kv.ts";
-import { type CrashState, type LeaseInfo, unreadOf } from "./sensor.ts";
+import { type CrashState, type LeaseInfo, offsetsMismatch, unreadOf } from "./sensor.ts";
 
 /** One partition's line of the report. */
 export interface PartitionReport {
@@ -62,6 +65,8 @@ export interface OffsetsReport {
   launches: LaunchRecord[];
   /** The sensor's crash-loop state. */
   crash: CrashState;
+  /** Why the stored offsets do not belong to this topic (recreated or wiped), or null. */
+  identityMismatch: string | null;
 }
 
 /** Raised when a reset is refused because an aggregator holds the lease (exit 3). */
@@ -111,13 +116,14 @@ export async function inspectOffsets(
   options: { topic: string; now: number },
 ): Promise<OffsetsReport> {
   const { topic, now } = options;
-  const [kafka, cpE, leaseE, progE, launches, crash] = await Promise.all([
+  const [kafka, cpE, leaseE, progE, launches, crash, identityE] = await Promise.all([
     kafkaOffsets(admin, topic),
     kv.get<StoredPointerValue>(checkpointKey(topic)),
     kv.get<LeaseInfo>(leaseKey(topic)),
     kv.get(progressKey(topic)),
     readLaunches(kv, topic),
     readCrash(kv, topic),
+    kv.get<IdentityMismatch>(identityKey(topic)),
   ]);
   const cp = cpE.value;
   const seen = new Set<number>();
@@ -148,6 +154,11 @@ export async function inspectOffsets(
   }
   partitions.sort((a, b) => a.partition - b.partition);
   const lease = leaseE.value;
+  const missing = partitions.find((p) => p.stored !== null && !seen.has(p.partition));
+  const identityMismatch = identityE.value?.message ??
+    (missing !== undefined && kafka !== null
+      ? `partition ${missing.partition} is gone (the topic has ${kafka.length})`
+      : offsetsMismatch(partitions));
   return {
     topic,
     topicExists: kafka !== null,
@@ -158,6 +169,7 @@ export async function inspectOffsets(
     progress: progE.value ?? null,
     launches,
     crash,
+    identityMismatch,
   };
 }
 
@@ -189,6 +201,13 @@ export function formatReport(r: OffsetsReport): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const fmt = (row: string[]) => "  " + row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
   lines.push(fmt(head), ...rows.map(fmt));
+  if (r.identityMismatch !== null) {
+    lines.push(
+      `IDENTITY MISMATCH: the stored offsets are not this topic's log (${r.identityMismatch}); ` +
+        `the aggregator stops (exit 4) and the sensor does not launch it. ` +
+        `"offsets reset --to earliest --yes" starts over, keeping the watermarks`,
+    );
+  }
   const cp = r.checkpoint;
   lines.push(
     cp === null
@@ -232,6 +251,10 @@ export interface ResetResult {
   generation: number;
   /** State chunks deleted. */
   deletedChunks: number;
+  /** Watermarks kept as floors (what was late stays late, final rows stay final). */
+  watermarks: Record<string, number | null>;
+  /** The stored offsets did not belong to this topic (recreated or wiped): replays not suppressed. */
+  identityReset: boolean;
 }
 
 /**
@@ -272,6 +295,33 @@ export async function resetOffsets(
     throw new ResetLeaseHeldError(topic, leaseE.value);
   }
   const partitions = Object.keys(offsets);
+  // The watermarks stay, as floors: a straggler read after the reset is late as it was before,
+  // and final rows stay final. Ticks below the old stored offset that are late were handled by
+  // the run that first read them: not reported again (replayBelow), unless the stored offsets
+  // were not this topic's (a recreated topic: its offsets mean something else).
+  const identity = (await kv.get(identityKey(topic))).value;
+  const before = prev?.pointer.offsets ?? {};
+  const mismatch = identity !== null || Object.entries(before).some(([p, o]) => {
+    const k = kafka.find((r) => String(r.partition) === p);
+    return k === undefined || o > k.end || o < k.start;
+  });
+  const watermarks: Record<string, number | null> = {};
+  const records: StateRecord[] = [];
+  for (const p of partitions) {
+    const wm = prev?.pointer.watermarks[p] ?? null;
+    watermarks[p] = wm;
+    if (wm === null) continue;
+    records.push({
+      kind: "partition",
+      partition: Number(p),
+      maxEventTime: null,
+      lastOffset: null,
+      floor: wm,
+      replayBelow: mismatch ? 0 : before[p] ?? 0,
+      lastArrivalMs: null,
+    });
+  }
+  records.sort((a, b) => a.partition - b.partition);
   let written;
   try {
     // The lease and the pointer must not change between our reads and this write.
@@ -280,7 +330,7 @@ export async function resetOffsets(
       batchId: prev?.pointer.batchId ?? 0,
       committedAt: now,
       offsets,
-      watermarks: Object.fromEntries(partitions.map((p) => [p, null])),
+      watermarks,
       engine: prev?.pointer.engine ??
         { ...V1_DEFAULT_ENGINE, windows: [...V1_DEFAULT_ENGINE.windows] },
       identity: {
@@ -289,7 +339,7 @@ export async function resetOffsets(
       },
       openWindows: 0,
       finalizeDueAt: null,
-      records: [],
+      records,
     }, {
       previous: prev,
       guard: { key: leaseKey(topic), versionstamp: leaseE.versionstamp },
@@ -301,11 +351,14 @@ export async function resetOffsets(
     if (l !== null && isLeaseLive(l, Date.now())) throw new ResetLeaseHeldError(topic, l);
     throw new Error(`Checkpoint of topic "${topic}" changed during the reset: try again`);
   }
+  if (identity !== null) await kv.delete(identityKey(topic));
   return {
     topic,
     before: prev?.pointer.offsets ?? null,
     after: offsets,
     generation: written.segment!.generation,
     deletedChunks: written.cleanup.deleted.reduce((n, s) => n + s.chunks, 0),
+    watermarks,
+    identityReset: mismatch,
   };
 }

@@ -17,9 +17,11 @@ checkpoint generation and time, the lease holder and expiry, the last progress
 record and the sensor's launches.
 
 reset rewrites the checkpoint's offsets of every partition to Kafka's earliest
-or latest offset, or to N, AND drops the engine state (a new, empty state
-generation, watermarks cleared): the next aggregator starts clean from there,
-and windows it re-emits overwrite the rows already in PostgreSQL. Refused
+or latest offset, or to N, and drops the window state; the watermarks are kept
+(as floors), so what was late stays late and final rows stay final (a final
+row is never changed). Ticks before the old offsets that are late again are not
+recorded twice. It is also the way out of a topic identity mismatch (the topic
+was deleted and recreated, or the broker wiped, under the stored offsets). Refused
 (exit 3) while an aggregator holds a live lease; needs --yes (else exit 2).
 
 Flags:
@@ -93,7 +95,9 @@ export async function main(args: string[]): Promise<number> {
           console.log(
             `reset topic ${r.topic}: offsets ${JSON.stringify(r.before)} -> ${
               JSON.stringify(r.after)
-            }, state dropped (generation ${r.generation}, ${r.deletedChunks} chunks deleted)`,
+            }, window state dropped (generation ${r.generation}, ${r.deletedChunks} chunks ` +
+              `deleted), watermarks kept ${JSON.stringify(r.watermarks)}` +
+              (r.identityReset ? "; the old offsets did not belong to this topic" : ""),
           );
         }
         return 0;

@@ -5,16 +5,18 @@
  * @module
  */
 
-import type { Admin } from "../common/kafka.ts";
+import { type Admin, topicOffsets } from "../common/kafka.ts";
 import type { Logger } from "../common/log.ts";
 import {
   readCheckpointEntry,
   readCrash,
+  readIdentityMismatch,
   readLeaseEntry,
   updateCrash,
   updateLaunches,
 } from "./_kv.ts";
 import type { AggregateCommand, RunningChild } from "./launcher.ts";
+import { isPointerV2 } from "../aggregate/kv_layout.ts";
 import {
   type CrashBackoffOptions,
   decide,
@@ -78,22 +80,16 @@ export async function readPartitions(
   kv: Deno.Kv,
   topic: string,
 ): Promise<PartitionOffsets[]> {
-  // A topic that does not exist yet has no partitions (and so nothing to read).
-  const topics = await admin.listTopics();
-  if (!topics.includes(topic)) return [];
-  const [rows, cp] = await Promise.all([
-    admin.fetchTopicOffsets(topic),
+  const [ranges, cp] = await Promise.all([
+    topicOffsets(admin, topic),
     readCheckpointEntry(kv, topic),
   ]);
-  return rows.map((r) => {
+  // A topic that does not exist yet has no partitions (and so nothing to read).
+  if (ranges === null) return [];
+  return ranges.map((r) => {
     const stored = cp?.offsets?.[String(r.partition)];
-    return {
-      partition: r.partition,
-      start: Number(r.low),
-      end: Number(r.high),
-      stored: typeof stored === "number" ? stored : null,
-    };
-  }).sort((a, b) => a.partition - b.partition);
+    return { ...r, stored: typeof stored === "number" ? stored : null };
+  });
 }
 
 /** Creates a sensor over `deps`. */
@@ -134,14 +130,18 @@ export function createSensor(deps: SensorDeps, options: SensorOptions): Sensor {
     settled: () => settledP,
     async check() {
       const t = now();
-      const [partitions, lease, crash] = await Promise.all([
+      const [partitions, lease, crash, pointer, identity] = await Promise.all([
         readPartitions(deps.admin, deps.kv, options.topic),
         readLeaseEntry(deps.kv, options.topic),
         readCrash(deps.kv, options.topic),
+        readCheckpointEntry(deps.kv, options.topic),
+        readIdentityMismatch(deps.kv, options.topic),
       ]);
       const input: DecideInput = {
         now: t,
         partitions,
+        identityError: identity?.message ?? null,
+        finalizeDueAt: pointer !== null && isPointerV2(pointer) ? pointer.finalizeDueAt : null,
         minNew: options.minNew,
         lease,
         child: child === null ? null : { pid: child.pid, startedAt: child.startedAt },
@@ -150,9 +150,12 @@ export function createSensor(deps: SensorDeps, options: SensorOptions): Sensor {
       };
       const decision = decide(input);
       const fields = { topic: options.topic, ...decisionFields(input, decision) };
-      if (decision.kind === "backoff") log.warn(`decision: ${decision.action}`, fields);
+      if (decision.kind === "identity-mismatch") log.error(`decision: ${decision.action}`, fields);
+      else if (decision.kind === "backoff") log.warn(`decision: ${decision.action}`, fields);
       else log.info(`decision: ${decision.action}`, fields);
-      if (decision.kind !== "launch") return { decision, launched: null };
+      if (decision.kind !== "launch" && decision.kind !== "finalize") {
+        return { decision, launched: null };
+      }
 
       const c = deps.launch(options.command);
       child = c;

@@ -63,10 +63,21 @@ export interface DecideInput {
   crash: CrashState;
   /** Crash-loop backoff settings. */
   backoff?: CrashBackoffOptions;
+  /** A topic identity mismatch the aggregator recorded in KV, or null. */
+  identityError?: string | null;
+  /** When idle finalization can close open windows of the checkpoint (epoch ms), or null. */
+  finalizeDueAt?: number | null;
 }
 
 /** What the sensor does this check. */
-export type DecisionKind = "launch" | "no-new-data" | "lease-held" | "backoff" | "child-running";
+export type DecisionKind =
+  | "launch"
+  | "finalize"
+  | "no-new-data"
+  | "lease-held"
+  | "backoff"
+  | "child-running"
+  | "identity-mismatch";
 
 /** The outcome of {@linkcode decide}. */
 export interface Decision {
@@ -99,6 +110,24 @@ export function readFrom(p: PartitionOffsets): number {
 /** Unread ticks of one partition (never negative). */
 export function unreadOf(p: PartitionOffsets): number {
   return Math.max(0, p.end - readFrom(p));
+}
+
+/**
+ * Why the stored offsets cannot belong to this topic, or null: a stored offset beyond the
+ * partition's end (the topic was recreated or the broker wiped) or below its log start
+ * (recreated, or retention deleted unread ticks). Pure.
+ */
+export function offsetsMismatch(partitions: readonly PartitionOffsets[]): string | null {
+  for (const p of partitions) {
+    if (p.stored === null) continue;
+    if (p.stored > p.end) {
+      return `partition ${p.partition}: stored offset ${p.stored} is beyond the end offset ${p.end}`;
+    }
+    if (p.stored < p.start) {
+      return `partition ${p.partition}: stored offset ${p.stored} is below the log start ${p.start}`;
+    }
+  }
+  return null;
 }
 
 /** Whether `lease` is live at `now`: the one rule of aggregate/kv_layout.ts, null-tolerant. */
@@ -161,7 +190,18 @@ export function decide(input: DecideInput): Decision {
       }`,
     };
   }
-  if (unread < Math.max(1, input.minNew)) {
+  const mismatch = input.identityError ?? offsetsMismatch(parts);
+  if (mismatch !== null) {
+    return {
+      ...base,
+      kind: "identity-mismatch",
+      action: `skip: the topic is not the log the checkpoint was made against (${mismatch}); ` +
+        `"deno task offsets reset --to earliest --yes" starts over, keeping the watermarks`,
+    };
+  }
+  const finalize = unread < Math.max(1, input.minNew) && input.finalizeDueAt != null &&
+    input.finalizeDueAt <= input.now;
+  if (unread < Math.max(1, input.minNew) && !finalize) {
     return { ...base, kind: "no-new-data", action: "skip: no new data" };
   }
   const until = backoffUntil(input.crash, input.backoff);
@@ -174,6 +214,15 @@ export function decide(input: DecideInput): Decision {
         input.crash.lastExitCode ?? "?"
       }) until ${new Date(until).toISOString()}`,
       backoffUntil: until,
+    };
+  }
+  if (finalize) {
+    return {
+      ...base,
+      kind: "finalize",
+      action: `launch: open windows are due for idle finalization since ${
+        new Date(input.finalizeDueAt!).toISOString()
+      }`,
     };
   }
   return { ...base, kind: "launch", action: "launch" };

@@ -1,10 +1,11 @@
-// `tickpipe offsets` against the real Kafka broker and a KV file laid out as
-// the aggregator writes it: the report agrees with Kafka's end offsets and
-// the stored checkpoint; `reset` needs --yes, is refused while a lease is
-// live, and rewrites offsets while dropping the engine state.
+// `tickpipe offsets` against the real Kafka broker and what a real aggregator run left in KV
+// (its checkpoint, progress and lease, as it writes them): the report agrees with Kafka's end
+// offsets and the checkpoint; `reset` needs --yes, is refused while a lease is live, and
+// rewrites the offsets while dropping the window state and keeping the watermarks.
 import assert from "node:assert/strict";
 import { endOffsets, ensureTopic } from "../common/kafka.ts";
 import { openKv } from "../common/kv.ts";
+import { acquireLease, readCheckpoint, readProgress, releaseLease } from "../aggregate/mod.ts";
 import { runCli, tempKvPath, testKafka, uniqueName } from "./_helpers/env.ts";
 
 function offsets(args: string[]) {
@@ -12,7 +13,7 @@ function offsets(args: string[]) {
 }
 
 Deno.test({
-  name: "offsets: --json report, text report, reset guarded by --yes and the lease",
+  name: "offsets: --json and text reports of a real run; reset guarded by --yes and the lease",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -21,22 +22,31 @@ Deno.test({
     await admin.connect();
     const topic = uniqueName("t-offsets");
     const kvPath = await tempKvPath("offsets");
-    const kv = await openKv(kvPath);
-    try {
-      await ensureTopic(admin, topic, { partitions: 2 });
+    const send = async (from: number, count: number) => {
       const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
       await producer.send({
         topic,
         acks: -1,
-        messages: Array.from({ length: 10 }, (_, i) => ({
-          key: `S${i}`,
-          partition: i < 6 ? 0 : 1,
-          value: JSON.stringify({ id: `S${i}`, price: 1.5, time: 1_700_000_000_000 + i }),
-          headers: { ingest_ms: String(Date.now()) },
-        })),
+        messages: Array.from({ length: count }, (_, k) => {
+          const i = from + k;
+          return {
+            key: `S${i}`,
+            partition: i % 5 < 3 ? 0 : 1,
+            value: JSON.stringify({
+              id: `OFFS${i % 3}`,
+              price: 1.5 + i,
+              time: 1_700_000_000_000 + i * 60_000,
+            }),
+            headers: { ingest_ms: String(Date.now()) },
+          };
+        }),
       });
       await producer.disconnect();
+    };
+    try {
+      await ensureTopic(admin, topic, { partitions: 2 });
+      await send(0, 10);
       const ends = await endOffsets(admin, topic);
       assert.deepEqual([...ends.values()], [6, 4]);
 
@@ -46,138 +56,128 @@ Deno.test({
       const j0 = JSON.parse(r0.stdout);
       assert.equal(j0.lag, 10);
       assert.equal(j0.checkpoint, null);
+      assert.equal(j0.identityMismatch, null);
 
-      // A checkpoint and a live lease as the aggregator writes them.
-      const now = Date.now();
-      const wm = 1_700_000_000_000;
-      await kv.set(["tickpipe", topic, "checkpoint"], {
-        generation: 4,
-        runId: "run-x",
-        batchId: 9,
-        committedAt: now - 1000,
-        offsets: { "0": 5, "1": 4 },
-        watermarks: { "0": wm, "1": null },
-        chunks: 2,
-        stateBytes: 7,
-      });
-      await kv.set(["tickpipe", topic, "state", 4, 0], new Uint8Array([1, 2, 3, 4]));
-      await kv.set(["tickpipe", topic, "state", 4, 1], new Uint8Array([5, 6, 7]));
-      await kv.set(["tickpipe", topic, "progress"], { batchId: 9, numInputRows: 9 });
-      const lease = {
-        holder: "agg-1",
-        pid: 4242,
-        hostname: "box",
-        acquiredAt: now,
-        expiresAt: now + 60_000,
-      };
-      await kv.set(["tickpipe", topic, "lease"], lease, { expireIn: 60_000 });
+      // A real aggregator run reads them all and exits on idle.
+      const agg = await runCli("aggregate", [
+        "aggregate",
+        "--topic",
+        topic,
+        "--kv",
+        kvPath,
+        "--trigger",
+        "300ms",
+        "--idle-timeout",
+        "2s",
+        "--windows",
+        "1m",
+        "--watermark",
+        "2m",
+      ], { timeoutMs: 60_000 });
+      assert.equal(agg.code, 0, agg.stderr.slice(-2000));
+      await send(10, 5); // 3 on partition 0, 2 on partition 1: unread
+      const kv = await openKv(kvPath);
+      const cp = (await readCheckpoint(kv, topic))!;
+      const progress = (await readProgress(kv, topic))!;
+      kv.close();
+      assert.deepEqual(cp.pointer.offsets, { "0": 6, "1": 4 });
 
       const r1 = await offsets(["--json", "--topic", topic, "--kv", kvPath]);
       assert.equal(r1.code, 0, r1.stderr);
       const j1 = JSON.parse(r1.stdout);
       assert.deepEqual(
         j1.partitions.map((p: Record<string, unknown>) => [p.partition, p.stored, p.end, p.lag]),
-        [[0, 5, ends.get(0), 1], [1, 4, ends.get(1), 0]],
+        [[0, 6, 9, 3], [1, 4, 6, 2]],
       );
-      assert.equal(j1.partitions[0].watermark, wm);
-      assert.equal(j1.lag, 1);
-      assert.equal(j1.checkpoint.generation, 4);
-      assert.equal(j1.checkpoint.committedAt, now - 1000);
-      assert.equal(j1.lease.holder, "agg-1");
-      assert.equal(j1.lease.live, true);
-      assert.equal(j1.progress.numInputRows, 9);
+      for (const p of j1.partitions) {
+        assert.equal(p.watermark, cp.pointer.watermarks[String(p.partition)]);
+        assert.equal(typeof p.watermark, "number", "the run set every watermark");
+      }
+      assert.equal(j1.lag, 5);
+      assert.equal(j1.checkpoint.batchId, cp.pointer.batchId);
+      assert.equal(j1.checkpoint.committedAt, cp.pointer.committedAt);
+      assert.deepEqual(j1.progress, progress, "the run's last progress record, as written");
+      assert.equal(j1.progress.reason, "final");
+      assert.equal(j1.lease, null, "the run released its lease");
 
       const text = await offsets(["--topic", topic, "--kv", kvPath]);
       assert.equal(text.code, 0, text.stderr);
-      assert.match(text.stdout, /lag 1/);
-      assert.match(text.stdout, /checkpoint: generation 4, batch 9/);
-      assert.match(text.stdout, /lease: live, held by agg-1 \(pid 4242 on box\)/);
+      assert.match(text.stdout, /lag 5/);
+      assert.match(
+        text.stdout,
+        new RegExp(`checkpoint: generation \\d+, batch ${cp.pointer.batchId}`),
+      );
+      assert.doesNotMatch(text.stdout, /IDENTITY MISMATCH/);
 
       const all = await offsets(["--json", "--all", "--kv", kvPath]);
       assert.equal(all.code, 0, all.stderr);
       assert.deepEqual(JSON.parse(all.stdout).map((r: { topic: string }) => r.topic), [topic]);
 
-      // Reset: --yes required; refused while the lease is live.
+      // Reset: --yes required; refused while a lease is live.
       const noYes = await offsets(["reset", "--to", "earliest", "--topic", topic, "--kv", kvPath]);
       assert.equal(noYes.code, 2);
       assert.match(noYes.stderr, /add --yes/);
-      const held = await offsets([
-        "reset",
-        "--to",
-        "earliest",
-        "--yes",
-        "--topic",
-        topic,
-        "--kv",
-        kvPath,
-      ]);
+      const kv2 = await openKv(kvPath);
+      await acquireLease(kv2, topic, {
+        holder: "agg-1",
+        now: Date.now(),
+        pid: 4242,
+        hostname: "box",
+        ttlMs: 60_000,
+      });
+      const reset = (to: string, json = false) =>
+        offsets([
+          "reset",
+          "--to",
+          to,
+          "--yes",
+          ...(json ? ["--json"] : []),
+          "--topic",
+          topic,
+          "--kv",
+          kvPath,
+        ]);
+      const held = await reset("earliest");
       assert.equal(held.code, 3, held.stderr);
       assert.match(held.stderr, /holds the lease \(agg-1, pid 4242 on box\)/);
-      assert.equal((await kv.get(["tickpipe", topic, "state", 4, 0])).value !== null, true);
+      assert.deepEqual((await readCheckpoint(kv2, topic))!.pointer.offsets, { "0": 6, "1": 4 });
       const badTo = await offsets(["reset", "--to", "soon", "--yes", "--topic", topic]);
       assert.equal(badTo.code, 2);
       assert.match(badTo.stderr, /--to "soon"/);
 
-      // Lease gone (expired or released): the reset goes through.
-      await kv.delete(["tickpipe", topic, "lease"]);
-      const outside = await offsets([
-        "reset",
-        "--to",
-        "5",
-        "--yes",
-        "--topic",
-        topic,
-        "--kv",
-        kvPath,
-      ]);
+      // Lease released: the reset goes through; the watermarks stay.
+      assert.ok(await releaseLease(kv2, topic, "agg-1"));
+      const outside = await reset("7");
       assert.equal(outside.code, 2, outside.stderr);
-      assert.match(outside.stderr, /--to 5 is outside partition 1/);
-      const ok = await offsets([
-        "reset",
-        "--to",
-        "earliest",
-        "--yes",
-        "--json",
-        "--topic",
-        topic,
-        "--kv",
-        kvPath,
-      ]);
+      assert.match(outside.stderr, /--to 7 is outside partition 1/);
+      const ok = await reset("earliest", true);
       assert.equal(ok.code, 0, ok.stderr);
-      assert.deepEqual(JSON.parse(ok.stdout).after, { "0": 0, "1": 0 });
-      const cp = (await kv.get<Record<string, unknown>>(["tickpipe", topic, "checkpoint"])).value!;
-      assert.deepEqual(cp.offsets, { "0": 0, "1": 0 });
-      assert.deepEqual(cp.watermarks, { "0": null, "1": null });
-      // The reset writes a v2 pointer: an empty base as generation 5, the v1 state deleted.
-      assert.equal(cp.version, 2);
-      assert.deepEqual(cp.base, { generation: 5, chunks: 0, bytes: 0, records: 0 });
-      assert.deepEqual(cp.deltas, []);
-      assert.deepEqual(cp.garbage, []);
-      assert.equal(cp.nextGeneration, 6);
-      assert.equal(cp.batchId, 9);
-      let chunks = 0;
-      for await (const _ of kv.list({ prefix: ["tickpipe", topic, "state"] })) chunks++;
-      assert.equal(chunks, 0, "engine state dropped");
+      const out = JSON.parse(ok.stdout);
+      assert.deepEqual(out.after, { "0": 0, "1": 0 });
+      assert.deepEqual(out.watermarks, cp.pointer.watermarks);
+      assert.equal(out.identityReset, false);
+      const after = (await readCheckpoint(kv2, topic))!.pointer;
+      assert.deepEqual(after.offsets, { "0": 0, "1": 0 });
+      assert.deepEqual(after.watermarks, cp.pointer.watermarks, "watermarks kept");
+      assert.deepEqual(after.deltas, []);
+      assert.equal(after.openWindows, 0, "window state dropped");
+      assert.equal(after.batchId, cp.pointer.batchId);
+      kv2.close();
 
-      const latest = await offsets([
-        "reset",
-        "--to",
-        "latest",
-        "--yes",
-        "--topic",
-        topic,
-        "--kv",
-        kvPath,
-      ]);
+      const latest = await reset("latest");
       assert.equal(latest.code, 0, latest.stderr);
+      assert.match(latest.stdout, /watermarks kept/);
       const j2 = JSON.parse((await offsets(["--json", "--topic", topic, "--kv", kvPath])).stdout);
       assert.equal(j2.lag, 0);
-      assert.equal(j2.checkpoint.generation, 6);
     } finally {
-      kv.close();
-      await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+      await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
       await admin.disconnect();
       for (const s of ["", "-shm", "-wal"]) await Deno.remove(kvPath + s).catch(() => {});
+      for await (const e of Deno.readDir(".data/test")) {
+        if (e.name.startsWith(kvPath.split("/").pop()!)) {
+          await Deno.remove(`.data/test/${e.name}`).catch(() => {});
+        }
+      }
     }
   },
 });

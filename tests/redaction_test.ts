@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { openKv } from "../common/kv.ts";
 import { ensureTopic } from "../common/kafka.ts";
-import { runCli, tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
+import { config, runCli, tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
 import { cleanupRows, generateStream, produceStream } from "./_helpers/aggregate_stream.ts";
 import { randomPrefix } from "./_helpers/e2e_pipeline.ts";
 
@@ -50,7 +50,8 @@ Deno.test({
     const topic = uniqueName("t-redact");
     const kvPath = await tempKvPath("redact");
     const prefix = randomPrefix();
-    const base = `postgres://${role}@127.0.0.1:5432/tickpipe`;
+    const db = new URL(config.databaseUrl);
+    const base = `postgres://${role}@${db.hostname}:${db.port || 5432}${db.pathname}`;
     // application_name carries PGPASSWORD's value, so the URL shows it where the URL is shown.
     const url = `${base}?password=${secret}&application_name=${pgSecret}`;
     const env = { DATABASE_URL: url, PGPASSWORD: pgSecret, LOG_LEVEL: "debug" };

@@ -185,8 +185,10 @@ export function windowRows(
     const w = i % perSymbol;
     const windowStart = start + w * 300_000;
     const p = 100 + (i % 997) / 100;
+    const volume = 100 * (10 + (i % 50));
     rows.push({
       symbol: `${prefix}${s}`,
+      windowMs: 300_000,
       windowStart,
       windowEnd: windowStart + 300_000,
       count: 10 + (i % 50),
@@ -201,6 +203,9 @@ export function windowRows(
       partition: s % partitions,
       lastOffset: i,
       isFinal: false,
+      volume,
+      pvSum: p * volume,
+      vwap: p,
     });
   }
   return rows;

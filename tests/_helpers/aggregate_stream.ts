@@ -14,7 +14,7 @@ export interface StreamRecord {
   /** Symbol (record key). */
   symbol: string;
   /** The tick, or null for an invalid record. */
-  tick: { id: string; price: number; time: number } | null;
+  tick: { id: string; price: number; time: number; dayVolume?: number } | null;
 }
 
 /** mulberry32 seeded PRNG in [0, 1). */
@@ -43,8 +43,10 @@ export interface StreamOptions {
   symbolsPerPartition?: number;
   /** Watermark delay used to make some ticks late. */
   watermarkDelayMs: number;
-  /** Window size. */
+  /** Window size (the smallest resolution when several). */
   windowMs: number;
+  /** Give ticks a cumulative `dayVolume` (sessions reset now and then; some symbols have none). */
+  volume?: boolean;
 }
 
 /** Records per partition, in offset order. */
@@ -59,6 +61,7 @@ export function generateStream(o: StreamOptions): StreamRecord[][] {
     let t = t0 + Math.floor(rnd() * 10_000);
     let max = -Infinity;
     const prices = Array.from({ length: per }, () => 50 + rnd() * 100);
+    const dayVolumes = Array.from({ length: per }, () => Math.floor(rnd() * 1000));
     for (let i = 0; i < o.perPartition; i++) {
       const s = Math.floor(rnd() * per);
       const symbol = `${o.prefix}P${p}S${s}`;
@@ -83,7 +86,17 @@ export function generateStream(o: StreamOptions): StreamRecord[][] {
       if (!Number.isFinite(time)) time = t;
       prices[s] = Math.max(1, prices[s] + (rnd() - 0.5) * 2);
       const price = Math.round(prices[s] * 10_000) / 10_000 + (rnd() < 0.1 ? 1 / 3 : 0);
-      rows.push({ symbol, tick: { id: symbol, price, time } });
+      const tick: { id: string; price: number; time: number; dayVolume?: number } = {
+        id: symbol,
+        price,
+        time,
+      };
+      if (o.volume && s !== per - 1) { // the last symbol of each partition carries no volume
+        if (rnd() < 0.01) dayVolumes[s] = Math.floor(rnd() * 50); // a new session
+        else dayVolumes[s] += Math.floor(rnd() * 500);
+        tick.dayVolume = dayVolumes[s];
+      }
+      rows.push({ symbol, tick });
       if (time > max) max = time;
     }
     out.push(rows);
@@ -95,6 +108,8 @@ export function generateStream(o: StreamOptions): StreamRecord[][] {
 export interface OracleRow {
   /** Symbol. */
   symbol: string;
+  /** Window length (ms). */
+  windowMs: number;
   /** Window start ms. */
   windowStart: number;
   /** Tick count. */
@@ -119,29 +134,51 @@ export interface OracleRow {
   lastOffset: number;
   /** Final (watermark at the end >= window end). */
   isFinal: boolean;
+  /** Sum of the per-tick volume deltas. */
+  volume: number;
+  /** Sum of price × volume delta. */
+  pv: number;
 }
 
-/** Expected rows (key `symbol|windowStart`) and late ticks (key `partition:offset`). */
+/**
+ * Expected rows (key `symbol|windowMs|windowStart`) and late ticks (key `partition:offset`), by
+ * the rules of aggregate/SEMANTICS.md, computed the simple way: each resolution on its own, the
+ * watermark before each tick, the volume delta of every valid tick in offset order.
+ */
 export function oracle(
   streams: StreamRecord[][],
-  o: { windowMs: number; watermarkDelayMs: number },
+  o: { windowMs?: number; windows?: number[]; watermarkDelayMs: number },
 ): { rows: Map<string, OracleRow>; late: Set<string> } {
+  const windows = o.windows ?? [o.windowMs ?? 300_000];
   const rows = new Map<string, OracleRow>();
   const late = new Set<string>();
   streams.forEach((records, p) => {
     let max = -Infinity;
     const mine: OracleRow[] = [];
+    const baseline = new Map<string, number>();
     records.forEach((r, offset) => {
       if (r.tick === null) return;
-      const { id, price, time } = r.tick;
-      const start = Math.floor(time / o.windowMs) * o.windowMs;
+      const { id, price, time, dayVolume } = r.tick;
+      let delta = 0;
+      if (dayVolume !== undefined) {
+        const prev = baseline.get(id);
+        delta = prev === undefined ? 0 : dayVolume < prev ? dayVolume : dayVolume - prev;
+        baseline.set(id, dayVolume);
+      }
       const wm = max - o.watermarkDelayMs;
-      if (start + o.windowMs > wm) {
-        const key = `${id}|${start}`;
+      let isLate = false;
+      for (const size of windows) {
+        const start = Math.floor(time / size) * size;
+        if (start + size <= wm) {
+          isLate = true;
+          continue;
+        }
+        const key = `${id}|${size}|${start}`;
         const w = rows.get(key);
         if (!w) {
           const nw: OracleRow = {
             symbol: id,
+            windowMs: size,
             windowStart: start,
             count: 1,
             sum: price,
@@ -154,6 +191,8 @@ export function oracle(
             partition: p,
             lastOffset: offset,
             isFinal: false,
+            volume: delta,
+            pv: price * delta,
           };
           rows.set(key, nw);
           mine.push(nw);
@@ -165,11 +204,16 @@ export function oracle(
           if (time < w.first) [w.first, w.open] = [time, price];
           if (time >= w.last) [w.last, w.close] = [time, price];
           w.lastOffset = offset;
+          w.volume += delta;
+          w.pv += price * delta;
         }
-      } else late.add(`${p}:${offset}`);
+      }
+      if (isLate) late.add(`${p}:${offset}`);
       if (time > max) max = time;
     });
-    for (const w of mine) w.isFinal = max - o.watermarkDelayMs >= w.windowStart + o.windowMs;
+    for (const w of mine) {
+      w.isFinal = max - o.watermarkDelayMs >= w.windowStart + w.windowMs;
+    }
   });
   return { rows, late };
 }
@@ -206,24 +250,30 @@ export async function produceStream(
 }
 
 /** Stored row as read back (times in epoch ms). */
-export type StoredRow = OracleRow & { avg: number; windowEnd: number };
+export type StoredRow = OracleRow & { avg: number; windowEnd: number; vwap: number | null };
 
-/** Reads price_windows rows of symbols starting with `prefix`. */
-export async function readRows(pool: Pool, prefix: string): Promise<Map<string, StoredRow>> {
+/** Reads price_windows rows of symbols starting with `prefix` (of `topic`, when given). */
+export async function readRows(
+  pool: Pool,
+  prefix: string,
+  options: { topic?: string } = {},
+): Promise<Map<string, StoredRow>> {
   const { rows } = await pool.query(
     `SELECT symbol, (extract(epoch FROM window_start) * 1000)::bigint AS ws,
             (extract(epoch FROM window_end) * 1000)::bigint AS we,
+            (extract(epoch FROM window_length) * 1000)::bigint AS wl,
             avg_price, open_price, high_price, low_price, close_price, tick_count, is_final,
-            kafka_partition, last_offset, price_sum,
+            kafka_partition, last_offset, price_sum, volume, pv_sum, vwap,
             (extract(epoch FROM first_tick_at) * 1000)::bigint AS ft,
             (extract(epoch FROM last_tick_at) * 1000)::bigint AS lt
-     FROM price_windows WHERE starts_with(symbol, $1)`,
-    [prefix],
+     FROM price_windows WHERE starts_with(symbol, $1) AND ($2::text IS NULL OR topic = $2)`,
+    [prefix, options.topic ?? null],
   );
   const out = new Map<string, StoredRow>();
   for (const r of rows) {
-    out.set(`${r.symbol}|${Number(r.ws)}`, {
+    out.set(`${r.symbol}|${Number(r.wl)}|${Number(r.ws)}`, {
       symbol: r.symbol,
+      windowMs: Number(r.wl),
       windowStart: Number(r.ws),
       windowEnd: Number(r.we),
       count: Number(r.tick_count),
@@ -238,27 +288,37 @@ export async function readRows(pool: Pool, prefix: string): Promise<Map<string, 
       partition: r.kafka_partition,
       lastOffset: Number(r.last_offset),
       isFinal: r.is_final,
+      volume: r.volume,
+      pv: r.pv_sum,
+      vwap: r.vwap,
     });
   }
   return out;
 }
 
-/** Asserts the stored rows equal the oracle's (counts exact, sums/averages within 1e-9 relative). */
+/**
+ * Asserts the stored rows equal the oracle's: the same windows, counts, OHLC, times, versions
+ * and finality exactly; sums, averages, volumes and VWAP within 1e-9 relative.
+ */
 export function assertRowsEqual(
   stored: Map<string, StoredRow>,
   expected: Map<string, OracleRow>,
-  windowMs: number,
+  _windowMs?: number,
 ): void {
   assert.deepEqual([...stored.keys()].sort(), [...expected.keys()].sort(), "same windows");
   const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
   for (const [k, e] of expected) {
     const s = stored.get(k)!;
-    const { sum: _s, avg: _a, windowEnd, ...rest } = s;
-    const { sum: _e, ...exp } = e;
+    const { sum: _s, avg: _a, windowEnd, volume: _v, pv: _p, vwap, ...rest } = s;
+    const { sum: _e, volume: _ev, pv: _ep, ...exp } = e;
     assert.deepEqual(rest, exp, k);
-    assert.equal(windowEnd, e.windowStart + windowMs, k);
+    assert.equal(windowEnd, e.windowStart + e.windowMs, k);
     assert.ok(close(s.sum, e.sum), `${k} sum ${s.sum} vs ${e.sum}`);
     assert.ok(close(s.avg, e.sum / e.count), `${k} avg ${s.avg} vs ${e.sum / e.count}`);
+    assert.ok(close(s.volume, e.volume), `${k} volume ${s.volume} vs ${e.volume}`);
+    assert.ok(close(s.pv, e.pv), `${k} pv ${s.pv} vs ${e.pv}`);
+    if (e.volume === 0) assert.equal(vwap, null, `${k} vwap without volume`);
+    else assert.ok(close(vwap!, e.pv / e.volume), `${k} vwap ${vwap} vs ${e.pv / e.volume}`);
   }
 }
 
@@ -275,5 +335,6 @@ export async function readLate(pool: Pool, topic: string): Promise<Set<string>> 
 export async function cleanupRows(pool: Pool, prefix: string, topic: string): Promise<void> {
   await pool.query("DELETE FROM price_windows WHERE starts_with(symbol, $1)", [prefix]);
   await pool.query("DELETE FROM late_ticks WHERE topic = $1", [topic]);
+  await pool.query("DELETE FROM rejected_rows WHERE topic = $1", [topic]);
   await pool.query("DELETE FROM aggregator_progress WHERE topic = $1", [topic]);
 }

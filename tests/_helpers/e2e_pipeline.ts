@@ -130,7 +130,7 @@ export function asStream(
       let tick: StreamRecord["tick"] = null;
       try {
         const v = JSON.parse(r.value);
-        tick = { id: v.id, price: v.price, time: v.time };
+        tick = { id: v.id, price: v.price, time: v.time, dayVolume: v.dayVolume };
       } catch { /* invalid: skipped by both */ }
       return { symbol: r.key ?? "", tick };
     })

@@ -78,7 +78,7 @@ Deno.test(
       "500ms",
       "--idle-timeout",
       "5s",
-      "--window",
+      "--windows",
       "1m",
       "--watermark",
       "3m",

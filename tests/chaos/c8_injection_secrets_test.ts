@@ -90,7 +90,7 @@ Deno.test(
         "500ms",
         "--idle-timeout",
         "3s",
-        "--window",
+        "--windows",
         "1m",
         "--watermark",
         "3m",

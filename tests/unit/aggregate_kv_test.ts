@@ -10,7 +10,6 @@ import {
   releaseLease,
   renewLease,
 } from "../../aggregate/lease.ts";
-import { parseTickRecord } from "../../aggregate/aggregator.ts";
 import { tempKvPath } from "../_helpers/env.ts";
 
 async function withKv(fn: (kv: Deno.Kv) => Promise<void>) {
@@ -78,29 +77,4 @@ Deno.test("aggregate kv: of many racers for a free lease exactly one wins", asyn
       assert.equal((await readLease(kv, topic))!.lease.holder, holder);
     }
   });
-});
-
-Deno.test("aggregate: parseTickRecord maps valid ticks and rejects bad records", () => {
-  const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
-  const ok = parseTickRecord(enc({ id: "AAPL", price: 1.5, time: 1700000000123, x: 1 }), {
-    partition: 2,
-    offset: 7,
-  });
-  assert.deepEqual(ok, {
-    ok: true,
-    tick: { symbol: "AAPL", eventTime: 1700000000123, price: 1.5, partition: 2, offset: 7 },
-  });
-  for (
-    const bad of [
-      null,
-      new TextEncoder().encode("{nope"),
-      enc(42),
-      enc({ id: "", price: 1, time: 1 }),
-      enc({ id: "A", price: "1", time: 1 }),
-      enc({ id: "A", price: 1, time: 1.5 }),
-      enc({ id: "A", price: Infinity, time: 1 }),
-    ]
-  ) {
-    assert.equal(parseTickRecord(bad, { partition: 0, offset: 0 }).ok, false);
-  }
 });

@@ -55,10 +55,36 @@ Deno.test("sensor decide: no checkpoint -> read from the earliest offset; stored
   assert.equal(fresh.unread, 7);
   const empty = decide(input({ partitions: [{ partition: 0, start: 0, end: 0, stored: null }] }));
   assert.equal(empty.kind, "no-new-data");
+});
+
+Deno.test("sensor decide: stored offsets outside the log -> identity mismatch, never a silent skip", () => {
   const retained = decide(input({ partitions: [{ partition: 0, start: 8, end: 10, stored: 2 }] }));
-  assert.equal(retained.unread, 2);
-  const ahead = decide(input({ partitions: [{ partition: 0, start: 0, end: 10, stored: 12 }] }));
+  assert.equal(retained.kind, "identity-mismatch");
+  assert.match(retained.action, /stored offset 2 is below the log start 8/);
+  // A recreated topic: the stored offset is beyond the new end. Before, this read "no new data".
+  const ahead = decide(input({ partitions: [{ partition: 0, start: 0, end: 50, stored: 1000 }] }));
+  assert.equal(ahead.kind, "identity-mismatch");
+  assert.match(ahead.action, /stored offset 1000 is beyond the end offset 50.*offsets reset/);
   assert.equal(ahead.unread, 0, "never negative");
+  // The aggregator's own finding (a different record at the stored offset) is reported too.
+  const found = decide(input({ identityError: "partition 1: the record at offset 4 differs" }));
+  assert.equal(found.kind, "identity-mismatch");
+  assert.match(found.action, /record at offset 4 differs/);
+  // A live lease still wins: the running aggregator reports it itself.
+  const lease = { holder: "r", pid: 1, hostname: "h", acquiredAt: NOW, expiresAt: NOW + 1000 };
+  assert.equal(decide(input({ lease, identityError: "x" })).kind, "lease-held");
+});
+
+Deno.test("sensor decide: open windows due for idle finalization -> a finalization run", () => {
+  const caught = [{ partition: 0, start: 0, end: 4, stored: 4 }];
+  assert.equal(decide(input({ partitions: caught, finalizeDueAt: NOW + 1 })).kind, "no-new-data");
+  const due = decide(input({ partitions: caught, finalizeDueAt: NOW }));
+  assert.equal(due.kind, "finalize");
+  assert.match(due.action, /^launch: open windows are due for idle finalization since /);
+  assert.equal(decide(input({ partitions: caught, finalizeDueAt: null })).kind, "no-new-data");
+  // Crash-loop backoff applies to finalization runs too.
+  const crash: CrashState = { consecutiveFailures: 1, lastFailureAt: NOW, lastExitCode: 1 };
+  assert.equal(decide(input({ partitions: caught, finalizeDueAt: NOW, crash })).kind, "backoff");
 });
 
 Deno.test("sensor decide: live lease -> skip naming holder and expiry; expired lease ignored", () => {

@@ -1,0 +1,20 @@
+/**
+ * Kafka error classification that needs no client: pure, shared by ingest's batcher and the
+ * aggregator's dead-letter producer.
+ * @module
+ */
+
+/** Kafka error types meaning "too large": such a batch is split, never retried as is. */
+export const TOO_LARGE_ERRORS: readonly string[] = ["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"];
+
+/** The "too large" Kafka error type of `e` (or of an error it wraps), or undefined. */
+export function tooLargeError(e: unknown): string | undefined {
+  let cur = e as
+    | { type?: unknown; message?: unknown; cause?: unknown; originalError?: unknown }
+    | undefined;
+  for (let i = 0; cur && typeof cur === "object" && i < 5; i++) {
+    if (typeof cur.type === "string" && TOO_LARGE_ERRORS.includes(cur.type)) return cur.type;
+    cur = (cur.originalError ?? cur.cause) as typeof cur;
+  }
+  return undefined;
+}
