@@ -35,7 +35,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   },
   offsets: {
     summary: "inspect or reset the offsets, watermarks and lease stored in Deno KV",
-    load: async () => (await import("./sensor/offsets_main.ts")).main,
+    load: async () => (await import("./pipeline/offsets_main.ts")).main,
   },
   status: {
     summary: "one screen (or --json) with the state of every part of the pipeline",
@@ -51,7 +51,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   },
   compile: {
     summary: "build dist/ executables (sensor, aggregator) with their permissions baked in",
-    load: async () => (await import("./sensor/compile_main.ts")).main,
+    load: async () => (await import("./pipeline/compile_main.ts")).main,
   },
   migrate: {
     summary: "apply the SQL migrations in sql/",

@@ -23,8 +23,14 @@ import {
   V1_DEFAULT_ENGINE,
   writeBase,
 } from "../aggregate/checkpoint.ts";
-import { type LaunchRecord, readCrash, readLaunches } from "./_kv.ts";
-import { type CrashState, type LeaseInfo, unreadOf } from "./sensor.ts";
+import {
+  type CrashState,
+  type LaunchRecord,
+  type LeaseInfo,
+  readCrash,
+  readLaunches,
+  unreadOf,
+} from "../sensor/mod.ts";
 
 /** One partition's line of the report. */
 export interface PartitionReport {

@@ -80,7 +80,7 @@ export async function main(args: string[]): Promise<number> {
 
   const kafka = createKafka(config.brokers, { clientId: "tickpipe-offsets", logger: log });
   const admin = await connectAdmin(kafka, config.brokers);
-  const { withKvRetry } = await import("./_kv.ts");
+  const { withKvRetry } = await import("../common/kv.ts");
   const kv = await withKvRetry(() => openKv(config.kvPath));
   try {
     if (sub === "reset") {

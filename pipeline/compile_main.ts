@@ -39,11 +39,11 @@ export async function main(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
   const log = createLogger("compile");
   const { compileSteps, DENORT_HINT, isRuntimeDownloadFailure } = await import("./compile.ts");
-  const { projectPaths } = await import("./launcher.ts");
+  const { projectFiles } = await import("../common/child.ts");
   const outDir = values["out-dir"] ?? "dist";
   await Deno.mkdir(outDir, { recursive: true });
   const denort = readEnv("DENORT_BIN");
-  for (const step of compileSteps({ ...projectPaths(), outDir, target: values.target })) {
+  for (const step of compileSteps({ ...projectFiles(), outDir, target: values.target })) {
     log.info("compiling", { binary: step.output, denort: denort ?? "(download)" });
     const out = await new Deno.Command("deno", {
       args: step.args,

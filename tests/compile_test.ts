@@ -18,7 +18,7 @@ async function compile(env: Record<string, string>) {
     keep.flatMap((k) => Deno.env.get(k) === undefined ? [] : [[k, Deno.env.get(k)!]]),
   );
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...COMPILE_PERMS, "sensor/compile_main.ts"],
+    args: ["run", ...COMPILE_PERMS, "pipeline/compile_main.ts"],
     env: { ...base, ...env },
     clearEnv: true,
     stdout: "piped",

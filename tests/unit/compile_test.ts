@@ -1,6 +1,6 @@
 // compileSteps(): the deno compile command lines bake in each permission set.
 import assert from "node:assert/strict";
-import { compileSteps, isRuntimeDownloadFailure } from "../../sensor/compile.ts";
+import { compileSteps, isRuntimeDownloadFailure } from "../../pipeline/compile.ts";
 
 Deno.test("sensor compile: aggregator then sensor, -P=<set>, sql/ included, never -A", () => {
   const steps = compileSteps({
