@@ -89,6 +89,7 @@ export async function main(args: string[]): Promise<number> {
   // release); the checkpoint is atomic, so a cut run's records are re-read by the next one.
   let handle: Awaited<ReturnType<typeof import("./mod.ts").runAggregator>> | undefined;
   let stopRequested = false;
+  let denied: Error | undefined;
   const { watchStopSignals } = await import("../common/signals.ts");
   const stops = watchStopSignals({ logger: log, deadlineMs: 40_000 });
   stops.requested.then((signal) => {
@@ -131,6 +132,13 @@ export async function main(args: string[]): Promise<number> {
     const kafka = createKafka(config.brokers, {
       clientId: "tickpipe-aggregate",
       logger: log.child("kafka"),
+      // A broker the cluster advertises that this process may not reach: a configuration
+      // error (exit 2, one message), not an outage to wait out.
+      onDenied: (e) => {
+        denied ??= e;
+        stopRequested = true;
+        handle?.stop();
+      },
     });
     let hostname = "unknown";
     try {
@@ -151,6 +159,7 @@ export async function main(args: string[]): Promise<number> {
       });
     } catch (e) {
       stops.dispose();
+      if (denied !== undefined) throw denied;
       if (e instanceof LeaseHeldError) {
         console.error(`tickpipe aggregate: ${e.message}`);
         return EXIT_LEASE_HELD;
@@ -161,6 +170,7 @@ export async function main(args: string[]): Promise<number> {
     if (stopRequested) handle.stop();
     const result = await handle.done;
     stops.dispose();
+    if (denied !== undefined) throw denied; // main.ts: one message naming it, exit 2
     if (result.reason === "idle" || result.reason === "stopped") return 0;
     console.error(
       `tickpipe aggregate: stopped (${result.reason}): ${result.error?.message ?? "unknown error"}`,
