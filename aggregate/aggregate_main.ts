@@ -8,6 +8,12 @@
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
 import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import {
+  METRICS_OPTIONS,
+  metricsUsage,
+  parseMetricsHost,
+  parseMetricsPort,
+} from "../common/metrics_flags.ts";
 
 const OPTIONS = {
   ...BASE_OPTIONS,
@@ -20,6 +26,7 @@ const OPTIONS = {
   "max-buffered": { type: "string" },
   group: { type: "string" },
   "lease-ttl": { type: "string" },
+  ...METRICS_OPTIONS,
 } as const;
 
 /** Exit code when another aggregator holds the topic's lease. */
@@ -42,6 +49,7 @@ Flags:
   --from-beginning          ignore the checkpoint and rebuild from the earliest offsets
                             (requires --yes)
   --yes                     confirm --from-beginning
+${metricsUsage("aggregate", { column: 28 })}
   -h, --help                this help
 
 ${BASE_USAGE}
@@ -81,6 +89,8 @@ export async function main(args: string[]): Promise<number> {
     );
   }
   const config = loadBaseConfig(values);
+  const metricsPort = parseMetricsPort(values["metrics-port"]);
+  const metricsHost = parseMetricsHost(values["metrics-host"]);
   const log = createLogger("aggregate");
   // Listen from the start: a SIGTERM while the consumer is still joining must not kill the
   // process before it can release its lease (it stops right after startup instead).
@@ -126,7 +136,20 @@ export async function main(args: string[]): Promise<number> {
     stops.dispose();
     return EXIT_LEASE_HELD;
   }
+  // Metrics (after the process lock: a second aggregator of this topic exits 3, not 2 for the
+  // port), fed by the per-trigger progress lines.
+  let served: import("../common/metrics.ts").ServedRegistry | undefined;
+  let writeProgress: ((line: string) => void) | undefined;
   try {
+    if (metricsPort !== undefined) {
+      served = (await import("../common/metrics.ts")).serveRegistry("aggregate", {
+        port: metricsPort,
+        hostname: metricsHost,
+        logger: log,
+      });
+      const { createAggregatorMetrics, meteredProgressWriter } = await import("./metrics.ts");
+      writeProgress = meteredProgressWriter(createAggregatorMetrics(served.registry));
+    }
     await checkDatabase(pool, config.databaseUrl);
     await migrate(pool, { logger: log });
     const kafka = createKafka(config.brokers, {
@@ -145,7 +168,7 @@ export async function main(args: string[]): Promise<number> {
       hostname = Deno.hostname();
     } catch { /* no sys permission */ }
     try {
-      handle = await runAggregator({ kafka, pool, kv, logger: log, hostname }, {
+      handle = await runAggregator({ kafka, pool, kv, logger: log, hostname, writeProgress }, {
         topic: config.topic,
         groupId: values.group,
         triggerMs,
@@ -177,6 +200,7 @@ export async function main(args: string[]): Promise<number> {
     );
     return 1;
   } finally {
+    await served?.server.close();
     await pool.end().catch(() => {});
     kv.close();
     processLock.release();

@@ -24,6 +24,8 @@ export interface SuiteContext {
   dataDir: string;
   /** Progress logger (stderr). */
   log: Logger;
+  /** Backlog size of the opt-in vs-spark suite (`--vs-spark-ticks`; default: the suite's). */
+  vsSparkTicks?: number;
 }
 
 /** One line of the results table. */

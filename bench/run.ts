@@ -20,7 +20,7 @@ import {
 } from "./_suite.ts";
 import type { MachineInfo } from "./suites/_io.ts";
 
-/** Every suite name, in the order of issue 8. */
+/** The default suites, in the order of issue 8 (then issue 13's backlog). */
 export const SUITE_NAMES = [
   "decode",
   "ingest",
@@ -31,7 +31,13 @@ export const SUITE_NAMES = [
   "memory",
   "recovery",
   "checkpoint",
+  "backlog",
 ] as const;
+
+/** Suites that run only when asked for (`--vs-spark`, or by name in `--only`). */
+export const OPT_IN_SUITES = ["vs-spark"] as const;
+
+const ALL_SUITES: readonly string[] = [...SUITE_NAMES, ...OPT_IN_SUITES];
 
 /** Loads the suites (after flag parsing, so --help needs no permission). */
 async function loadSuites(): Promise<Suite[]> {
@@ -45,17 +51,24 @@ async function loadSuites(): Promise<Suite[]> {
     import("./suites/memory.ts").then((m) => m.memorySuite),
     import("./suites/recovery.ts").then((m) => m.recoverySuite),
     import("./suites/checkpoint.ts").then((m) => m.checkpointSuite),
+    import("./suites/backlog.ts").then((m) => m.backlogSuite),
+    import("./suites/vs_spark.ts").then((m) => m.vsSparkSuite),
   ]);
 }
 
-const USAGE =
-  `Usage: deno task bench [--quick] [--only SUITE,..] [--runs N] [--out DIR] [--no-write] [--cleanup]
+const USAGE = `Usage: deno task bench [--quick] [--only SUITE,..] [--vs-spark [--vs-spark-ticks N]]
+                       [--runs N] [--out DIR] [--no-write] [--cleanup]
 
 Runs the tickpipe benchmarks against the local Kafka and PostgreSQL (KAFKA_BROKERS, DATABASE_URL)
 and prints a markdown table; every figure comes with a raw baseline measured in the same run.
 
   --quick          short run (about 5 minutes), smaller inputs
-  --only LIST      comma-separated suites: ${SUITE_NAMES.join(", ")}
+  --only LIST      comma-separated suites: ${ALL_SUITES.join(", ")}
+  --vs-spark       also run the opt-in vs-spark suite: tickpipe's aggregator, the seed's Spark
+                   Structured Streaming job (bench/spark, built with Maven) and a raw drain on
+                   one backlog (never part of the default set or of --quick)
+  --vs-spark-ticks N
+                   backlog size of vs-spark (default 4850000; smaller for trials)
   --runs N         measured repetitions per benchmark (default 3, minimum 3)
   --out DIR        where the JSON result goes (default bench/results)
   --no-write       do not write the JSON result
@@ -71,6 +84,8 @@ const OPTIONS = {
   out: { type: "string" },
   "no-write": { type: "boolean" },
   cleanup: { type: "boolean" },
+  "vs-spark": { type: "boolean" },
+  "vs-spark-ticks": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -156,7 +171,7 @@ export function renderMarkdown(report: BenchReport): string {
   lines.push("| # | Suite | Metric | Ours | Baseline | Ratio | Target | Met |");
   lines.push("| -: | --- | --- | --- | --- | --- | --- | --- |");
   report.suites.forEach((s, i) => {
-    const n = SUITE_NAMES.findIndex((x) => x === s.suite) + 1 || i + 1;
+    const n = ALL_SUITES.findIndex((x) => x === s.suite) + 1 || i + 1;
     if (s.status !== "measured") {
       lines.push(
         `| ${n} | ${cell(s.title)} | **${s.status}**: ${cell(s.reason ?? "")} | | | | | |`,
@@ -196,11 +211,24 @@ export async function main(args: string[]): Promise<number> {
   if (values.only !== undefined) {
     names = values.only.split(",").map((s) => s.trim()).filter((s) => s !== "");
     for (const name of names) {
-      if (!(SUITE_NAMES as readonly string[]).includes(name)) {
+      if (!ALL_SUITES.includes(name)) {
         throw new UsageError(
-          `--only names unknown suite "${name}": expected ${SUITE_NAMES.join(", ")}`,
+          `--only names unknown suite "${name}": expected ${ALL_SUITES.join(", ")}`,
         );
       }
+    }
+  }
+  if (values["vs-spark"] && !names.includes("vs-spark")) names.push("vs-spark");
+  let vsSparkTicks: number | undefined;
+  if (values["vs-spark-ticks"] !== undefined) {
+    vsSparkTicks = Number(values["vs-spark-ticks"]);
+    if (!Number.isSafeInteger(vsSparkTicks) || vsSparkTicks < 1000) {
+      throw new UsageError(
+        `--vs-spark-ticks "${values["vs-spark-ticks"]}" is invalid: expected an integer >= 1000`,
+      );
+    }
+    if (!names.includes("vs-spark")) {
+      throw new UsageError("--vs-spark-ticks needs --vs-spark (or vs-spark in --only)");
     }
   }
   const quick = values.quick ?? false;
@@ -227,6 +255,7 @@ export async function main(args: string[]): Promise<number> {
     symbolPrefix: `BENCH_${id}_`,
     dataDir,
     log,
+    vsSparkTicks,
   };
 
   const selected = (await loadSuites()).filter((s) => names.includes(s.name));

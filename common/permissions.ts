@@ -23,6 +23,7 @@ import {
   parseTopic,
 } from "./config.ts";
 import { redact } from "./log.ts";
+import { hostPort, METRICS_PORTS, parseMetricsHost, parseMetricsPort } from "./metrics_flags.ts";
 import { DEFAULT_SOURCE } from "../ingest/client.ts";
 import { defaultSpoolDir } from "../ingest/spool.ts";
 
@@ -77,7 +78,9 @@ type Resource =
   | "spool"
   | "record"
   | "data"
-  | "outDir";
+  | "outDir"
+  | "metrics"
+  | "treeMetrics";
 
 /** Where the simulator listens by default (ingest/simulator.ts; a unit test keeps them equal). */
 export const SIMULATOR_DEFAULT = { hostname: "127.0.0.1", port: 8765 } as const;
@@ -89,13 +92,13 @@ export const SIMULATOR_DEFAULT = { hostname: "127.0.0.1", port: 8765 } as const;
 const COMMANDS: Record<string, CommandResources> = {
   services: { resources: ["kafka", "database"], probesKafka: true },
   migrate: { resources: ["database"] },
-  ingest: { resources: ["kafka", "source", "spool", "record"], probesKafka: true },
+  ingest: { resources: ["kafka", "source", "spool", "record", "metrics"], probesKafka: true },
   simulate: { resources: ["listen"] },
-  aggregate: { resources: ["kafka", "database", "kv", "sql"], probesKafka: true },
-  sensor: { resources: ["kafka", "kv"], probesKafka: true },
+  aggregate: { resources: ["kafka", "database", "kv", "sql", "metrics"], probesKafka: true },
+  sensor: { resources: ["kafka", "kv", "metrics"], probesKafka: true },
   offsets: { resources: ["kafka", "kv"], probesKafka: true },
   status: { resources: ["kafka", "database", "kv"], probesKafka: true },
-  start: { resources: [], probesKafka: true },
+  start: { resources: ["treeMetrics"], probesKafka: true },
   demo: { resources: ["kafka", "database", "kv", "data"], probesKafka: true },
   compile: { resources: ["outDir"], probesKafka: true },
 };
@@ -112,6 +115,8 @@ const FLAGS = {
   port: { type: "string" },
   hostname: { type: "string" },
   "out-dir": { type: "string" },
+  "metrics-port": { type: "string" },
+  "metrics-host": { type: "string" },
 } as const;
 
 /** True when `command` has derived permissions (else the launcher runs it with its set only). */
@@ -138,6 +143,11 @@ function hostPortOf(url: URL, defaultPort: number): string {
 function folderOf(path: string): string {
   const i = path.lastIndexOf("/");
   return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+}
+
+/** A flag's value when it was given one (a loose parse may give `true`). */
+function str(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
 }
 
 /** `--flag value` or `NAME=value`, as a message shows a setting. */
@@ -361,6 +371,53 @@ export function commandAccess(
           });
         }
         break;
+      case "metrics": {
+        // Only when asked for: --metrics-port (no default; the host defaults to loopback).
+        const p = flags["metrics-port"];
+        if (typeof p !== "string") break;
+        const port = parseMetricsPort(p)!;
+        const host = parseMetricsHost(str(flags["metrics-host"]));
+        add({
+          kind: "net",
+          target: hostPort(host, port),
+          what: "metrics address",
+          setting: `--metrics-port ${p}`,
+          settings: "--metrics-host / --metrics-port",
+        });
+        break;
+      }
+      case "treeMetrics": {
+        // start serves the tree's metrics on P (default 9490; 0 = none) and reads its
+        // children's endpoints on 127.0.0.1, P+1..P+3.
+        const raw = str(flags["metrics-port"]) ?? String(METRICS_PORTS.start);
+        const port = parseMetricsPort(raw, { allowZero: true })!;
+        if (port === 0) break;
+        if (port > 65532) {
+          throw new ConfigError(
+            `--metrics-port "${port}" leaves no room for the children's ports (P+1..P+3): ` +
+              `expected at most 65532`,
+          );
+        }
+        const host = parseMetricsHost(str(flags["metrics-host"]));
+        const settings = "--metrics-host / --metrics-port";
+        add({
+          kind: "net",
+          target: hostPort(host, port),
+          what: "metrics address",
+          setting: `--metrics-port ${raw}`,
+          settings,
+        });
+        for (let i = 1; i <= 3; i++) {
+          add({
+            kind: "net",
+            target: hostPort("127.0.0.1", port + i),
+            what: "child metrics endpoint",
+            setting: `--metrics-port ${raw} (children on P+1..P+3)`,
+            settings,
+          });
+        }
+        break;
+      }
       case "outDir": {
         const o = setting(flags, "out-dir", env, null, "dist");
         add({

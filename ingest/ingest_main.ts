@@ -19,6 +19,12 @@ import { createLogger } from "../common/log.ts";
 import { watchStopSignals } from "../common/signals.ts";
 import { DEFAULT_SOURCE } from "./client.ts";
 import { defaultSpoolDir } from "./spool.ts";
+import {
+  METRICS_OPTIONS,
+  metricsUsage,
+  parseMetricsHost,
+  parseMetricsPort,
+} from "../common/metrics_flags.ts";
 
 const DEFAULT_SYMBOLS = "AAPL,MSFT,NVDA,BTC-USD,ETH-USD";
 /** Time allowed for spooling what Kafka did not take, after the --flush-timeout wait. */
@@ -46,6 +52,7 @@ const OPTIONS = {
   "silence-timeout": { type: "string" },
   "max-future": { type: "string" },
   "flush-timeout": { type: "string" },
+  ...METRICS_OPTIONS,
 } as const;
 
 const USAGE = `Usage: tickpipe ingest [flags]
@@ -79,6 +86,7 @@ Flags:
   --silence-timeout DURATION reconnect after this long without frames (default 60s)
   --max-future DURATION      reject ticks further ahead of the receive time (default 5m)
   --flush-timeout DURATION   at shutdown, wait this long for Kafka before spooling (default 30s)
+${metricsUsage("ingest")}
   -h, --help                 show this help
 
 Connection flags (override the environment):
@@ -155,6 +163,8 @@ export async function main(args: string[]): Promise<number> {
   // Run through the launcher (deno task ingest), this process may read and write exactly these
   // paths; main.ts checked that before this command started.
   const spoolDir = values["spool-dir"] ?? defaultSpoolDir(base.topic);
+  const metricsPort = parseMetricsPort(values["metrics-port"]);
+  const metricsHost = parseMetricsHost(values["metrics-host"]);
 
   const log = createLogger("ingest");
   // One stop request, however many copies arrive (a group kill plus deno task's forwarded copy):
@@ -162,6 +172,16 @@ export async function main(args: string[]): Promise<number> {
   // Listening from the start: a request during startup stops right after it.
   const stops = watchStopSignals({ logger: log, deadlineMs: flushTimeoutMs + SPOOL_GRACE_MS });
   const { startIngest } = await import("./ingest.ts");
+  // Metrics: served before Kafka is reached (a taken port fails fast, exit 2), filled once
+  // ingest runs.
+  const served = metricsPort === undefined
+    ? undefined
+    : (await import("../common/metrics.ts")).serveRegistry("ingest", {
+      port: metricsPort,
+      hostname: metricsHost,
+      logger: log,
+    });
+  const metrics = served && (await import("./metrics.ts")).createIngestMetrics(served.registry);
   const ingest = await startIngest({
     brokers: base.brokers,
     topic: base.topic,
@@ -179,7 +199,12 @@ export async function main(args: string[]): Promise<number> {
     silenceMs,
     maxFutureMs,
     logger: log,
+    wrapSend: metrics?.wrapSend,
+  }).catch(async (e) => {
+    await served?.server.close();
+    throw e;
   });
+  metrics?.observe(() => ingest.stats());
 
   const timer = durationMs === undefined
     ? undefined
@@ -198,6 +223,7 @@ export async function main(args: string[]): Promise<number> {
   clearTimeout(timer);
   log.info("Stopping: closing sockets, then flushing to Kafka", { why });
   const s = await ingest.stop({ flushTimeoutMs });
+  await served?.server.close();
   stops.dispose();
   printOut(
     `ingest stopped (${why}): frames=${s.frames} ticks_produced=${s.ticksProduced} ` +

@@ -8,6 +8,13 @@ import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.
 import { type BaseConfig, loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 import { EXIT_CUT, watchStopSignals } from "../common/signals.ts";
+import {
+  DEFAULT_METRICS_HOST,
+  METRICS_OPTIONS,
+  METRICS_PORTS,
+  parseMetricsHost,
+  parseMetricsPort,
+} from "../common/metrics_flags.ts";
 
 /**
  * How long stopping may take before a later stop request cuts it: the children are stopped one
@@ -29,6 +36,9 @@ within 3 s are the same request; a later request cuts the stop (SIGKILL to the c
 exit 130) only after 90 s.
 Children get --brokers/--topic/--kv explicitly and DATABASE_URL only in the sensor's
 environment (never on a command line).
+Prometheus metrics of the whole tree are served at http://127.0.0.1:${METRICS_PORTS.start}/metrics: each process
+serves its own on a loopback port (ingest P+1, sensor P+2, the aggregator P+3, P being
+--metrics-port) and start merges them at every scrape (tickpipe_component_up says which answered).
 
 Flags:
   --source URL         WebSocket source (default Yahoo's streamer)
@@ -39,6 +49,10 @@ Flags:
   --schedule CRON      sensor cron schedule (default "* * * * *")
   --every DUR          sensor: also check at this interval (e.g. 5s)
   --min-new N          unread ticks that justify a launch (default 1)
+  --metrics-port P     serve the tree's metrics on P, children on P+1..P+3
+                       (default ${METRICS_PORTS.start}; 0 = no metrics; the permission sets allow only the default)
+  --metrics-host HOST  address of start's metrics endpoint (default ${DEFAULT_METRICS_HOST}; children
+                       always bind 127.0.0.1)
 
 ${BASE_USAGE}`;
 
@@ -60,6 +74,8 @@ export interface StartOptions {
   every?: string;
   /** Sensor threshold. */
   minNew?: string;
+  /** Start's metrics port P (children get P+1..P+3); undefined or 0: no metrics. */
+  metricsPort?: number;
 }
 
 /** A child of `start` as {@linkcode pipelineChildren} builds it. */
@@ -87,6 +103,12 @@ export function validateStartOptions(options: StartOptions): void {
   parseDuration(options.trigger, "--trigger", { fallbackMs: 1 });
   parseDuration(options.idleTimeout, "--idle-timeout", { fallbackMs: 1 });
   parseDuration(options.every, "--every", { fallbackMs: 1 });
+  if (options.metricsPort !== undefined && options.metricsPort > 65532) {
+    throw new UsageError(
+      `--metrics-port "${options.metricsPort}" leaves no room for the children's ports ` +
+        `(P+1..P+3): expected at most 65532`,
+    );
+  }
   if (options.schedule !== undefined && options.schedule.trim().split(/\s+/).length !== 5) {
     throw new UsageError(
       `--schedule "${options.schedule}" is not a cron expression: expected 5 fields like "* * * * *"`,
@@ -98,6 +120,8 @@ export function validateStartOptions(options: StartOptions): void {
 export function pipelineChildren(config: BaseConfig, options: StartOptions): PipelineChild[] {
   const common = ["--brokers", config.brokers.join(","), "--topic", config.topic];
   const opt = (flag: string, v?: string) => (v === undefined ? [] : [flag, v]);
+  const p = options.metricsPort ?? 0;
+  const port = (flag: string, offset: number) => (p > 0 ? [flag, String(p + offset)] : []);
   return [
     {
       name: "ingest",
@@ -107,6 +131,7 @@ export function pipelineChildren(config: BaseConfig, options: StartOptions): Pip
         ...opt("--source", options.source),
         ...opt("--symbols", options.symbols),
         ...opt("--partitions", options.partitions),
+        ...port("--metrics-port", 1),
       ],
     },
     {
@@ -121,6 +146,8 @@ export function pipelineChildren(config: BaseConfig, options: StartOptions): Pip
         ...opt("--schedule", options.schedule),
         ...opt("--every", options.every),
         ...opt("--min-new", options.minNew),
+        ...port("--metrics-port", 2),
+        ...port("--aggregate-metrics-port", 3),
       ],
       // The sensor hands DATABASE_URL to the aggregator through the environment, never argv.
       env: { DATABASE_URL: config.databaseUrl },
@@ -140,6 +167,7 @@ export function parseStartFlags(args: string[]) {
     schedule: { type: "string" },
     every: { type: "string" },
     "min-new": { type: "string" },
+    ...METRICS_OPTIONS,
   });
 }
 
@@ -163,19 +191,33 @@ export async function main(args: string[]): Promise<number> {
     schedule: values.schedule,
     every: values.every,
     minNew: values["min-new"],
+    metricsPort: parseMetricsPort(values["metrics-port"] ?? String(METRICS_PORTS.start), {
+      allowZero: true,
+    }),
   };
   validateStartOptions(options);
+  const metricsHost = parseMetricsHost(values["metrics-host"]);
   const { Supervisor, safeWriter } = await import("./supervisor.ts");
   const log = createLogger("start", { write: safeWriter(Deno.stderr) });
+  const children = pipelineChildren(config, options);
+  // Start's endpoint is up before any child starts: a taken port fails fast (exit 2).
+  const metrics = options.metricsPort
+    ? await serveTreeMetrics(options.metricsPort, {
+      hostname: metricsHost,
+      children: children.map((c) => c.name),
+      logger: log,
+    })
+    : undefined;
   const fatal = Promise.withResolvers<string>();
   const sup = new Supervisor({
     logger: log,
     onEvent: (e) => {
       if (e.kind === "fatal") fatal.resolve(e.reason);
+      if (e.kind === "started" && e.start > 1) metrics?.childRestarted(e.child);
     },
   });
   log.info("starting pipeline", { topic: config.topic, kv: config.kvPath, pid: Deno.pid });
-  for (const spec of pipelineChildren(config, options)) sup.add(spec);
+  for (const spec of children) sup.add(spec);
   // One stop request, however many copies arrive (a group kill on `deno task start` delivers one
   // copy and deno task forwards another): the children get one SIGTERM each and are awaited; a
   // later request cuts only after STOP_DEADLINE_MS, by SIGKILLing every child's process group.
@@ -199,9 +241,30 @@ export async function main(args: string[]): Promise<number> {
     log.error("stopping: a child cannot run", { reason: why.fatal });
   }
   await sup.stop();
+  await metrics?.close();
   stops.dispose();
   log.info("stopped", {
     exits: Object.fromEntries(sup.children.map((c) => [c.spec.name, c.lastExit ?? null])),
   });
   return why.fatal ? 1 : 0;
+}
+
+/** Serves the merged metrics of start's tree on `port` (children at port+1..port+3). */
+async function serveTreeMetrics(
+  port: number,
+  options: { hostname: string; children: string[]; logger: import("../common/log.ts").Logger },
+): Promise<{ childRestarted(child: string): void; close(): Promise<void> }> {
+  const { createRegistry, serveMetrics } = await import("../common/metrics.ts");
+  const { childMetricsTargets, createStartMetrics, mergedMetricsSource } = await import(
+    "./metrics.ts"
+  );
+  const registry = createRegistry("start");
+  const own = createStartMetrics(registry, { children: options.children });
+  const server = serveMetrics(mergedMetricsSource(registry, childMetricsTargets(port)), {
+    port,
+    hostname: options.hostname,
+    permissionSet: "start",
+    logger: options.logger,
+  });
+  return { childRestarted: own.childRestarted, close: () => server.close() };
 }

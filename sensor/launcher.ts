@@ -22,6 +22,8 @@ export interface AggregateCommandOptions {
   trigger?: string;
   /** `--idle-timeout` for the aggregator, if set. */
   idleTimeout?: string;
+  /** `--metrics-port` for the aggregator (it then serves metrics on 127.0.0.1), if set. */
+  metricsPort?: number;
   /** True when the sensor runs as a `deno compile`d binary. */
   standalone: boolean;
   /** The sensor binary's path (used when standalone, to find `tickpipe-aggregate` beside it). */
@@ -72,6 +74,7 @@ export function buildAggregateCommand(options: AggregateCommandOptions): Aggrega
   ];
   if (options.trigger !== undefined) flags.push("--trigger", options.trigger);
   if (options.idleTimeout !== undefined) flags.push("--idle-timeout", options.idleTimeout);
+  if (options.metricsPort !== undefined) flags.push("--metrics-port", String(options.metricsPort));
   const env = { DATABASE_URL: options.databaseUrl };
   if (options.standalone) {
     const slash = options.execPath.lastIndexOf("/");

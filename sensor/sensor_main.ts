@@ -8,6 +8,12 @@
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
 import { loadBaseConfig, parseDuration, parsePositive, readEnv } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import {
+  METRICS_OPTIONS,
+  metricsUsage,
+  parseMetricsHost,
+  parseMetricsPort,
+} from "../common/metrics_flags.ts";
 
 const USAGE = `Usage: tickpipe sensor [flags]
 
@@ -30,6 +36,10 @@ Flags:
   --idle-timeout DUR     passed to the aggregator (e.g. 15m)
   --backoff-base DUR     pause after the first failed run (default 60s)
   --backoff-max DUR      longest pause after repeated failures (default 30m)
+${metricsUsage("sensor", { column: 25 })}
+  --aggregate-metrics-port PORT
+                         --metrics-port of the aggregators it launches (served on 127.0.0.1;
+                         the aggregate permission set allows 9493)
   -h, --help             show this help
 
 SIGINT/SIGTERM stop the checks and the running aggregator (one SIGTERM; it checkpoints and
@@ -52,6 +62,8 @@ const OPTIONS = {
   "idle-timeout": { type: "string" },
   "backoff-base": { type: "string" },
   "backoff-max": { type: "string" },
+  ...METRICS_OPTIONS,
+  "aggregate-metrics-port": { type: "string" },
 } as const;
 
 /** How long stopping may take before a later stop request cuts it: the aggregator's 40 s
@@ -93,6 +105,11 @@ export async function main(args: string[]): Promise<number> {
   const everyMs = values.every === undefined
     ? undefined
     : parseDuration(values.every, "--every", { fallbackMs: 0 });
+  const metricsPort = parseMetricsPort(values["metrics-port"]);
+  const metricsHost = parseMetricsHost(values["metrics-host"]);
+  const aggregateMetricsPort = parseMetricsPort(values["aggregate-metrics-port"], {
+    flag: "--aggregate-metrics-port",
+  });
 
   const log = createLogger("sensor");
   // One stop request, however many copies arrive (common/signals.ts), listened for from the
@@ -143,6 +160,7 @@ export async function main(args: string[]): Promise<number> {
     kvPath: config.kvPath,
     trigger: values.trigger,
     idleTimeout: values["idle-timeout"],
+    metricsPort: aggregateMetricsPort,
     standalone: Deno.build.standalone ?? false,
     execPath: Deno.build.standalone ? Deno.execPath() : "",
     ...projectPaths(),
@@ -153,6 +171,14 @@ export async function main(args: string[]): Promise<number> {
     hostname = Deno.hostname();
   } catch { /* not permitted */ }
 
+  // Metrics: served before Kafka is reached, so a taken port fails fast (exit 2).
+  const served = metricsPort === undefined
+    ? undefined
+    : (await import("../common/metrics.ts")).serveRegistry("sensor", {
+      port: metricsPort,
+      hostname: metricsHost,
+      logger: log,
+    });
   const kafka = createKafka(config.brokers, {
     clientId: "tickpipe-sensor",
     logger: log,
@@ -162,7 +188,7 @@ export async function main(args: string[]): Promise<number> {
   const { withKvRetry } = await import("./_kv.ts");
   const kv = await withKvRetry(() => openKv(config.kvPath));
   const detached = values.once === true && values.wait !== true;
-  const sensor = createSensor({
+  const checks = createSensor({
     kv,
     admin,
     logger: log,
@@ -174,12 +200,17 @@ export async function main(args: string[]): Promise<number> {
     command,
     identity: `${hostname}:${Deno.pid}`,
   });
+  const sensor = served === undefined
+    ? checks
+    : (await import("./metrics.ts")).createSensorMetrics(served.registry, { topic: config.topic })
+      .instrument(checks);
 
   runningChild = () => sensor.child();
   const close = async () => {
     stops.dispose();
     kv.close();
     await admin.disconnect().catch(() => {});
+    await served?.server.close();
   };
 
   if (values.once) {

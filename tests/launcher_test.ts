@@ -99,6 +99,25 @@ function freePort(): number {
   return port;
 }
 
+/** A port P with P..P+count-1 free on 127.0.0.1 (start's metrics and its children's). */
+function freePorts(count: number): number {
+  for (let tries = 0; tries < 50; tries++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const held: Deno.Listener[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        held.push(Deno.listen({ hostname: "127.0.0.1", port: base + i }));
+      }
+      return base;
+    } catch {
+      /* taken: try another */
+    } finally {
+      for (const l of held) l.close();
+    }
+  }
+  throw new Error(`No ${count} consecutive free ports`);
+}
+
 /** Asserts `r` is one denial: exit 2 and a single stderr line matching `pattern`. */
 function assertDenied(r: Run, pattern: RegExp, what: string): void {
   assert.equal(r.code, 2, `${what}: exit 2 expected\n${r.stderr}`);
@@ -400,10 +419,13 @@ Deno.test({
     const topic = uniqueName("t-launch-start");
     const kvPath = await tempKvPath("launch-start");
     const pool = testPool();
+    const metrics = freePorts(4);
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "task",
         "start",
+        "--metrics-port",
+        String(metrics),
         "--brokers",
         kafkaProxy.address,
         "--source",
@@ -450,18 +472,30 @@ Deno.test({
           const p = [...seen.values()].find((p) => re.test(p.cmdline));
           return p ? p.cmdline.split(" ") : null;
         }, { timeoutMs: 60_000 });
-      // ingest: the Kafka proxy, the broker it advertises, the simulator. Nothing else.
+      // start itself: its metrics endpoint and its children's (it merges them), nothing else.
+      const start = await argsOf(/main\.ts start /);
+      assert.deepEqual(
+        allowList(start, "net"),
+        [0, 1, 2, 3].map((i) => `127.0.0.1:${metrics + i}`).sort(),
+      );
+      // ingest: the Kafka proxy, the broker it advertises, the simulator, its metrics port.
       const ingest = await argsOf(/main\.ts ingest /);
-      assert.deepEqual(allowList(ingest, "net"), [BROKER, kafkaProxy.address, simAddress].sort());
+      assert.deepEqual(
+        allowList(ingest, "net"),
+        [BROKER, kafkaProxy.address, simAddress, `127.0.0.1:${metrics + 1}`].sort(),
+      );
       // the sensor: Kafka only (it hands the database to the aggregator it launches).
       const sensor = await argsOf(/main\.ts sensor /);
-      assert.deepEqual(allowList(sensor, "net"), [BROKER, kafkaProxy.address].sort());
+      assert.deepEqual(
+        allowList(sensor, "net"),
+        [BROKER, kafkaProxy.address, `127.0.0.1:${metrics + 2}`].sort(),
+      );
       assert.deepEqual(allowList(sensor, "write"), [".data/test"]);
       // the aggregator, launched by the sensor: Kafka and the database's proxy.
       const agg = await argsOf(/main\.ts aggregate /);
       assert.deepEqual(
         allowList(agg, "net"),
-        [BROKER, kafkaProxy.address, pgProxy.address].sort(),
+        [BROKER, kafkaProxy.address, pgProxy.address, `127.0.0.1:${metrics + 3}`].sort(),
       );
       assert.deepEqual(allowList(agg, "write"), [".data/test"]);
       assert.deepEqual(allowList(agg, "read"), [".data/test", `${ROOT}sql`].sort());

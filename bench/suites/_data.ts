@@ -32,6 +32,20 @@ export function partitionOf(symbolIndex: number, partitions: number): number {
   return symbolIndex % partitions;
 }
 
+/** Options of engineTicks and engineTickChunks. */
+export interface EngineTickOptions {
+  /** Partitions (symbol i lives in partition i % partitions); default 3. */
+  partitions?: number;
+  /** Event-time step between consecutive ticks, ms; default 21. */
+  tickMs?: number;
+  /** PRNG seed; default 1. */
+  seed?: number;
+  /** Event time of the first tick; default T0. */
+  start?: number;
+  /** Symbol prefix; default "SYM". */
+  prefix?: string;
+}
+
 /**
  * `n` engine ticks over `symbolCount` symbols and `partitions` partitions, ~`tickMs` apart in
  * event time, 2% up to 30 s out of order and 0.1% an hour late (as bench/engine_bench.ts).
@@ -39,37 +53,52 @@ export function partitionOf(symbolIndex: number, partitions: number): number {
 export function engineTicks(
   n: number,
   symbolCount: number,
-  options: {
-    partitions?: number;
-    tickMs?: number;
-    seed?: number;
-    start?: number;
-    prefix?: string;
-  } = {},
+  options: EngineTickOptions = {},
 ): Tick[] {
+  const out: Tick[] = [];
+  for (const chunk of engineTickChunks(n, symbolCount, { ...options, chunkSize: n })) {
+    for (const t of chunk) out.push(t);
+  }
+  return out;
+}
+
+/**
+ * The ticks of `engineTicks(n, symbolCount, options)`, the same sequence, in chunks of at most
+ * `chunkSize` (default 50,000): for backlogs too large to hold in memory at once.
+ */
+export function* engineTickChunks(
+  n: number,
+  symbolCount: number,
+  options: EngineTickOptions & { chunkSize?: number } = {},
+): Generator<Tick[]> {
   const partitions = options.partitions ?? 3;
   const tickMs = options.tickMs ?? 21;
   const start = options.start ?? T0;
+  const chunkSize = Math.max(1, options.chunkSize ?? 50_000);
   const rand = prng(options.seed ?? 1);
   const names = symbols(symbolCount, options.prefix ?? "SYM");
   const offsets = new Array<number>(partitions).fill(0);
-  const ticks: Tick[] = new Array(n);
-  for (let i = 0; i < n; i++) {
-    const s = Math.floor(rand() * symbolCount);
-    const partition = partitionOf(s, partitions);
-    let eventTime = start + i * tickMs;
-    const r = rand();
-    if (r < 0.02) eventTime -= Math.floor(rand() * 30_000);
-    else if (r < 0.021) eventTime -= 3_600_000;
-    ticks[i] = {
-      symbol: names[s],
-      eventTime,
-      price: 100 + Math.round(rand() * 10_000) / 100,
-      partition,
-      offset: offsets[partition]++,
-    };
+  for (let from = 0; from < n; from += chunkSize) {
+    const size = Math.min(chunkSize, n - from);
+    const ticks: Tick[] = new Array(size);
+    for (let j = 0; j < size; j++) {
+      const i = from + j;
+      const s = Math.floor(rand() * symbolCount);
+      const partition = partitionOf(s, partitions);
+      let eventTime = start + i * tickMs;
+      const r = rand();
+      if (r < 0.02) eventTime -= Math.floor(rand() * 30_000);
+      else if (r < 0.021) eventTime -= 3_600_000;
+      ticks[j] = {
+        symbol: names[s],
+        eventTime,
+        price: 100 + Math.round(rand() * 10_000) / 100,
+        partition,
+        offset: offsets[partition]++,
+      };
+    }
+    yield ticks;
   }
-  return ticks;
 }
 
 /** `symbolCount * windowsPerSymbol` ticks, one per (symbol, window): that many open windows. */

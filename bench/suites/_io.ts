@@ -71,6 +71,8 @@ export interface TickMessage {
   timestamp: string;
   /** ingest_ms header. */
   headers: Record<string, string>;
+  /** Explicit partition (default: kafkajs' partitioner on the key). */
+  partition?: number;
 }
 
 /**
@@ -129,9 +131,24 @@ export async function deleteRows(
   const prefix = ctx.symbolPrefix;
   await pool.query("DELETE FROM price_windows WHERE left(symbol, length($1)) = $1", [prefix]);
   await pool.query("DELETE FROM late_ticks WHERE left(symbol, length($1)) = $1", [prefix]);
+  await deleteSparkRows(pool, prefix);
   if (topics.length > 0) {
     await pool.query("DELETE FROM aggregator_progress WHERE topic = ANY($1::text[])", [topics]);
   }
+}
+
+/** Table the vs-spark suite's Spark job upserts into (created by the job, bench only). */
+export const SPARK_TABLE = "spark_price_windows";
+
+/** Deletes the rows of symbols starting with `prefix` from the Spark job's table, if it exists. */
+export async function deleteSparkRows(pool: Pool, prefix: string): Promise<number> {
+  const exists = await pool.query("SELECT to_regclass($1) IS NOT NULL AS ok", [SPARK_TABLE]);
+  if (!exists.rows[0].ok) return 0;
+  const r = await pool.query(
+    `DELETE FROM ${SPARK_TABLE} WHERE left(symbol, length($1)) = $1`,
+    [prefix],
+  );
+  return r.rowCount ?? 0;
 }
 
 /** Applies the migrations (idempotent) so in-process suites find the tables. */
@@ -214,6 +231,7 @@ export async function cleanupStale(config: BaseConfig): Promise<StaleCleanup> {
       "DELETE FROM late_ticks WHERE left(symbol, length($1)) = $1",
       prefix,
     );
+    await deleteSparkRows(pool, "BENCH_");
     await pool.query("DELETE FROM aggregator_progress WHERE topic LIKE 'bench-%'");
     await Deno.remove(".data/bench", { recursive: true }).catch(() => {});
     return { topics: topics.length, windows: w.rowCount ?? 0, late: l.rowCount ?? 0 };
@@ -316,9 +334,25 @@ export interface Child {
 
 /** Spawns `deno <args>` with piped output (env adds to the inherited environment). */
 export function spawnDeno(args: string[], env: Record<string, string> = {}): Child {
-  const cmd = new Deno.Command(Deno.execPath(), {
+  return spawnCommand(Deno.execPath(), args, { env: { NO_COLOR: "1", LOG_LEVEL: "warn", ...env } });
+}
+
+/**
+ * Spawns `command <args>` with piped output, tracked for killChildren (env adds to the inherited
+ * environment). `onLine` sees every output line as it arrives, with its stream.
+ */
+export function spawnCommand(
+  command: string,
+  args: string[],
+  options: {
+    env?: Record<string, string>;
+    onLine?: (line: string, stream: "stdout" | "stderr") => void;
+  } = {},
+): Child {
+  const onLine = options.onLine;
+  const cmd = new Deno.Command(command, {
     args,
-    env: { NO_COLOR: "1", LOG_LEVEL: "warn", ...env },
+    env: options.env ?? {},
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -329,6 +363,7 @@ export function spawnDeno(args: string[], env: Record<string, string> = {}): Chi
   const stderr: string[] = [];
   const waiters: { test: (l: string) => boolean; resolve: (l: string) => void }[] = [];
   const outDone = pumpLines(process.stdout, (line) => {
+    onLine?.(line, "stdout");
     stdout.push(line);
     for (let i = waiters.length - 1; i >= 0; i--) {
       if (waiters[i].test(line)) {
@@ -338,6 +373,7 @@ export function spawnDeno(args: string[], env: Record<string, string> = {}): Chi
     }
   });
   const errDone = pumpLines(process.stderr, (line) => {
+    onLine?.(line, "stderr");
     stderr.push(line);
     if (stderr.length > 200) stderr.shift();
   });

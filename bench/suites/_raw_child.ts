@@ -1,8 +1,9 @@
 /**
  * Raw baseline processes for the memory suite, run as `deno run -A bench/suites/_raw_child.ts`:
  *
- * - `drain <topic> <group> <count>`: a plain kafkajs consumer counting messages (eachBatch)
- *   until `count` are seen, then prints `done <count>` and idles until killed.
+ * - `drain <topic> <group> <count> [exit]`: a plain kafkajs consumer counting messages
+ *   (eachBatch); prints `first <n>` at its first batch and `done <count>` once `count` are seen,
+ *   then idles until killed, or with `exit` exits 0 at once (the backlog suites time it to exit).
  * - `forward <ws-url> <topic> <symbols-file>`: WebSocket clients (100 symbols each) forwarding
  *   raw frames to Kafka with sendBatch every 5 ms (no parsing), until killed.
  *
@@ -22,8 +23,9 @@ const kafka = createKafka(config.brokers, {
 const [mode, ...args] = Deno.args;
 
 if (mode === "drain") {
-  const [topic, group, countText] = args;
+  const [topic, group, countText, then] = args;
   const count = Number(countText);
+  const exitWhenDone = then === "exit";
   const consumer = kafka.consumer({ groupId: group, maxWaitTimeInMs: 250 });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -31,10 +33,12 @@ if (mode === "drain") {
   let printed = false;
   await consumer.run({
     eachBatch: ({ batch }) => {
+      if (seen === 0 && batch.messages.length > 0) console.log(`first ${batch.messages.length}`);
       seen += batch.messages.length;
       if (seen >= count && !printed) {
         printed = true;
         console.log(`done ${seen}`);
+        if (exitWhenDone) Deno.exit(0);
       }
       return Promise.resolve();
     },

@@ -18,6 +18,7 @@ import {
   SIMULATOR_DEFAULT,
 } from "../../common/permissions.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "../../ingest/simulator.ts";
+import { METRICS_PORTS } from "../../common/metrics_flags.ts";
 import { prng as mulberry32 } from "../_helpers/aggregate_stream.ts";
 
 const ROOT = "/repo/";
@@ -127,6 +128,19 @@ function randomCase(seed: number) {
   const put = (kind: string, xs: string[]) => {
     if (xs.length > 0) expected[kind] = sorted([...(expected[kind] ?? []), ...xs]);
   };
+  // --metrics-port / --metrics-host, for the commands that serve metrics when asked.
+  const metrics = () => {
+    if (rnd() < 0.5) return [];
+    const p = 1 + Math.floor(rnd() * 65535);
+    args.push("--metrics-port", String(p));
+    if (rnd() < 0.3) {
+      const h = pick(["0.0.0.0", "::1", "[::1]", "localhost"]);
+      args.push("--metrics-host", h);
+      const bare = h.replace(/^\[(.*)\]$/, "$1");
+      return [bare.includes(":") ? `[${bare}]:${p}` : `${bare}:${p}`];
+    }
+    return [`127.0.0.1:${p}`];
+  };
   switch (command) {
     case "ingest": {
       const src = pick([
@@ -141,18 +155,22 @@ function randomCase(seed: number) {
       if (spool) args.push("--spool-dir", spool);
       const record = rnd() < 0.5 ? pick(["/srv/rec/feed.txt", "feed.txt"]) : undefined;
       if (record) args.push("--record", record);
-      put("net", [...kafka, given ? src.target : "streamer.finance.yahoo.com:443"]);
+      put("net", [...kafka, given ? src.target : "streamer.finance.yahoo.com:443", ...metrics()]);
       put("read", [spool ?? `.data/spool/${topic}`]);
       put("write", [spool ?? `.data/spool/${topic}`]);
       if (record) put("write", [record.includes("/") ? "/srv/rec" : "."]);
       break;
     }
     case "aggregate":
-      put("net", [...kafka, dbTarget]);
+      put("net", [...kafka, dbTarget, ...metrics()]);
       put("read", [...kvTargets, `${ROOT}sql`]);
       put("write", kvTargets);
       break;
     case "sensor":
+      put("net", [...kafka, ...metrics()]);
+      put("read", kvTargets);
+      put("write", kvTargets);
+      break;
     case "offsets":
       put("net", kafka);
       put("read", kvTargets);
@@ -189,8 +207,14 @@ function randomCase(seed: number) {
       put("write", [out ?? "dist"]);
       break;
     }
-    case "start":
+    case "start": {
+      // The tree's endpoint on P (default 9490, 0 = none) and the children's on P+1..P+3.
+      const p = pick([undefined, "0", "9590", "20000"]);
+      if (p !== undefined) args.push("--metrics-port", p);
+      const port = Number(p ?? 9490);
+      if (port > 0) put("net", [0, 1, 2, 3].map((i) => `127.0.0.1:${port + i}`));
       break;
+    }
   }
   return { command, args, env, expected };
 }
@@ -361,7 +385,11 @@ Deno.test("permissions: deno.json's sets hold exactly the lists of the default c
   ) {
     const set = sets[command];
     assert.ok(set, `a permission set for ${command}`);
-    const needs = commandAccess(command, [], { root });
+    // The sets also allow the metrics port a command serves on when asked (--metrics-port).
+    const served = ["ingest", "sensor", "aggregate"].includes(command)
+      ? ["--metrics-port", String(METRICS_PORTS[command as "ingest"])]
+      : [];
+    const needs = commandAccess(command, served, { root });
     const net = sorted(needs.filter((n) => n.kind === "net").map((n) => n.target));
     assert.deepEqual(sorted(set.net ?? []), net, `${command}: net list = the defaults'`);
     for (const n of needs.filter((n) => n.kind !== "net")) {
