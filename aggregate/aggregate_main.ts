@@ -100,6 +100,8 @@ export async function main(args: string[]): Promise<number> {
   let handle: Awaited<ReturnType<typeof import("./mod.ts").runAggregator>> | undefined;
   let stopRequested = false;
   let denied: Error | undefined;
+  const denial = Promise.withResolvers<never>();
+  denial.promise.catch(() => {});
   const { watchStopSignals } = await import("../common/signals.ts");
   const stops = watchStopSignals({ logger: log, deadlineMs: 40_000 });
   stops.requested.then((signal) => {
@@ -161,6 +163,7 @@ export async function main(args: string[]): Promise<number> {
         denied ??= e;
         stopRequested = true;
         handle?.stop();
+        denial.reject(e);
       },
     });
     let hostname = "unknown";
@@ -168,18 +171,30 @@ export async function main(args: string[]): Promise<number> {
       hostname = Deno.hostname();
     } catch { /* no sys permission */ }
     try {
-      handle = await runAggregator({ kafka, pool, kv, logger: log, hostname, writeProgress }, {
-        topic: config.topic,
-        groupId: values.group,
-        triggerMs,
-        idleTimeoutMs,
-        windowMs,
-        watermarkDelayMs,
-        maxBuffered,
-        leaseTtlMs,
-        holdsProcessLock: true,
-        fromBeginning: values["from-beginning"] === true,
-      });
+      // A denial during the start ends it at once, not after kafkajs' retries (the lease then
+      // expires; the process lock goes with the process).
+      handle = await Promise.race([
+        denial.promise,
+        runAggregator({
+          kafka,
+          pool,
+          kv,
+          logger: log,
+          hostname,
+          writeProgress,
+        }, {
+          topic: config.topic,
+          groupId: values.group,
+          triggerMs,
+          idleTimeoutMs,
+          windowMs,
+          watermarkDelayMs,
+          maxBuffered,
+          leaseTtlMs,
+          holdsProcessLock: true,
+          fromBeginning: values["from-beginning"] === true,
+        }),
+      ]);
     } catch (e) {
       stops.dispose();
       if (denied !== undefined) throw denied;

@@ -567,3 +567,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "launcher: the aggregator denied a broker the cluster advertises exits 2 naming it",
+  ...opts,
+  async fn() {
+    const proxy = startTcpProxy(BROKER);
+    const kvPath = await tempKvPath("launch-agg");
+    const topic = uniqueName("t-launch-agg");
+    const admin = testKafka().admin();
+    await admin.connect();
+    await ensureTopic(admin, topic, { partitions: 1 });
+    await admin.disconnect();
+    try {
+      const r = await launch([
+        "aggregate",
+        "--brokers",
+        proxy.address,
+        "--topic",
+        topic,
+        "--kv",
+        kvPath,
+        "--idle-timeout",
+        "60s",
+      ], { env: { TICKPIPE_KAFKA_HOSTS: proxy.address }, timeoutMs: 90_000 });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `tickpipe aggregate: Kafka broker at ${BROKER} \\(advertised by the cluster at ` +
+            `KAFKA_BROKERS=${proxy.address}\\) is not in this command's allowed hosts`,
+        ),
+      );
+      assert.equal(r.stderr.match(/is not in this command's allowed hosts/g)?.length, 1, r.stderr);
+      assert.ok(r.ms < 45_000, `not retried as an outage until the idle timeout: ${r.ms} ms`);
+    } finally {
+      await proxy.close();
+    }
+  },
+});
