@@ -31,7 +31,7 @@ ${BASE_USAGE}`;
 /** Demo symbols: a handful of stocks and crypto pairs. */
 export const DEMO_SYMBOLS = "AAPL,MSFT,NVDA,TSLA,BTC-USD,ETH-USD";
 
-/** Where the demo's simulator listens (the ingest permission set allows exactly this). */
+/** Where the demo's simulator listens (its children are allowed it from --source / --port). */
 export const DEMO_SOURCE = "ws://127.0.0.1:8765/?version=2";
 
 /** The demo's pipeline settings (also documented in the usage text). */

@@ -38,8 +38,7 @@ Flags:
   --backoff-max DUR      longest pause after repeated failures (default 30m)
 ${metricsUsage("sensor", { column: 25 })}
   --aggregate-metrics-port PORT
-                         --metrics-port of the aggregators it launches (served on 127.0.0.1;
-                         the aggregate permission set allows 9493)
+                         --metrics-port of the aggregators it launches (served on 127.0.0.1)
   -h, --help             show this help
 
 SIGINT/SIGTERM stop the checks and the running aggregator (one SIGTERM; it checkpoints and

@@ -30,13 +30,13 @@ async function compile(env: Record<string, string>) {
 
 if (!DENORT_BIN) {
   console.log(
-    "sensor_compile_test: DENORT_BIN is unset: skipping the build of the binaries " +
+    "compile_test: DENORT_BIN is unset: skipping the build of the binaries " +
       "(deno compile needs the denort runtime and this machine cannot download it)",
   );
 }
 
 Deno.test({
-  name: "sensor compile: builds both binaries with DENORT_BIN; they print their usage",
+  name: "compile: builds both binaries with DENORT_BIN; they print their usage",
   ignore: !DENORT_BIN,
   async fn() {
     const r = await compile({ DENORT_BIN: DENORT_BIN! });
@@ -51,7 +51,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "sensor compile: without a reachable runtime it fails with a clear DENORT_BIN message",
+  name: "compile: without a reachable runtime it fails with a clear DENORT_BIN message",
   ignore: !!DENORT_BIN,
   async fn() {
     const r = await compile({});

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { compileSteps, isRuntimeDownloadFailure } from "../../pipeline/compile.ts";
 
-Deno.test("sensor compile: aggregator then sensor, -P=<set>, sql/ included, never -A", () => {
+Deno.test("compile: aggregator then sensor, -P=<set>, sql/ included, never -A", () => {
   const steps = compileSteps({
     configPath: "/repo/deno.json",
     mainPath: "/repo/main.ts",
