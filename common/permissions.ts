@@ -306,9 +306,9 @@ export function commandAccess(
         const folder = folderOf(k.value);
         const kvSetting = shown(k.name, k.value);
         const settings = "TICKPIPE_KV / --kv";
-        if (folder === ".") {
-          // A KV in the working directory: the file and the aggregator's lock beside it, not
-          // the whole directory (SQLite's own -wal/-shm files need no Deno permission).
+        if (folder === "." || folder === "/") {
+          // A KV in the working (or root) directory: the file and the aggregator's lock beside
+          // it, not the whole directory (SQLite's own -wal/-shm files need no Deno permission).
           const lock = `${k.value}.aggregate-${encodeURIComponent(topic())}.lock`;
           for (const target of [k.value, lock]) {
             for (const kind of ["read", "write"] as const) {
@@ -349,10 +349,12 @@ export function commandAccess(
       case "record": {
         const r = flags.record;
         if (typeof r === "string" && r !== "") {
-          // Its folder: ingest creates it when missing.
+          // Its folder, which ingest creates when missing; a file in the working (or root)
+          // directory: the file only.
+          const folder = folderOf(r);
           add({
             kind: "write",
-            target: folderOf(r),
+            target: folder === "." || folder === "/" ? r : folder,
             what: "recording folder",
             setting: `--record ${r}`,
             settings: "--record",

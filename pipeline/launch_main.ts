@@ -95,9 +95,11 @@ export async function planLaunch(
       }
     }
   }
-  const denoFlags = help || !hasDerivedAccess(command)
-    ? []
-    : launchFlags(command, args, { env, kafkaHosts });
+  if (!hasDerivedAccess(command)) {
+    // Not a command: main.ts, with no permission at all, says so (exit 2).
+    return { command: "deno", args: denoRunArgs(command, args, { permissionSet: null }), env: {} };
+  }
+  const denoFlags = help ? [] : launchFlags(command, args, { env, kafkaHosts });
   return { command: "deno", args: denoRunArgs(command, args, { denoFlags }), env: extraEnv };
 }
 

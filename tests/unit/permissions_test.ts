@@ -117,10 +117,10 @@ function randomCase(seed: number) {
     return `${u.hostname}:${u.port || pgport || 5432}`;
   })();
   const topic = source("topic", "TICKS_TOPIC", pick(["ticks", "prices-x", "t.1"]), "ticks");
-  const kvRaw = pick(["/var/lib/tp/x.kv", ".data/a.kv", "state.kv", "rel/dir/k.kv"]);
+  const kvRaw = pick(["/var/lib/tp/x.kv", ".data/a.kv", "state.kv", "rel/dir/k.kv", "/root.kv"]);
   const kv = source("kv", "TICKPIPE_KV", kvRaw, ".data/tickpipe.kv");
   noise();
-  const kvTargets = kv.includes("/")
+  const kvTargets = kv.lastIndexOf("/") > 0
     ? [kv.slice(0, kv.lastIndexOf("/"))]
     : [kv, `${kv}.aggregate-${encodeURIComponent(topic)}.lock`];
   const kafka = [...bs, ...hosts];
@@ -158,7 +158,7 @@ function randomCase(seed: number) {
       put("net", [...kafka, given ? src.target : "streamer.finance.yahoo.com:443", ...metrics()]);
       put("read", [spool ?? `.data/spool/${topic}`]);
       put("write", [spool ?? `.data/spool/${topic}`]);
-      if (record) put("write", [record.includes("/") ? "/srv/rec" : "."]);
+      if (record) put("write", [record.includes("/") ? "/srv/rec" : record]);
       break;
     }
     case "aggregate":
