@@ -30,10 +30,13 @@ import { defaultSpoolDir } from "../ingest/spool.ts";
 /** A kind of permission the launcher derives (the others stay those of the permission set). */
 export type PermissionKind = "net" | "read" | "write";
 
+/** A kind of permission a denial can be about (env, run and sys come from the set only). */
+export type DeniedKind = PermissionKind | "env" | "run" | "sys";
+
 /** One address or path a command needs, with the setting it comes from (for messages). */
 export interface AccessNeed {
-  /** Permission kind. */
-  kind: PermissionKind;
+  /** Permission kind (the launcher derives net, read and write; the others are the set's). */
+  kind: DeniedKind;
   /** `host:port` (net) or a path (read, write). */
   target: string;
   /** What it is, e.g. `Kafka`, `PostgreSQL`, `WebSocket source`, `Deno KV folder`. */
@@ -459,11 +462,17 @@ export function launchFlags(
 }
 
 /** A permission query (default: Deno.permissions.querySync). */
-export type PermissionQuery = (need: { kind: PermissionKind; target: string }) => boolean;
+export type PermissionQuery = (need: { kind: DeniedKind; target: string }) => boolean;
 
-function querySync(need: { kind: PermissionKind; target: string }): boolean {
+function querySync(need: { kind: DeniedKind; target: string }): boolean {
   const d: Deno.PermissionDescriptor = need.kind === "net"
     ? { name: "net", host: need.target }
+    : need.kind === "env"
+    ? { name: "env", variable: need.target }
+    : need.kind === "run"
+    ? { name: "run", command: need.target }
+    : need.kind === "sys"
+    ? { name: "sys", kind: need.target as Deno.SysPermissionDescriptor["kind"] }
     : { name: need.kind, path: need.target };
   return Deno.permissions.querySync(d).state === "granted";
 }
@@ -507,7 +516,14 @@ function fixText(need: AccessNeed, options: DeniedMessageOptions): string {
 
 /** The one message for a denied need: what, where, the setting, and the fix. Pure. */
 export function deniedMessage(need: AccessNeed, options: DeniedMessageOptions = {}): string {
-  const list = need.kind === "net" ? "allowed hosts" : `allowed ${need.kind} paths`;
+  const list = {
+    net: "allowed hosts",
+    read: "allowed read paths",
+    write: "allowed write paths",
+    env: "allowed environment variables",
+    run: "allowed programs",
+    sys: "allowed system information",
+  }[need.kind];
   return `${need.what} ${need.kind === "net" ? "at " : ""}${need.target} (${need.setting}) ` +
     `is not in this command's ${list}: ${fixText(need, options)}`;
 }
@@ -626,12 +642,27 @@ export function accessDeniedOf(
       n.target === t.target && (n.kind === t.kind || (n.kind !== "net" && t.kind !== "net"))
     );
   if (need !== undefined) return new AccessDeniedError(need, { ...options, cause: e });
+  const denied = String((e as Error)?.message ?? e).split("\n")[0].replace(/, run again.*$/, "");
+  if (t !== null && t.kind !== "net" && t.kind !== "read" && t.kind !== "write") {
+    // env, run, sys...: the permission set's own lists, which no configuration changes.
+    const command = options.command ?? currentCommand ?? "<command>";
+    const kind = t.kind === "env" || t.kind === "run" ? t.kind : "sys";
+    return new AccessDeniedError({
+      kind,
+      target: t.target,
+      what: { env: "Environment variable", run: "Program", sys: "System information" }[kind],
+      setting: denied,
+      settings: `the "${command}" permission set`,
+      fix: `the "${command}" permission set in deno.json does not list it, and no setting ` +
+        `changes that: a tickpipe bug, please report it`,
+    }, { ...options, cause: e });
+  }
   const kind = (t?.kind === "read" || t?.kind === "write") ? t.kind : "net";
   return new AccessDeniedError({
     kind,
     target: t?.target ?? "?",
     what: kind === "net" ? "The address" : "The path",
-    setting: String((e as Error)?.message ?? e).split("\n")[0].replace(/, run again.*$/, ""),
+    setting: denied,
     settings: "its flags and environment",
   }, { ...options, cause: e });
 }

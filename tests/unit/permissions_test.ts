@@ -359,6 +359,20 @@ Deno.test("permissions: denials are recognised however they are wrapped, and nam
   );
   const unnamed = accessDeniedOf(raw, { command: "migrate", standalone: false });
   assert.match(unnamed!.message, /^The address at 127\.0\.0\.1:5433 \(Requires net access/);
+  // env, run and sys come from the permission set alone: no setting fixes them.
+  const env = accessDeniedOf(
+    new Deno.errors.NotCapable(
+      `Requires env access to "NODE_ENV", run again with the --allow-env flag`,
+    ),
+    { command: "aggregate", standalone: false },
+  );
+  assert.equal(
+    env!.message,
+    `Environment variable NODE_ENV (Requires env access to "NODE_ENV") is not in this command's ` +
+      `allowed environment variables: the "aggregate" permission set in deno.json does not list ` +
+      `it, and no setting changes that: a tickpipe bug, please report it`,
+  );
+  assert.ok(env instanceof ConfigError, "exit 2");
 });
 
 Deno.test("permissions: deno.json's sets hold exactly the lists of the default configuration", async () => {
