@@ -117,7 +117,15 @@ export async function main(args: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === "launch") throw new ConfigError(`"launch launch" launches nothing`);
-  const plan = await planLaunch(command, commandArgs);
+  let plan: LaunchPlan;
+  try {
+    plan = await planLaunch(command, commandArgs);
+  } catch (e) {
+    // A bad setting, reported as the command itself would report it.
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`tickpipe ${command}: ${redact(e.message)}`);
+    return 2;
+  }
   if (print) {
     console.log(redact(JSON.stringify(plan)));
     return 0;
