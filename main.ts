@@ -1,12 +1,21 @@
 /**
- * tickpipe: the one CLI. `deno task <command>` runs `main.ts <command>` under
- * that command's own permission set (see deno.json); each command lives in
- * its part's entry module and is imported only when chosen.
+ * tickpipe: the one CLI. `deno task <command>` runs the launcher (`main.ts launch <command>`),
+ * which starts `main.ts <command>` under that command's permission set (see deno.json) with the
+ * hosts and paths it may reach derived from its configuration (common/permissions.ts). Each
+ * command lives in its part's entry module and is imported only when chosen. Before it runs,
+ * its configured addresses and paths are checked against the permissions it got: a denied one
+ * exits 2 with one message naming it and the fix.
  * @module
  */
 
 import { ConfigError, readEnv } from "./common/config.ts";
 import { redact } from "./common/log.ts";
+import {
+  accessDeniedOf,
+  checkAccess,
+  commandAccess,
+  setCommandName,
+} from "./common/permissions.ts";
 
 /** A command's entry point: takes its arguments, returns an exit code. */
 export type CommandMain = (args: string[]) => Promise<number>;
@@ -35,7 +44,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   },
   offsets: {
     summary: "inspect or reset the offsets, watermarks and lease stored in Deno KV",
-    load: async () => (await import("./sensor/offsets_main.ts")).main,
+    load: async () => (await import("./pipeline/offsets_main.ts")).main,
   },
   status: {
     summary: "one screen (or --json) with the state of every part of the pipeline",
@@ -49,9 +58,13 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
     summary: "set up everything and run the whole pipeline against the simulator, live",
     load: async () => (await import("./pipeline/demo_main.ts")).main,
   },
+  launch: {
+    summary: "run <command> with the hosts and paths its configuration names (what deno task does)",
+    load: async () => (await import("./pipeline/launch_main.ts")).main,
+  },
   compile: {
     summary: "build dist/ executables (sensor, aggregator) with their permissions baked in",
-    load: async () => (await import("./sensor/compile_main.ts")).main,
+    load: async () => (await import("./pipeline/compile_main.ts")).main,
   },
   migrate: {
     summary: "apply the SQL migrations in sql/",
@@ -62,7 +75,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
 const USAGE = () =>
   `tickpipe: live 5-minute price windows from a market-data WebSocket into PostgreSQL.
 
-Usage: deno task <command> [flags]    (or: deno run -P=<command> main.ts <command> [flags])
+Usage: deno task <command> [flags]    (or: deno run -P=launch main.ts launch <command> [flags])
 
 Commands:
 ${Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`).join("\n")}
@@ -81,10 +94,24 @@ export async function run(args: string[]): Promise<number> {
     console.error(`Unknown command "${name}": expected one of ${Object.keys(COMMANDS).join(", ")}`);
     return 2;
   }
+  setCommandName(name);
   try {
+    if (!rest.includes("--help") && !rest.includes("-h")) {
+      // Every configured address and path must be allowed: fail fast, naming it.
+      checkAccess(commandAccess(name, rest, { env: readEnv }));
+    }
     const main = await command.load();
     return await main(rest);
   } catch (e) {
+    let needs;
+    try {
+      needs = commandAccess(name, rest, { env: readEnv });
+    } catch { /* reported as what it is below */ }
+    const denied = accessDeniedOf(e, { needs });
+    if (denied !== null) {
+      console.error(`tickpipe ${name}: ${redact(denied.message)}`);
+      return 2;
+    }
     if (e instanceof ConfigError) {
       console.error(`tickpipe ${name}: ${redact(e.message)}`);
       return 2;

@@ -85,6 +85,9 @@ export async function main(args: string[]): Promise<number> {
   // release); the checkpoint is atomic, so a cut run's records are re-read by the next one.
   let handle: Awaited<ReturnType<typeof import("./mod.ts").runAggregator>> | undefined;
   let stopRequested = false;
+  let denied: Error | undefined;
+  const denial = Promise.withResolvers<never>();
+  denial.promise.catch(() => {});
   const { watchStopSignals } = await import("../common/signals.ts");
   const stops = watchStopSignals({ logger: log, deadlineMs: 40_000 });
   stops.requested.then((signal) => {
@@ -141,19 +144,33 @@ export async function main(args: string[]): Promise<number> {
     const kafka = createKafka(config.brokers, {
       clientId: "tickpipe-aggregate",
       logger: log.child("kafka"),
+      // A broker the cluster advertises that this process may not reach: a configuration
+      // error (exit 2, one message), not an outage to wait out.
+      onDenied: (e) => {
+        denied ??= e;
+        stopRequested = true;
+        handle?.stop();
+        denial.reject(e);
+      },
     });
     let hostname = "unknown";
     try {
       hostname = Deno.hostname();
     } catch { /* no sys permission */ }
     try {
-      handle = await runAggregator({ kafka, pool, kv, logger: log, hostname, writeProgress }, {
-        ...aggregatorOptionsOf(config.topic, flags),
-        holdsProcessLock: true,
-        rebuild,
-      });
+      // A denial during the start ends it at once, not after kafkajs' retries (the lease then
+      // expires; the process lock goes with the process).
+      handle = await Promise.race([
+        denial.promise,
+        runAggregator({ kafka, pool, kv, logger: log, hostname, writeProgress }, {
+          ...aggregatorOptionsOf(config.topic, flags),
+          holdsProcessLock: true,
+          rebuild,
+        }),
+      ]);
     } catch (e) {
       stops.dispose();
+      if (denied !== undefined) throw denied;
       if (e instanceof LeaseHeldError) {
         console.error(`tickpipe aggregate: ${e.message}`);
         return EXIT_LEASE_HELD;
@@ -172,6 +189,7 @@ export async function main(args: string[]): Promise<number> {
     if (stopRequested) handle.stop();
     const result = await handle.done;
     stops.dispose();
+    if (denied !== undefined) throw denied; // main.ts: one message naming it, exit 2
     if (result.reason === "idle" || result.reason === "stopped") return 0;
     if (result.reason === "identity") {
       console.error(`tickpipe aggregate: ${result.error?.message}`);

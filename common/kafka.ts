@@ -4,9 +4,20 @@
  * @module
  */
 
-import { type Admin, Kafka, type LogEntry, logLevel } from "kafkajs";
+import { type Admin, type ISocketFactory, Kafka, type LogEntry, logLevel } from "kafkajs";
+import net from "node:net";
 import process from "node:process";
+import tls from "node:tls";
 import { createLogger, type Logger } from "./log.ts";
+import {
+  AccessDeniedError,
+  deniedTarget,
+  isPermissionError,
+  kafkaDenied,
+  type PermissionQuery,
+} from "./permissions.ts";
+
+export { isPermissionError };
 
 // kafkajs schedules timers with negative delays (its request queue computes
 // "throttled until" in the past); Node treats them as 1 ms but Deno prints a
@@ -40,6 +51,41 @@ export interface CreateKafkaOptions {
   retries?: number;
   /** TCP connect timeout in ms (default 3000). */
   connectionTimeout?: number;
+  /**
+   * Called once per address this process may not reach (a broker the cluster advertises that is
+   * not in the allowed hosts): a configuration error to stop on, not an outage to wait out.
+   * The connection then fails as Deno denies it.
+   */
+  onDenied?: (error: AccessDeniedError) => void;
+  /** Permission query (tests; default Deno.permissions.querySync). */
+  query?: PermissionQuery;
+}
+
+const KEEP_ALIVE_DELAY_MS = 60_000;
+
+/**
+ * kafkajs' socket factory (plain or TLS, keep-alive) that first asks whether this process may
+ * reach the broker, and reports a denied one to `onDenied` (once per address).
+ */
+function checkedSocketFactory(brokers: string[], options: CreateKafkaOptions): ISocketFactory {
+  const reported = new Set<string>();
+  const query: PermissionQuery = options.query ??
+    ((need) => Deno.permissions.querySync({ name: "net", host: need.target }).state === "granted");
+  return ({ host, port, ssl, onConnect }) => {
+    const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    if (options.onDenied && !reported.has(address) && !query({ kind: "net", target: address })) {
+      reported.add(address);
+      options.onDenied(kafkaDenied(address, brokers));
+    }
+    const socket = ssl
+      ? tls.connect(
+        Object.assign({ host, port }, !net.isIP(host) ? { servername: host } : {}, ssl),
+        onConnect,
+      )
+      : net.connect({ host, port }, onConnect);
+    socket.setKeepAlive(true, KEEP_ALIVE_DELAY_MS);
+    return socket;
+  };
 }
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
@@ -61,12 +107,16 @@ export function createKafka(brokers: string[], options: CreateKafkaOptions = {})
     clientId: options.clientId ?? "tickpipe",
     brokers,
     connectionTimeout: options.connectionTimeout ?? 3000,
+    socketFactory: checkedSocketFactory(brokers, options),
     retry: { retries: options.retries ?? 5, initialRetryTime: 200, maxRetryTime: 5000 },
     logLevel: logLevel.WARN,
     logCreator: () => (entry: LogEntry) => {
       const { message, ...rest } = entry.log;
       let level = LEVELS[entry.level] ?? "info";
       if (level === "error" && TRANSIENT.test(String(rest.error ?? message))) level = "debug";
+      // A denied address is reported once, as a configuration error, by whoever handles it
+      // (onDenied, kafkaError): kafkajs' own lines about each attempt would repeat it.
+      if (/Requires net access to/.test(`${message} ${rest.error ?? ""}`)) level = "debug";
       if (/switched default partitioner/.test(message)) return;
       // Our producers retry failed batches themselves (same records, same producer id and
       // sequence numbers, so the broker still de-duplicates): kafkajs' own retry limit is
@@ -94,35 +144,16 @@ export async function connectAdmin(kafka: Kafka, brokers: string[]): Promise<Adm
   return admin;
 }
 
-/** True when `e` (or an error it wraps, as kafkajs does) is Deno's permission denial. */
-export function isPermissionError(e: unknown): boolean {
-  for (
-    let cur = e as
-        | { name?: string; message?: string; cause?: unknown; originalError?: unknown }
-        | undefined,
-      i = 0;
-    cur && i < 5;
-    i++
-  ) {
-    if (
-      cur.name === "NotCapable" ||
-      /^Requires (net|read|write|env|run|sys) access/.test(cur.message ?? "")
-    ) return true;
-    cur = (cur.originalError ?? cur.cause) as typeof cur;
-  }
-  return /Requires net access to/.test(String((e as Error)?.message ?? e));
-}
-
-/** Wraps any Kafka connection failure in a KafkaUnavailableError naming `brokers`. */
+/**
+ * Wraps any Kafka connection failure in a KafkaUnavailableError naming `brokers`; a permission
+ * denial becomes an AccessDeniedError (a configuration error) naming the refused address.
+ */
 export function kafkaError(e: unknown, brokers: string[]): Error {
-  if (e instanceof KafkaUnavailableError) return e;
+  if (e instanceof KafkaUnavailableError || e instanceof AccessDeniedError) return e;
   const err = e as Error;
   if (isPermissionError(e)) {
-    return new KafkaUnavailableError(
-      `KAFKA_BROKERS=${brokers.join(",")} is not allowed by this command's permission set: ` +
-        `add it to the "net" list of the permission set in deno.json (${err.message})`,
-      { cause: e },
-    );
+    // A configuration error (exit 2), naming the address Deno refused.
+    return kafkaDenied(deniedTarget(e)?.target ?? brokers[0], brokers, { cause: e });
   }
   return new KafkaUnavailableError(
     `Cannot reach Kafka at KAFKA_BROKERS=${brokers.join(",")}: ${err?.message ?? e}. ` +

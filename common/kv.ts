@@ -7,6 +7,12 @@
  */
 
 import { backoffDelay, sleep } from "./backoff.ts";
+import {
+  AccessDeniedError,
+  type AccessNeed,
+  deniedTarget,
+  isPermissionError,
+} from "./permissions.ts";
 
 /** True when `e` is SQLite's transient "database is locked/busy" error. */
 export function isKvBusy(e: unknown): boolean {
@@ -64,11 +70,11 @@ export function retryingKv(kv: Deno.Kv): Deno.Kv {
   });
 }
 
-/** Raised when the KV path is not allowed by the running command's permission set. */
-export class KvPermissionError extends Error {
-  /** Creates the error; the message names the path. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+/** Raised when the KV path is not allowed to the running command: a configuration error. */
+export class KvPermissionError extends AccessDeniedError {
+  /** Creates the error for the denied need; the message names the path and the fix. */
+  constructor(need: AccessNeed, options?: ErrorOptions) {
+    super(need, options);
     this.name = "KvPermissionError";
   }
 }
@@ -80,12 +86,15 @@ export async function openKv(path: string): Promise<Deno.Kv> {
     if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
     return retryingKv(await withKvRetry(() => Deno.openKv(path)));
   } catch (e) {
-    if (e instanceof Deno.errors.NotCapable || (e as Error)?.name === "NotCapable") {
-      throw new KvPermissionError(
-        `TICKPIPE_KV=${path} is outside this command's permission set (it may read and write ` +
-          `.data/ only): use a path under .data/ or add it to the permission set in deno.json`,
-        { cause: e },
-      );
+    if (isPermissionError(e)) {
+      const t = deniedTarget(e);
+      throw new KvPermissionError({
+        kind: t?.kind === "read" ? "read" : "write",
+        target: t?.target ?? path,
+        what: "Deno KV path",
+        setting: `TICKPIPE_KV=${path}`,
+        settings: "TICKPIPE_KV / --kv",
+      }, { cause: e });
     }
     throw e;
   }

@@ -24,7 +24,6 @@ import {
   DEFAULT_METRICS_HOST,
   hostPort,
   isLoopback,
-  METRICS_PORTS,
   type MetricsComponent,
 } from "./metrics_flags.ts";
 
@@ -246,15 +245,10 @@ function listenError(e: unknown, addr: string, options: ServeMetricsOptions): Er
   }
   if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
     const set = options.permissionSet;
-    const allowed = set === undefined
-      ? ""
-      : ` (it allows ${hostPort(DEFAULT_METRICS_HOST, METRICS_PORTS[set])})`;
     return new MetricsServerError(
-      `Cannot serve metrics on ${addr}: ${
-        set === undefined ? "this process" : `the "${set}" permission set in deno.json`
-      } does not allow listening there${allowed}; use an allowed port, or add "${addr}" to ${
-        set === undefined ? "its net permissions" : `permissions.${set}.net`
-      }`,
+      `Cannot serve metrics on ${addr}: it is not in this command's allowed hosts: run it ` +
+        `through "deno task ${set ?? "<command>"}", which allows exactly the configured ` +
+        `addresses (--metrics-host / --metrics-port)`,
     );
   }
   if (e instanceof Deno.errors.AddrNotAvailable || e instanceof URIError) {

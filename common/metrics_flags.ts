@@ -46,7 +46,7 @@ export function metricsUsage(
     left.length + 1 < col ? `${left.padEnd(col)}${right}` : `${left}\n${" ".repeat(col)}${right}`;
   return [
     row("  --metrics-port PORT", "serve Prometheus metrics at http://HOST:PORT/metrics"),
-    row("", `(default: none; the ${component} permission set allows ${METRICS_PORTS[component]})`),
+    row("", `(default: none; under start: ${METRICS_PORTS[component]})`),
     row("  --metrics-host HOST", `address to bind it to (default ${DEFAULT_METRICS_HOST})`),
   ].join("\n");
 }

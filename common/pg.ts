@@ -7,6 +7,7 @@
 // @ts-types="npm:@types/pg@8.15.6"
 import pg from "pg";
 import { redact } from "./log.ts";
+import { AccessDeniedError, deniedTarget, isPermissionError } from "./permissions.ts";
 
 /** A node-postgres pool. */
 export type Pool = pg.Pool;
@@ -44,17 +45,32 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
   return pool;
 }
 
-/** Wraps a connection failure in a DatabaseUnavailableError naming the redacted `databaseUrl`. */
+/**
+ * Wraps a connection failure in a DatabaseUnavailableError naming the redacted `databaseUrl`; a
+ * permission denial becomes an AccessDeniedError (a configuration error) naming the address.
+ */
 export function databaseError(e: unknown, databaseUrl: string): Error {
-  if (e instanceof DatabaseUnavailableError) return e;
+  if (e instanceof DatabaseUnavailableError || e instanceof AccessDeniedError) return e;
   const err = e as Error & { code?: string };
   const url = redact(databaseUrl);
-  if (err?.name === "NotCapable") {
-    return new DatabaseUnavailableError(
-      `DATABASE_URL=${url} is not allowed by this command's permission set: add its host:port ` +
-        `to the "net" list of the permission set in deno.json`,
-      { cause: e },
-    );
+  if (isPermissionError(e)) {
+    // A configuration error (exit 2), naming the address Deno refused.
+    let target = deniedTarget(e)?.target;
+    if (target === undefined) {
+      try {
+        const u = new URL(databaseUrl);
+        target = `${u.hostname}:${u.port || 5432}`;
+      } catch {
+        target = "?";
+      }
+    }
+    return new AccessDeniedError({
+      kind: "net",
+      target,
+      what: "PostgreSQL",
+      setting: `DATABASE_URL=${url}`,
+      settings: "DATABASE_URL / --database-url",
+    }, { cause: e });
   }
   return new DatabaseUnavailableError(
     `Cannot reach PostgreSQL at DATABASE_URL=${url}: ${redact(err?.message ?? String(e))}. ` +

@@ -75,6 +75,11 @@ export interface FeedOptions {
   timers?: Timers;
   /** Logger (default "ingest.client"). */
   logger?: Logger;
+  /**
+   * Called (once) when this process may not reach the source: a configuration error, so the
+   * feed does not reconnect. Default: the error is logged.
+   */
+  onDenied?: (error: Error) => void;
 }
 
 /** Counters of a Feed. */
@@ -149,6 +154,7 @@ export function connectFeed(options: FeedOptions): Feed {
   const log = options.logger ?? createLogger("ingest.client");
   const stats = { frames: 0, reconnects: 0, silenceReconnects: 0 };
   let closing = false;
+  let denied = false;
 
   interface Conn {
     index: number;
@@ -194,6 +200,15 @@ export function connectFeed(options: FeedOptions): Feed {
     try {
       socket = createSocket(url);
     } catch (e) {
+      if ((e as Error)?.name === "NotCapable") {
+        // Not an outage: reconnecting cannot help. The feed stays closed.
+        if (!denied) {
+          denied = true;
+          if (options.onDenied) options.onDenied(e as Error);
+          else log.error("Not allowed to reach the WebSocket source", { url, error: e as Error });
+        }
+        return;
+      }
       log.error("Cannot open WebSocket", { url, error: e as Error });
       scheduleReconnect(c, "connect failed");
       return;

@@ -107,6 +107,11 @@ export interface Ingest {
   flush(): Promise<void>;
   /** Closes the sockets, flushes (up to `flushTimeoutMs`, then spools) and disconnects. */
   stop(options?: { flushTimeoutMs?: number }): Promise<IngestStats>;
+  /**
+   * Resolves with the first permission denial (the source, or a Kafka broker the cluster
+   * advertises): a configuration error to stop on. Never resolves otherwise.
+   */
+  readonly denied: Promise<Error>;
 }
 
 /** Builds the Kafka record of a valid tick. */
@@ -259,21 +264,27 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
   const maxFutureMs = options.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS;
   const print = options.print ?? ((l: string) => console.log(l));
 
+  const denial = Promise.withResolvers<Error>();
   const kafka = createKafka(options.brokers, {
     clientId: "tickpipe-ingest",
     logger: log.child("kafka"),
+    onDenied: denial.resolve,
   });
   const admin = kafka.admin();
   const newProducer = () => kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   let producer = newProducer();
   try {
-    await admin.connect();
-    for (const t of [topic, dlqTopic]) {
-      if (await ensureTopic(admin, t, { partitions: options.partitions ?? 3 })) {
-        log.info("Created topic", { topic: t, partitions: options.partitions ?? 3 });
+    const connect = async () => {
+      await admin.connect();
+      for (const t of [topic, dlqTopic]) {
+        if (await ensureTopic(admin, t, { partitions: options.partitions ?? 3 })) {
+          log.info("Created topic", { topic: t, partitions: options.partitions ?? 3 });
+        }
       }
-    }
-    await producer.connect();
+      await producer.connect();
+    };
+    // A denied broker fails the start at once instead of after kafkajs' retries.
+    await Promise.race([connect(), denial.promise.then((e) => Promise.reject(e))]);
   } catch (e) {
     await producer.disconnect().catch(() => {});
     await admin.disconnect().catch(() => {});
@@ -402,6 +413,7 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
       onFrame,
       now,
       logger: log.child("client"),
+      onDenied: denial.resolve,
     });
   } catch (e) {
     await batcher.close({ timeoutMs: 10_000 });
@@ -449,6 +461,7 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
   let stopping: Promise<IngestStats> | undefined;
   return {
     shards: feed.shards,
+    denied: denial.promise,
     stats,
     flush: () => batcher.flush(),
     stop(opts = {}) {

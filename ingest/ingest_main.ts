@@ -17,6 +17,8 @@ import {
 } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 import { watchStopSignals } from "../common/signals.ts";
+import { DEFAULT_SOURCE } from "./client.ts";
+import { defaultSpoolDir } from "./spool.ts";
 import {
   METRICS_OPTIONS,
   metricsUsage,
@@ -24,15 +26,10 @@ import {
   parseMetricsPort,
 } from "../common/metrics_flags.ts";
 
-const DEFAULT_SOURCE = "wss://streamer.finance.yahoo.com/?version=2";
 const DEFAULT_SYMBOLS = "AAPL,MSFT,NVDA,BTC-USD,ETH-USD";
 /** Time allowed for spooling what Kafka did not take, after the --flush-timeout wait. */
 const SPOOL_GRACE_MS = 10_000;
 
-/** Where the ingest permission set (deno.json) lets it write its spool. */
-export const SPOOL_ROOT = ".data/spool";
-/** Where the ingest permission set (deno.json) lets it write --record files. */
-export const RECORDINGS_ROOT = ".data/recordings";
 /** Default of --max-record-bytes: below Kafka's default message.max.bytes of 1,048,588. */
 const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
 
@@ -63,10 +60,11 @@ const USAGE = `Usage: tickpipe ingest [flags]
 Streams a Yahoo Finance streamer WebSocket (or the simulator) into Kafka: valid ticks to <topic>
 (key = symbol, timestamp = event time, header ingest_ms), bad frames to <topic>.dlq (headers
 reason, detail, ingest_ms). Once Kafka sends have been failing for a second, ticks are spooled to
-disk (under .data/spool/) and delivered in order when it returns. SIGINT/SIGTERM flush everything
+disk (--spool-dir) and delivered in order when it returns. SIGINT/SIGTERM flush everything
 before exiting: copies of the signal within 3 s are one request, and a later one cuts the flush
-(exit 130) only after --flush-timeout plus 10 s. Ingest reads no database settings and writes
-only its spool and recordings.
+(exit 130) only after --flush-timeout plus 10 s. Ingest reads no database settings; through
+"deno task ingest" it may reach exactly its Kafka brokers and --source, and write only its
+spool and the --record file's folder. A denied address exits 2.
 
 Flags:
   --source URL               WebSocket URL (default ${DEFAULT_SOURCE})
@@ -80,10 +78,10 @@ Flags:
   --max-spool-bytes N        disk spool bound; past it new ticks are dropped and counted (default 1073741824)
   --max-record-bytes N       records over this many UTF-8 bytes go to <topic>.dlq as too_large
                              (default ${DEFAULT_MAX_RECORD_BYTES}; Kafka's default limit is 1048588)
-  --spool-dir DIR            spool directory, under ${SPOOL_ROOT}/ (default ${SPOOL_ROOT}/<topic>)
+  --spool-dir DIR            spool directory (default ${defaultSpoolDir("<topic>")})
   --progress-every DURATION  progress line interval, 0 = none (default 10s)
   --record FILE              save every raw frame received, one per line (replay with
-                             "deno task simulate --replay FILE"); under ${RECORDINGS_ROOT}/
+                             "deno task simulate --replay FILE")
   --duration DURATION        stop after this long (default: until SIGINT/SIGTERM)
   --silence-timeout DURATION reconnect after this long without frames (default 60s)
   --max-future DURATION      reject ticks further ahead of the receive time (default 5m)
@@ -111,37 +109,6 @@ export function loadIngestConfig(
       flags.topic !== undefined ? "--topic" : "TICKS_TOPIC",
     ),
   };
-}
-
-/** True when this process may write (and, with `read`, read) `path`. */
-function mayAccess(path: string, read: boolean): boolean {
-  const granted = (name: "read" | "write") =>
-    Deno.permissions.querySync({ name, path }).state === "granted";
-  return granted("write") && (!read || granted("read"));
-}
-
-/**
- * Checks, before anything starts, that the spool directory and the record file are where this
- * process may write: under the ingest permission set that is only .data/spool/ and
- * .data/recordings/. Throws UsageError (exit 2) naming the path and the rule.
- */
-export function checkIngestPaths(
-  paths: { spoolDir: string; recordFile?: string },
-  options: { mayAccess?: (path: string, read: boolean) => boolean } = {},
-): void {
-  const may = options.mayAccess ?? mayAccess;
-  if (!may(paths.spoolDir, true)) {
-    throw new UsageError(
-      `--spool-dir "${paths.spoolDir}" is outside what this command may read and write: ` +
-        `ingest keeps its spool under ${SPOOL_ROOT}/ (e.g. --spool-dir ${SPOOL_ROOT}/mine)`,
-    );
-  }
-  if (paths.recordFile !== undefined && !may(paths.recordFile, false)) {
-    throw new UsageError(
-      `--record "${paths.recordFile}" is outside what this command may write: ` +
-        `recordings go under ${RECORDINGS_ROOT}/ (e.g. --record ${RECORDINGS_ROOT}/feed.txt)`,
-    );
-  }
 }
 
 /** Runs `ingest` with `args`; resolves to the exit code. */
@@ -193,8 +160,9 @@ export async function main(args: string[]): Promise<number> {
     fallbackMs: 30_000,
   });
 
-  const spoolDir = values["spool-dir"] ?? `${SPOOL_ROOT}/${base.topic}`;
-  checkIngestPaths({ spoolDir, recordFile: values.record });
+  // Run through the launcher (deno task ingest), this process may read and write exactly these
+  // paths; main.ts checked that before this command started.
+  const spoolDir = values["spool-dir"] ?? defaultSpoolDir(base.topic);
   const metricsPort = parseMetricsPort(values["metrics-port"]);
   const metricsHost = parseMetricsHost(values["metrics-host"]);
 
@@ -241,7 +209,17 @@ export async function main(args: string[]): Promise<number> {
   const timer = durationMs === undefined
     ? undefined
     : setTimeout(() => stops.begin("duration"), durationMs);
-  const why = await stops.requested;
+  // A denied address (the source, or a Kafka broker the cluster advertises) is a configuration
+  // error: stop as for a signal (flush, spool), then exit 2 with its one message.
+  let denied: Error | undefined;
+  const why = await Promise.race([
+    stops.requested,
+    ingest.denied.then((e) => {
+      denied = e;
+      stops.begin("permission denied");
+      return "permission denied";
+    }),
+  ]);
   clearTimeout(timer);
   log.info("Stopping: closing sockets, then flushing to Kafka", { why });
   const s = await ingest.stop({ flushTimeoutMs });
@@ -251,5 +229,6 @@ export async function main(args: string[]): Promise<number> {
     `ingest stopped (${why}): frames=${s.frames} ticks_produced=${s.ticksProduced} ` +
       `dlq=${JSON.stringify(s.dlq)} spooled=${s.spooled} dropped=${s.dropped}`,
   );
+  if (denied !== undefined) throw denied; // main.ts: one message naming it, exit 2
   return s.dropped > 0 ? 1 : 0;
 }

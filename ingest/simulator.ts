@@ -48,6 +48,11 @@ export interface SentFrame {
   frame: string;
 }
 
+/** Port the simulator listens on by default. */
+export const DEFAULT_PORT = 8765;
+/** Interface the simulator binds by default. */
+export const DEFAULT_HOSTNAME = "127.0.0.1";
+
 /** Options for startSimulator. */
 export interface SimulatorOptions {
   /** TCP port; 0 picks an ephemeral port (default 8765). */
@@ -501,8 +506,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   }
 
   const server = Deno.serve({
-    port: options.port ?? 8765,
-    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? DEFAULT_PORT,
+    hostname: options.hostname ?? DEFAULT_HOSTNAME,
     onListen: () => {},
   }, handle);
   const addr = server.addr as Deno.NetAddr;

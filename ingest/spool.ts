@@ -272,3 +272,11 @@ export async function openSpool<T>(dir: string, options: SpoolOptions = {}): Pro
       }),
   };
 }
+
+/** Where ingest keeps its spools by default (one directory per topic). */
+export const SPOOL_ROOT = ".data/spool";
+
+/** The default spool directory of `topic`. */
+export function defaultSpoolDir(topic: string): string {
+  return `${SPOOL_ROOT}/${topic}`;
+}

@@ -31,7 +31,7 @@ ${BASE_USAGE}`;
 /** Demo symbols: a handful of stocks and crypto pairs. */
 export const DEMO_SYMBOLS = "AAPL,MSFT,NVDA,TSLA,BTC-USD,ETH-USD";
 
-/** Where the demo's simulator listens (the ingest permission set allows exactly this). */
+/** Where the demo's simulator listens (its children are allowed it from --source / --port). */
 export const DEMO_SOURCE = "ws://127.0.0.1:8765/?version=2";
 
 /** The demo's pipeline settings (also documented in the usage text). */
@@ -64,7 +64,7 @@ export async function main(args: string[]): Promise<number> {
     (s) => s !== "",
   );
   if (symbols.length === 0) throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
-  const { Supervisor, safeWriter } = await import("./supervisor.ts");
+  const { childPermissions, Supervisor, safeWriter } = await import("./supervisor.ts");
   const { denoRunArgs, projectFiles } = await import("../common/child.ts");
   const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
   // Output that survives a closed pipe (| head): the children must still be stopped cleanly.
@@ -102,10 +102,16 @@ export async function main(args: string[]): Promise<number> {
 
   log.info("setting up services (Kafka, PostgreSQL, migrations): deno task services");
   const files = projectFiles();
-  const setup = new Deno.Command("deno", {
-    args: denoRunArgs("services", ["up"]),
-    cwd: files.root,
+  const services = {
+    name: "services",
+    command: "services",
+    args: ["up"],
     env: { DATABASE_URL: config.databaseUrl, KAFKA_BROKERS: config.brokers.join(",") },
+  };
+  const setup = new Deno.Command("deno", {
+    args: denoRunArgs("services", services.args, { denoFlags: childPermissions(services) }),
+    cwd: files.root,
+    env: services.env,
     stdin: "null",
   }).spawn();
   const setupStatus = await setup.status;

@@ -26,8 +26,9 @@ export const STOP_DEADLINE_MS = 90_000;
 const USAGE = `Usage: tickpipe start [flags]
 
 Runs ingest and the sensor as supervised children, each under its own permission set
-(deno run -P=ingest / -P=sensor main.ts ...); the sensor launches the aggregator when
-Kafka has unread ticks. A child that exits is restarted with exponential backoff (0.5 s
+allowed exactly the hosts and paths its configuration names (deno run -P=ingest
+--allow-net=... main.ts ingest ..., as "deno task ingest" would); the sensor launches the
+aggregator, likewise, when Kafka has unread ticks. A child that exits is restarted with exponential backoff (0.5 s
 doubling to 30 s; reset after a minute of healthy running); a child that rejects its
 flags (exit 2) stops everything with exit 1. SIGINT/SIGTERM stops the children upstream
 first, one SIGTERM each: ingest flushes into Kafka, then the sensor stops its aggregator,
@@ -50,7 +51,7 @@ Flags:
   --every DUR          sensor: also check at this interval (e.g. 5s)
   --min-new N          unread ticks that justify a launch (default 1)
   --metrics-port P     serve the tree's metrics on P, children on P+1..P+3
-                       (default ${METRICS_PORTS.start}; 0 = no metrics; the permission sets allow only the default)
+                       (default ${METRICS_PORTS.start}; 0 = no metrics)
   --metrics-host HOST  address of start's metrics endpoint (default ${DEFAULT_METRICS_HOST}; children
                        always bind 127.0.0.1)
 

@@ -38,10 +38,13 @@ export async function main(args: string[]): Promise<number> {
   const { openKv } = await import("../common/kv.ts");
   const { createLogger } = await import("../common/log.ts");
   const { collectStatus, renderStatus } = await import("./status.ts");
+  // A broker the cluster advertises that this process may not reach: exit 2 naming it, at once.
+  const { exitDenied } = await import("../common/permissions.ts");
   const kafka = createKafka(config.brokers, {
     clientId: "tickpipe-status",
     retries: 1,
     logger: createLogger("status", { level: "error" }),
+    onDenied: exitDenied,
   });
   const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-status", max: 1 });
   const kv = await openKv(config.kvPath);

@@ -1,6 +1,7 @@
 /**
- * A small process supervisor: runs `deno run -P=<set> main.ts <command>`
- * children, relays their output (`[name] line`, or JSON with a `child`
+ * A small process supervisor: runs `deno run -P=<set> --allow-net=... main.ts <command>`
+ * children (hosts and paths derived from each child's configuration, as the launcher derives
+ * them: common/permissions.ts), relays their output (`[name] line`, or JSON with a `child`
  * field under LOG_FORMAT=json), restarts them with backoff when they
  * exit unexpectedly, and stops them all cleanly (SIGTERM, then SIGKILL
  * after a grace period) on request.
@@ -14,7 +15,9 @@
 
 import { backoffDelay } from "../common/backoff.ts";
 import { denoRunArgs, projectFiles, relayOutput } from "../common/child.ts";
+import { ConfigError, readEnv } from "../common/config.ts";
 import type { LogFormat, Logger } from "../common/log.ts";
+import { launchFlags } from "../common/permissions.ts";
 
 /** A child to supervise. */
 export interface ChildSpec {
@@ -122,6 +125,21 @@ export interface SupervisorOptions {
   onEvent?: (event: SupervisorEvent) => void;
   /** Format of relayed child lines (default: LOG_FORMAT). */
   format?: LogFormat;
+  /**
+   * The permission flags of a child (default: derived from its command, arguments and
+   * environment, as the launcher derives them; TICKPIPE_KAFKA_HOSTS and PGPORT come from this
+   * process's environment).
+   */
+  permissions?: (spec: ChildSpec) => string[];
+}
+
+/** The permission flags the launcher would give `spec` (its env over this process's). */
+export function childPermissions(
+  spec: ChildSpec,
+  options: { env?: (name: string) => string | undefined } = {},
+): string[] {
+  const env = options.env ?? readEnv;
+  return launchFlags(spec.command, spec.args, { env: (n) => spec.env?.[n] ?? env(n) });
 }
 
 /** Runs and supervises children. */
@@ -169,8 +187,19 @@ export class Supervisor {
       let code: number;
       let signal: string | null = null;
       let pid = 0;
+      let denoFlags: string[];
       try {
-        const child = this.#spawn(state.spec);
+        denoFlags = (this.#opts.permissions ?? childPermissions)(state.spec);
+      } catch (e) {
+        // A configuration the child would reject (exit 2): restarting cannot help.
+        if (!(e instanceof ConfigError)) throw e;
+        state.fatal = `${state.spec.name}: ${e.message}`;
+        log.error("child cannot run: not starting it", { child: state.spec.name, error: e });
+        this.#emit({ kind: "fatal", child: state.spec.name, reason: state.fatal });
+        return;
+      }
+      try {
+        const child = this.#spawn(state.spec, denoFlags);
         pid = child.pid;
         state.process = child;
         state.starts++;
@@ -238,11 +267,12 @@ export class Supervisor {
     });
   }
 
-  #spawn(spec: ChildSpec): Deno.ChildProcess {
+  #spawn(spec: ChildSpec, denoFlags: string[]): Deno.ChildProcess {
     const files = projectFiles();
     return new Deno.Command(this.#opts.deno ?? "deno", {
       args: denoRunArgs(spec.command, spec.args, {
         permissionSet: spec.permissionSet,
+        denoFlags,
         configPath: this.#opts.configPath ?? files.configPath,
         mainPath: this.#opts.mainPath ?? files.mainPath,
       }),

@@ -6,6 +6,7 @@
 
 import { denoRunArgs, projectFiles, relayOutput } from "../common/child.ts";
 import type { LogFormat, Logger } from "../common/log.ts";
+import { launchFlags } from "../common/permissions.ts";
 
 /** What the aggregator is launched with. */
 export interface AggregateCommandOptions {
@@ -31,6 +32,11 @@ export interface AggregateCommandOptions {
   configPath: string;
   /** Absolute path of main.ts (used when not standalone). */
   mainPath: string;
+  /**
+   * Environment the aggregator's permissions are derived from besides its flags and
+   * DATABASE_URL (TICKPIPE_KAFKA_HOSTS, PGPORT); default none.
+   */
+  env?: (name: string) => string | undefined;
 }
 
 /** A fully resolved child command. */
@@ -52,7 +58,11 @@ export function projectPaths(): { configPath: string; mainPath: string } {
   return { configPath, mainPath };
 }
 
-/** Builds the aggregator's command line. Pure. */
+/**
+ * Builds the aggregator's command line: the compiled binary beside a compiled sensor (its
+ * permissions were baked in), else `deno run -P=aggregate` with the hosts and paths derived from
+ * its configuration. Pure.
+ */
 export function buildAggregateCommand(options: AggregateCommandOptions): AggregateCommand {
   const flags = [
     "--brokers",
@@ -71,6 +81,11 @@ export function buildAggregateCommand(options: AggregateCommandOptions): Aggrega
     const dir = slash >= 0 ? options.execPath.slice(0, slash) : ".";
     return { command: `${dir}/${AGGREGATE_BINARY}`, args: ["aggregate", ...flags], env };
   }
+  // Exactly what the aggregator's configuration names, as the launcher derives it.
+  const denoFlags = launchFlags("aggregate", flags, {
+    env: (name) => name === "DATABASE_URL" ? options.databaseUrl : options.env?.(name),
+    root: options.configPath.slice(0, options.configPath.lastIndexOf("/") + 1),
+  });
   return {
     // By name: the sensor's permission set allows running "deno", which
     // Deno.execPath()'s resolved path would not match.
@@ -78,6 +93,7 @@ export function buildAggregateCommand(options: AggregateCommandOptions): Aggrega
     args: denoRunArgs("aggregate", flags, {
       configPath: options.configPath,
       mainPath: options.mainPath,
+      denoFlags,
     }),
     env,
   };

@@ -1,7 +1,6 @@
 /**
  * The sensor's public surface: the pure launch decision and crash-loop
- * backoff, the aggregator launcher, one sensor check over Kafka and KV, and
- * the `offsets` inspection/reset.
+ * backoff, the aggregator launcher and one sensor check over Kafka and KV.
  * @module
  */
 
@@ -22,6 +21,7 @@ export {
   type LeaseInfo,
   leaseIsLive,
   nextCrashState,
+  offsetsMismatch,
   type PartitionOffsets,
   readFrom,
   unreadOf,
@@ -53,16 +53,3 @@ export {
   readLaunches,
   type StoredPointerValue,
 } from "./_kv.ts";
-export {
-  formatReport,
-  inspectOffsets,
-  type OffsetsReport,
-  parseResetTarget,
-  type PartitionReport,
-  ResetLeaseHeldError,
-  resetOffsets,
-  type ResetResult,
-  type ResetTarget,
-  ResetTargetError,
-  topicsInKv,
-} from "./offsets.ts";

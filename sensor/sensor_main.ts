@@ -6,7 +6,7 @@
  */
 
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
-import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
+import { loadBaseConfig, parseDuration, parsePositive, readEnv } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 import {
   METRICS_OPTIONS,
@@ -38,8 +38,7 @@ Flags:
   --backoff-max DUR      longest pause after repeated failures (default 30m)
 ${metricsUsage("sensor", { column: 25 })}
   --aggregate-metrics-port PORT
-                         --metrics-port of the aggregators it launches (served on 127.0.0.1;
-                         the aggregate permission set allows 9493)
+                         --metrics-port of the aggregators it launches (served on 127.0.0.1)
   -h, --help             show this help
 
 SIGINT/SIGTERM stop the checks and the running aggregator (one SIGTERM; it checkpoints and
@@ -136,6 +135,18 @@ export async function main(args: string[]): Promise<number> {
     log.info("stopping running aggregator", { pid: c.pid });
     c.kill("SIGTERM");
   };
+  // A denied address (a broker the cluster advertises that this sensor may not reach) is a
+  // configuration error: stop (exit 2, one message), never retried as an outage.
+  const { accessDeniedOf } = await import("../common/permissions.ts");
+  let denied: Error | undefined;
+  const denial = Promise.withResolvers<never>();
+  denial.promise.catch(() => {});
+  const deny = (e: Error) => {
+    if (denied !== undefined) return;
+    denied = e;
+    denial.reject(e);
+    stops.begin("permission denied");
+  };
   const { createKafka, connectAdmin } = await import("../common/kafka.ts");
   const { openKv } = await import("../common/kv.ts");
   const { buildAggregateCommand, projectPaths, spawnAggregator } = await import("./launcher.ts");
@@ -152,6 +163,7 @@ export async function main(args: string[]): Promise<number> {
     standalone: Deno.build.standalone ?? false,
     execPath: Deno.build.standalone ? Deno.execPath() : "",
     ...projectPaths(),
+    env: readEnv,
   });
   let hostname = "unknown";
   try {
@@ -166,8 +178,12 @@ export async function main(args: string[]): Promise<number> {
       hostname: metricsHost,
       logger: log,
     });
-  const kafka = createKafka(config.brokers, { clientId: "tickpipe-sensor", logger: log });
-  const admin = await connectAdmin(kafka, config.brokers);
+  const kafka = createKafka(config.brokers, {
+    clientId: "tickpipe-sensor",
+    logger: log,
+    onDenied: deny,
+  });
+  const admin = await Promise.race([connectAdmin(kafka, config.brokers), denial.promise]);
   const { withKvRetry } = await import("./_kv.ts");
   const kv = await withKvRetry(() => openKv(config.kvPath));
   const detached = values.once === true && values.wait !== true;
@@ -198,8 +214,10 @@ export async function main(args: string[]): Promise<number> {
 
   if (values.once) {
     try {
+      if (denied !== undefined) throw denied;
       if (stopRequested) return 0; // stopped before the check: launch nothing
-      const { launched } = await sensor.check();
+      // A denied broker ends the check at once, not after kafkajs' retries.
+      const { launched } = await Promise.race([sensor.check(), denial.promise]);
       // Without --wait the aggregator is detached and outlives the sensor: nothing to stop.
       if (launched === null || !values.wait) return 0;
       // Stop the child on a request, including one that came during the check.
@@ -222,7 +240,9 @@ export async function main(args: string[]): Promise<number> {
     const run = chain.then(() => sensor.check());
     chain = run.catch(() => {});
     return run.catch((e) => {
-      log.error("check failed", { topic: config.topic, error: e });
+      const d = accessDeniedOf(e);
+      if (d !== null) deny(d);
+      else log.error("check failed", { topic: config.topic, error: e });
       throw e;
     });
   };
@@ -249,5 +269,6 @@ export async function main(args: string[]): Promise<number> {
     await sensor.settled();
   }
   await close();
+  if (denied !== undefined) throw denied;
   return 0;
 }

@@ -600,18 +600,26 @@ Deno.test("metrics: a forbidden or taken port fails fast with exit 2 and names t
   const forbidden = freePort();
   const ing = await run("ingest", ["ingest", "--metrics-port", String(forbidden)]);
   assert.equal(ing.code, 2, ing.stderr);
+  // Under its static set only (not through deno task, whose launcher would allow the port).
   assert.equal(
     ing.stderr.trim(),
-    `tickpipe ingest: Cannot serve metrics on 127.0.0.1:${forbidden}: the "ingest" permission ` +
-      `set in deno.json does not allow listening there (it allows 127.0.0.1:9491); use an ` +
-      `allowed port, or add "127.0.0.1:${forbidden}" to permissions.ingest.net`,
+    `tickpipe ingest: metrics address at 127.0.0.1:${forbidden} (--metrics-port ${forbidden}) ` +
+      `is not in this command's allowed hosts: run it through "deno task ingest", which allows ` +
+      `exactly the configured addresses and paths (--metrics-host / --metrics-port), or change ` +
+      `--metrics-host / --metrics-port`,
   );
   const sen = await run("sensor", ["sensor", "--metrics-port", String(forbidden)]);
   assert.equal(sen.code, 2, sen.stderr);
-  assert.match(sen.stderr, /the "sensor" permission set .* \(it allows 127\.0\.0\.1:9492\)/);
+  assert.match(
+    sen.stderr,
+    new RegExp(`metrics address at 127\\.0\\.0\\.1:${forbidden} .*"deno task sensor"`),
+  );
   const st = await run("start", ["start", "--metrics-port", String(forbidden)]);
   assert.equal(st.code, 2, st.stderr);
-  assert.match(st.stderr, /the "start" permission set .* \(it allows 127\.0\.0\.1:9490\)/);
+  assert.match(
+    st.stderr,
+    new RegExp(`metrics address at 127\\.0\\.0\\.1:${forbidden} .*"deno task start"`),
+  );
   assert.doesNotMatch(st.stderr, /\[ingest\]|\[sensor\]/, "no child was started");
   const bad = await run("start", ["start", "--metrics-port", "65534"]);
   assert.equal(bad.code, 2, bad.stderr);

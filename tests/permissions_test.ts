@@ -1,5 +1,7 @@
-// Each entry point runs under its own least-privilege permission set
-// (deno.json "permissions"); these tests prove what each set allows and denies.
+// Each entry point runs under its own least-privilege permission set (deno.json "permissions"),
+// whose net/read/write lists the launcher replaces with exactly what the command's configuration
+// names (tests/launcher_test.ts, tests/unit/permissions_test.ts); these tests prove what each set
+// allows and denies on its own (the lists of the default configuration).
 import assert from "node:assert/strict";
 
 async function probe(set: string, checks: string[]): Promise<Record<string, string>> {
@@ -57,7 +59,8 @@ Deno.test("permissions: ingest cannot reach PostgreSQL nor read DATABASE_URL's s
   for (const c of outside) assert.equal(r[c], "denied", `ingest must not: ${c}`);
   assert.equal(r["net:127.0.0.1:5432"], "denied", "ingest must not reach PostgreSQL");
   assert.equal(r["net:127.0.0.1:9092"], "allowed");
-  assert.equal(r["net:127.0.0.1:8765"], "allowed");
+  // Another source (the demo's simulator) is allowed by the launcher when --source names it.
+  assert.equal(r["net:127.0.0.1:8765"], "denied");
 });
 
 Deno.test("permissions: ingest reads no database settings and writes only its spool and recordings", async () => {
@@ -94,7 +97,7 @@ Deno.test("permissions: ingest reads no database settings and writes only its sp
   for (const c of allowed) assert.equal(r[c], "allowed", `ingest needs: ${c}`);
 });
 
-Deno.test("permissions: ingest refuses a spool or record path outside its permission set with exit 2 and says where they go", async () => {
+Deno.test("permissions: ingest refuses a spool or record path outside its permission set with exit 2 and names the fix", async () => {
   const run = async (args: string[]) => {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--no-prompt", "-P=ingest", "main.ts", "ingest", ...args],
@@ -108,13 +111,13 @@ Deno.test("permissions: ingest refuses a spool or record path outside its permis
   assert.equal(rec.code, 2, rec.text);
   assert.match(
     rec.text,
-    /--record "\.data\/feed\.txt" is outside .* recordings go under \.data\/recordings\//,
+    /recording folder \.data \(--record \.data\/feed\.txt\) is not in this command's allowed write paths: run it through "deno task ingest"/,
   );
   const spool = await run(["--spool-dir", ".data/test/spool-x"]);
   assert.equal(spool.code, 2, spool.text);
   assert.match(
     spool.text,
-    /--spool-dir "\.data\/test\/spool-x" is outside .* under \.data\/spool\//,
+    /spool directory \.data\/test\/spool-x \(--spool-dir \.data\/test\/spool-x\) is not in this command's allowed read paths/,
   );
   const db = await run(["--database-url", "postgres://u:p@h/db"]);
   assert.equal(db.code, 2, db.text);
@@ -147,6 +150,31 @@ Deno.test("permissions: simulate, offsets, status and start stay in their lanes"
   const start = await probe("start", [...outside, "net:127.0.0.1:9092", "read:.data/tickpipe.kv"]);
   for (const c of [...outside, "net:127.0.0.1:9092", "read:.data/tickpipe.kv"]) {
     assert.equal(start[c], "denied", `start: ${c}`);
+  }
+});
+
+Deno.test("permissions: the launcher reads its configuration and runs deno, nothing else", async () => {
+  const r = await probe("launch", [
+    ...outside,
+    "net:127.0.0.1:9092",
+    "net:127.0.0.1:5432",
+    "read:.data/tickpipe.kv",
+    "write:.data/x",
+    "env:DATABASE_URL",
+    "env:KAFKA_BROKERS",
+    "env:TICKPIPE_KAFKA_HOSTS",
+    "run:deno",
+  ]);
+  for (
+    const c of [...outside, "net:127.0.0.1:9092", "net:127.0.0.1:5432", "read:.data/tickpipe.kv"]
+  ) {
+    assert.equal(r[c], "denied", `launch must not: ${c}`);
+  }
+  assert.equal(r["write:.data/x"], "denied");
+  for (
+    const c of ["env:DATABASE_URL", "env:KAFKA_BROKERS", "env:TICKPIPE_KAFKA_HOSTS", "run:deno"]
+  ) {
+    assert.equal(r[c], "allowed", `launch needs: ${c}`);
   }
 });
 

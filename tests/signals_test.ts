@@ -3,8 +3,10 @@
 // `deno task` and to its child, and `deno task` forwards its own copy; the supervisor then sends
 // the group a second SIGTERM. One stop request: everything ingest received reaches the topic or
 // the DLQ, the --record file has every frame too, and nothing exits "without flushing".
-// Both tests run the simulator on 127.0.0.1:8765, the only feed port the ingest permission set
-// allows (`deno task` cannot add flags), so they wait for the port to be free.
+// Both tests run the simulator on 127.0.0.1:8765 (the launcher would allow any --source; these
+// tests keep the demo's port), so they wait for the port to be free. `deno task` runs the launcher,
+// which runs the command in the same process group and passes on the signals it gets: the
+// command sees more copies of one request, which it coalesces.
 import assert from "node:assert/strict";
 import { parseFrame } from "../ingest/frame.ts";
 import { type SentFrame, type Simulator, startSimulator } from "../ingest/simulator.ts";
@@ -434,10 +436,10 @@ for (const command of ["aggregate", "sensor"] as const) {
       );
       try {
         await aggregatorUp(kvPath, topic);
-        // For the sensor the group holds deno task, the sensor AND its aggregator: the
-        // aggregator gets the group's SIGTERM and then the sensor's.
+        // The group holds deno task, the launcher and the command; for the sensor its
+        // aggregator too: the aggregator gets the group's SIGTERM and then the sensor's.
         const members = groupMembers(task.child.pid).length;
-        assert.equal(members, command === "sensor" ? 3 : 2, `group members: ${members}`);
+        assert.equal(members, command === "sensor" ? 4 : 3, `group members: ${members}`);
         const { status, second } = await groupKillTwice(task, 50);
         const out = task.output();
         assert.equal(status.code, 0, out.slice(-4000));

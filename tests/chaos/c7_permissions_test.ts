@@ -1,7 +1,9 @@
 // Chaos 7: the permission sets hold when the commands actually run (tests/permissions_test.ts and
 // tests/sensor_permissions_test.ts probe the sets; here the real aggregator and ingest are pointed
-// at paths and hosts outside their sets and must fail with a clear message, touching nothing).
-// Only loopback addresses are used; denied connections never leave the process.
+// at paths and hosts outside their sets and must fail with exit 2 and one clear message naming
+// the address or path, its setting and the fix, touching nothing; tests/launcher_test.ts shows
+// the same commands run through their launcher). Only loopback addresses are used; denied
+// connections never leave the process.
 import assert from "node:assert/strict";
 import { DB_URL, ensurePostgres, PG_PORT, spawnCli, summary, testOpts } from "./_harness.ts";
 
@@ -21,13 +23,14 @@ Deno.test(
     // 1. KV path outside .data
     const kvFile = `/tmp/tickpipe-chaos-${crypto.randomUUID().slice(0, 8)}.kv`;
     const kv = await run("aggregate", ["aggregate", "--kv", kvFile, "--idle-timeout", "1s"], {});
-    assert.notEqual(kv.code, 0, kv.text);
-    assert.match(kv.text, /NotCapable|permission|Requires write access/i, kv.text);
-    // tickpipe's message names the setting, the path and the permission set.
+    assert.equal(kv.code, 2, kv.text);
+    // tickpipe's message names the path, the setting and the fix.
     assert.match(
       kv.text,
       new RegExp(
-        `TICKPIPE_KV=${kvFile.replaceAll(".", "\\.")} is outside this command's permission set`,
+        `Deno KV folder /tmp \\(--kv ${
+          kvFile.replaceAll(".", "\\.")
+        }\\) is not in this command's allowed read paths: run it through "deno task aggregate"`,
       ),
       kv.text,
     );
@@ -43,10 +46,10 @@ Deno.test(
       "--idle-timeout",
       "1s",
     ], { net: `127.0.0.1:${PG_PORT}`, env: { DATABASE_URL: DB_URL } });
-    assert.notEqual(brk.code, 0, brk.text);
+    assert.equal(brk.code, 2, brk.text);
     assert.match(
       brk.text,
-      /KAFKA_BROKERS=127\.0\.0\.2:9092 is not allowed by this command's permission set/,
+      /Kafka at 127\.0\.0\.2:9092 \(--brokers 127\.0\.0\.2:9092\) is not in this command's allowed hosts/,
       brk.text,
     );
     results.push(`broker_outside=exit${brk.code}`);
@@ -58,10 +61,10 @@ Deno.test(
       "--database-url",
       "postgres://postgres:postgres@127.0.0.1:1/tickpipe",
     ], {});
-    assert.notEqual(db.code, 0, db.text);
+    assert.equal(db.code, 2, db.text);
     assert.match(
       db.text,
-      /127\.0\.0\.1:1\/tickpipe is not allowed by this command's permission set/,
+      /PostgreSQL at 127\.0\.0\.1:1 \(--database-url postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/tickpipe\) is not in this command's allowed hosts/,
       db.text,
     );
     results.push(`db_outside=exit${db.code}`);
@@ -75,10 +78,10 @@ Deno.test(
       "--spool-dir",
       ".data/spool/chaos-c7",
     ], {});
-    assert.notEqual(ing.code, 0, ing.text);
+    assert.equal(ing.code, 2, ing.text);
     assert.match(
       ing.text,
-      /Requires net access to "127\.0\.0\.1:5432"|127\.0\.0\.1:5432.*not allowed by this command.s permission set/s,
+      /Kafka at 127\.0\.0\.1:5432 \(--brokers 127\.0\.0\.1:5432\) is not in this command's allowed hosts/,
       ing.text,
     );
     results.push(`ingest_to_pg=exit${ing.code}`);
@@ -95,9 +98,13 @@ Deno.test(
       ".data/spool/chaos-c7",
       "--topic",
       "chaos-c7-unused",
-    ], { net: "127.0.0.2:1" });
-    assert.notEqual(ws.code, 0, ws.text);
-    assert.match(ws.text, /NotCapable|not allowed|permission/i, ws.text);
+    ], { net: "127.0.0.1:9092" }); // its Kafka allowed (never contacted): the source is denied
+    assert.equal(ws.code, 2, ws.text);
+    assert.match(
+      ws.text,
+      /WebSocket source at 127\.0\.0\.1:5432 \(--source ws:\/\/127\.0\.0\.1:5432\/\) is not in this command's allowed hosts/,
+      ws.text,
+    );
     results.push(`ingest_ws_to_pg=exit${ws.code}`);
     await Deno.remove(".data/spool/chaos-c7", { recursive: true }).catch(() => {});
     for (const f of ["c7-brokers.kv", "c7-db.kv"]) {

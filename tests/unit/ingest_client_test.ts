@@ -151,3 +151,54 @@ Deno.test("client: 250 symbols -> 3 connections of at most 100; close stops reco
   time.advance(60_000);
   assert.equal(sockets.length, 3, "no reconnect after close");
 });
+
+Deno.test("client: a source this process may not reach is a configuration error, not an outage", async () => {
+  const time = fakeTime();
+  let attempts = 0;
+  const denials: Error[] = [];
+  const feed = connectFeed({
+    url: "ws://127.0.0.1:23457/?version=2",
+    // Two shards: still one report.
+    symbols: Array.from({ length: 150 }, (_, i) => `S${i}`),
+    onFrame: () => {},
+    createSocket: () => {
+      attempts++;
+      throw new Deno.errors.NotCapable(`Requires net access to "127.0.0.1:23457"`);
+    },
+    onDenied: (e) => denials.push(e),
+    now: time.now,
+    timers: time.timers,
+    logger: quiet,
+  });
+  time.advance(120_000);
+  assert.equal(attempts, 2, "one attempt per connection, never retried");
+  assert.equal(denials.length, 1, "reported once");
+  assert.match(denials[0].message, /Requires net access to "127\.0\.0\.1:23457"/);
+  assert.equal(feed.stats().reconnects, 0);
+  assert.equal(feed.stats().open, 0);
+  await feed.close();
+});
+
+Deno.test("client: other connect failures are still retried with backoff", async () => {
+  const time = fakeTime();
+  let attempts = 0;
+  const denials: Error[] = [];
+  const feed = connectFeed({
+    url: "ws://test/?version=2",
+    symbols: ["A"],
+    onFrame: () => {},
+    createSocket: () => {
+      attempts++;
+      throw new TypeError("Invalid URL");
+    },
+    onDenied: (e) => denials.push(e),
+    now: time.now,
+    timers: time.timers,
+    logger: quiet,
+  });
+  time.advance(120_000);
+  assert.ok(attempts > 3, `retried: ${attempts}`);
+  assert.equal(denials.length, 0);
+  assert.equal(feed.stats().reconnects, attempts);
+  await feed.close();
+});

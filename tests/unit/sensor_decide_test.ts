@@ -176,7 +176,7 @@ Deno.test("sensor decisionFields: one line with partitions, end and stored offse
   });
 });
 
-Deno.test("sensor launcher: deno by name, -P=aggregate, abs config/main, DATABASE_URL only in env", () => {
+Deno.test("sensor launcher: deno by name, -P=aggregate with derived lists, abs config/main, DATABASE_URL only in env", () => {
   const url = "postgres://u:s3cret@db:5432/x";
   const base = {
     brokers: ["a:1", "b:2"],
@@ -194,6 +194,10 @@ Deno.test("sensor launcher: deno by name, -P=aggregate, abs config/main, DATABAS
     "--quiet",
     "--no-prompt",
     "-P=aggregate",
+    // Exactly its configuration's hosts and paths (common/permissions.ts).
+    "--allow-net=a:1,b:2,db:5432",
+    "--allow-read=.data,/repo/sql",
+    "--allow-write=.data",
     "--config",
     "/repo/deno.json",
     "/repo/main.ts",
@@ -209,7 +213,7 @@ Deno.test("sensor launcher: deno by name, -P=aggregate, abs config/main, DATABAS
     "--idle-timeout",
     "3s",
   ]);
-  assert.ok(!c.args.some((a) => a.includes("s3cret") || a === "-A" || a.startsWith("--allow")));
+  assert.ok(!c.args.some((a) => a.includes("s3cret") || a === "-A"));
   assert.deepEqual(c.env, { DATABASE_URL: url });
   const s = buildAggregateCommand({ ...base, standalone: true });
   assert.equal(s.command, "/opt/bin/tickpipe-aggregate");

@@ -80,9 +80,15 @@ export async function main(args: string[]): Promise<number> {
     throw new UsageError(`--to and --yes only apply to "offsets reset"`);
   }
 
-  const kafka = createKafka(config.brokers, { clientId: "tickpipe-offsets", logger: log });
+  // A broker the cluster advertises that this process may not reach: exit 2 naming it, at once.
+  const { exitDenied } = await import("../common/permissions.ts");
+  const kafka = createKafka(config.brokers, {
+    clientId: "tickpipe-offsets",
+    logger: log,
+    onDenied: exitDenied,
+  });
   const admin = await connectAdmin(kafka, config.brokers);
-  const { withKvRetry } = await import("./_kv.ts");
+  const { withKvRetry } = await import("../common/kv.ts");
   const kv = await withKvRetry(() => openKv(config.kvPath));
   try {
     if (sub === "reset") {

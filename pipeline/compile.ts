@@ -1,6 +1,8 @@
 /**
  * `deno compile` command lines for the standalone sensor and aggregator
- * binaries, each with its permission set from deno.json baked in. Pure.
+ * binaries, each with its permission set from deno.json and the hosts and
+ * paths derived from the build's configuration (as the launcher derives them)
+ * baked in. Pure.
  * @module
  */
 
@@ -24,6 +26,11 @@ export interface CompileOptions {
   outDir?: string;
   /** Target triple for cross compilation, if any. */
   target?: string;
+  /**
+   * Derived permission flags baked into each binary (common/permissions.ts `launchFlags`);
+   * default none: the permission set's own lists.
+   */
+  permissions?: { aggregate?: readonly string[]; sensor?: readonly string[] };
 }
 
 /** Builds the `deno compile` steps: aggregator first, then the sensor that launches it. */
@@ -55,10 +62,13 @@ export function compileSteps(options: CompileOptions): CompileStep[] {
     };
   };
   return [
-    step("tickpipe-aggregate", "aggregate", []),
+    step("tickpipe-aggregate", "aggregate", [...(options.permissions?.aggregate ?? [])]),
     // The sensor's set allows running "deno"; the standalone sensor runs the
     // compiled aggregator beside it instead, so that path is allowed too.
-    step("tickpipe-sensor", "sensor", [`--allow-run=deno,${aggAbs}`]),
+    step("tickpipe-sensor", "sensor", [
+      ...(options.permissions?.sensor ?? []),
+      `--allow-run=deno,${aggAbs}`,
+    ]),
   ];
 }
 

@@ -26,8 +26,15 @@ import {
   writeBase,
 } from "../aggregate/checkpoint.ts";
 import type { StateRecord } from "../aggregate/state_codec.ts";
-import { type LaunchRecord, readCrash, readLaunches } from "./_kv.ts";
-import { type CrashState, type LeaseInfo, offsetsMismatch, unreadOf } from "./sensor.ts";
+import {
+  type CrashState,
+  type LaunchRecord,
+  type LeaseInfo,
+  offsetsMismatch,
+  readCrash,
+  readLaunches,
+  unreadOf,
+} from "../sensor/mod.ts";
 
 /** One partition's line of the report. */
 export interface PartitionReport {

@@ -18,7 +18,7 @@ async function compile(env: Record<string, string>) {
     keep.flatMap((k) => Deno.env.get(k) === undefined ? [] : [[k, Deno.env.get(k)!]]),
   );
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...COMPILE_PERMS, "sensor/compile_main.ts"],
+    args: ["run", ...COMPILE_PERMS, "pipeline/compile_main.ts"],
     env: { ...base, ...env },
     clearEnv: true,
     stdout: "piped",
@@ -30,13 +30,13 @@ async function compile(env: Record<string, string>) {
 
 if (!DENORT_BIN) {
   console.log(
-    "sensor_compile_test: DENORT_BIN is unset: skipping the build of the binaries " +
+    "compile_test: DENORT_BIN is unset: skipping the build of the binaries " +
       "(deno compile needs the denort runtime and this machine cannot download it)",
   );
 }
 
 Deno.test({
-  name: "sensor compile: builds both binaries with DENORT_BIN; they print their usage",
+  name: "compile: builds both binaries with DENORT_BIN; they print their usage",
   ignore: !DENORT_BIN,
   async fn() {
     const r = await compile({ DENORT_BIN: DENORT_BIN! });
@@ -51,7 +51,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "sensor compile: without a reachable runtime it fails with a clear DENORT_BIN message",
+  name: "compile: without a reachable runtime it fails with a clear DENORT_BIN message",
   ignore: !!DENORT_BIN,
   async fn() {
     const r = await compile({});

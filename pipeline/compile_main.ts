@@ -12,7 +12,10 @@ import { createLogger } from "../common/log.ts";
 const USAGE = `Usage: tickpipe compile [--out-dir DIR] [--target TRIPLE]
 
 Builds DIR/tickpipe-aggregate (-P=aggregate) and DIR/tickpipe-sensor (-P=sensor,
-plus running DIR/tickpipe-aggregate) with deno compile, sql/ included. Run them as
+plus running DIR/tickpipe-aggregate) with deno compile, sql/ included. Each binary
+may reach exactly the hosts and paths of this build's configuration (KAFKA_BROKERS
+and the brokers the cluster advertises, DATABASE_URL, TICKPIPE_KV), as "deno task"
+would allow them: build under the configuration the binaries will run with. Run them as
   dist/tickpipe-sensor sensor --once ...   and   dist/tickpipe-aggregate aggregate ...
 deno compile downloads its runtime (denort) unless DENORT_BIN names one.
 
@@ -39,11 +42,15 @@ export async function main(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
   const log = createLogger("compile");
   const { compileSteps, DENORT_HINT, isRuntimeDownloadFailure } = await import("./compile.ts");
-  const { projectPaths } = await import("./launcher.ts");
+  const { projectFiles } = await import("../common/child.ts");
   const outDir = values["out-dir"] ?? "dist";
   await Deno.mkdir(outDir, { recursive: true });
   const denort = readEnv("DENORT_BIN");
-  for (const step of compileSteps({ ...projectPaths(), outDir, target: values.target })) {
+  const { launchFlags } = await import("../common/permissions.ts");
+  const files = projectFiles();
+  const derive = (command: string) => launchFlags(command, [], { env: readEnv, root: files.root });
+  const permissions = { aggregate: derive("aggregate"), sensor: derive("sensor") };
+  for (const step of compileSteps({ ...files, outDir, target: values.target, permissions })) {
     log.info("compiling", { binary: step.output, denort: denort ?? "(download)" });
     const out = await new Deno.Command("deno", {
       args: step.args,

@@ -1,0 +1,668 @@
+/**
+ * What each command may reach, derived from its resolved configuration (flags > environment >
+ * defaults): the Kafka bootstrap servers and the brokers the cluster advertises, the PostgreSQL
+ * host:port of DATABASE_URL, the WebSocket source, the address the simulator listens on, the
+ * Deno KV folder, the spool and recording paths. Pure: configuration in, `--allow-net`,
+ * `--allow-read` and `--allow-write` flags out; the permission set of deno.json keeps the rest
+ * (env names, sys, run). The launcher (`deno task <command>`), `start`/`demo` for their children,
+ * the sensor for its aggregator and `compile` all use {@linkcode launchFlags}, and main.ts checks
+ * the same list before a command runs ({@linkcode checkAccess}): a denied address or path is a
+ * configuration error (exit 2) with one message naming it and the fix, never a network outage.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  ConfigError,
+  DEFAULT_BROKERS,
+  DEFAULT_DATABASE_URL,
+  DEFAULT_KV_PATH,
+  DEFAULT_TOPIC,
+  parseBrokers,
+  parseDatabaseUrl,
+  parseTopic,
+} from "./config.ts";
+import { redact } from "./log.ts";
+import { hostPort, METRICS_PORTS, parseMetricsHost, parseMetricsPort } from "./metrics_flags.ts";
+import { DEFAULT_SOURCE } from "../ingest/client.ts";
+import { defaultSpoolDir } from "../ingest/spool.ts";
+
+/** A kind of permission the launcher derives (the others stay those of the permission set). */
+export type PermissionKind = "net" | "read" | "write";
+
+/** A kind of permission a denial can be about (env, run and sys come from the set only). */
+export type DeniedKind = PermissionKind | "env" | "run" | "sys";
+
+/** One address or path a command needs, with the setting it comes from (for messages). */
+export interface AccessNeed {
+  /** Permission kind (the launcher derives net, read and write; the others are the set's). */
+  kind: DeniedKind;
+  /** `host:port` (net) or a path (read, write). */
+  target: string;
+  /** What it is, e.g. `Kafka`, `PostgreSQL`, `WebSocket source`, `Deno KV folder`. */
+  what: string;
+  /** The setting it comes from, with its value as shown (redacted), e.g. `--kv /tmp/x.kv`. */
+  setting: string;
+  /** The settings that change it, for the fix, e.g. `KAFKA_BROKERS / --brokers`. */
+  settings: string;
+  /** The fix, when not the usual one (run it through its `deno task`). */
+  fix?: string;
+}
+
+/** Environment lookup (undefined when unset). */
+export type EnvLookup = (name: string) => string | undefined;
+
+/** Options for {@linkcode commandAccess}. */
+export interface AccessOptions {
+  /** Environment (default: none). */
+  env?: EnvLookup;
+  /**
+   * The brokers the Kafka cluster advertises (learned by the launcher's metadata probe); default:
+   * TICKPIPE_KAFKA_HOSTS from `env`.
+   */
+  kafkaHosts?: readonly string[];
+  /** Absolute project root with a trailing slash (for `sql/`); default: this project's. */
+  root?: string;
+}
+
+/** What a command reaches; `probesKafka`: the launcher learns the advertised brokers for it. */
+interface CommandResources {
+  resources: Resource[];
+  probesKafka?: boolean;
+}
+
+type Resource =
+  | "kafka"
+  | "database"
+  | "source"
+  | "listen"
+  | "kv"
+  | "sql"
+  | "spool"
+  | "record"
+  | "data"
+  | "outDir"
+  | "metrics"
+  | "treeMetrics";
+
+/** Where the simulator listens by default (ingest/simulator.ts; a unit test keeps them equal). */
+export const SIMULATOR_DEFAULT = { hostname: "127.0.0.1", port: 8765 } as const;
+
+/**
+ * The resources of each command. `start` reaches nothing itself (its children get their own
+ * lists); `compile` bakes the aggregator's and the sensor's lists into the binaries.
+ */
+const COMMANDS: Record<string, CommandResources> = {
+  services: { resources: ["kafka", "database"], probesKafka: true },
+  migrate: { resources: ["database"] },
+  ingest: { resources: ["kafka", "source", "spool", "record", "metrics"], probesKafka: true },
+  simulate: { resources: ["listen"] },
+  aggregate: { resources: ["kafka", "database", "kv", "sql", "metrics"], probesKafka: true },
+  sensor: { resources: ["kafka", "kv", "metrics"], probesKafka: true },
+  offsets: { resources: ["kafka", "kv"], probesKafka: true },
+  status: { resources: ["kafka", "database", "kv"], probesKafka: true },
+  start: { resources: ["treeMetrics"], probesKafka: true },
+  demo: { resources: ["kafka", "database", "kv", "data"], probesKafka: true },
+  compile: { resources: ["outDir"], probesKafka: true },
+};
+
+/** The flags whose values the derivation reads (parsed loosely: the command parses strictly). */
+const FLAGS = {
+  brokers: { type: "string" },
+  "database-url": { type: "string" },
+  topic: { type: "string" },
+  kv: { type: "string" },
+  source: { type: "string" },
+  "spool-dir": { type: "string" },
+  record: { type: "string" },
+  port: { type: "string" },
+  hostname: { type: "string" },
+  "out-dir": { type: "string" },
+  "metrics-port": { type: "string" },
+  "metrics-host": { type: "string" },
+} as const;
+
+/** True when `command` has derived permissions (else the launcher runs it with its set only). */
+export function hasDerivedAccess(command: string): boolean {
+  return Object.hasOwn(COMMANDS, command);
+}
+
+/** True when the launcher should learn the advertised Kafka brokers for `command`. */
+export function probesKafka(command: string): boolean {
+  return COMMANDS[command]?.probesKafka === true;
+}
+
+/** The project root (absolute, trailing slash), from this module's location. */
+function projectRoot(): string {
+  return decodeURIComponent(new URL("../", import.meta.url).pathname);
+}
+
+function hostPortOf(url: URL, defaultPort: number): string {
+  // URL.hostname keeps IPv6 brackets, as --allow-net wants them.
+  return `${url.hostname}:${url.port === "" ? defaultPort : url.port}`;
+}
+
+/** The folder of `path` (`.` for a bare name). */
+function folderOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+}
+
+/** A flag's value when it was given one (a loose parse may give `true`). */
+function str(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+/** `--flag value` or `NAME=value`, as a message shows a setting. */
+function shown(name: string, value: string): string {
+  return name.startsWith("--") ? `${name} ${value}` : `${name}=${value}`;
+}
+
+/** Resolves one setting: flag, then environment variable, then default. */
+function setting(
+  flags: Record<string, unknown>,
+  flag: string,
+  env: EnvLookup,
+  variable: string | null,
+  fallback: string,
+): { value: string; name: string } {
+  const f = flags[flag];
+  if (typeof f === "string") return { value: f, name: `--${flag}` };
+  const e = variable === null ? undefined : env(variable);
+  if (e !== undefined && e !== "") return { value: e, name: variable! };
+  return { value: fallback, name: variable ?? `--${flag}` };
+}
+
+/** Parses a TICKPIPE_KAFKA_HOSTS value (same syntax as KAFKA_BROKERS). */
+export function parseKafkaHosts(value: string): string[] {
+  return parseBrokers(value, "TICKPIPE_KAFKA_HOSTS");
+}
+
+/** The Kafka bootstrap servers `args` and `env` configure (flags > env > default). Pure. */
+export function configuredBrokers(args: readonly string[], options: AccessOptions = {}): string[] {
+  const { values } = parseArgs({ args: [...args], options: FLAGS, strict: false });
+  const b = setting(
+    values,
+    "brokers",
+    options.env ?? (() => undefined),
+    "KAFKA_BROKERS",
+    DEFAULT_BROKERS,
+  );
+  return parseBrokers(b.value, b.name);
+}
+
+/**
+ * Everything `command` run with `args` needs to reach, resolved like the command resolves its
+ * configuration (flags > environment > defaults). Throws ConfigError for a bad value, with the
+ * command's own wording. Pure.
+ */
+export function commandAccess(
+  command: string,
+  args: readonly string[],
+  options: AccessOptions = {},
+): AccessNeed[] {
+  const spec = COMMANDS[command];
+  if (spec === undefined) return [];
+  const env: EnvLookup = options.env ?? (() => undefined);
+  const { values } = parseArgs({
+    args: [...args],
+    options: FLAGS,
+    strict: false,
+    allowPositionals: true,
+  });
+  const flags = values as Record<string, unknown>;
+  const needs: AccessNeed[] = [];
+  const add = (need: AccessNeed) => {
+    if (need.target.includes(",")) {
+      throw new ConfigError(
+        `${need.setting} contains a comma, which a permission list cannot hold: rename the path`,
+      );
+    }
+    if (!needs.some((n) => n.kind === need.kind && n.target === need.target)) needs.push(need);
+  };
+  const topic = () => {
+    const t = setting(flags, "topic", env, "TICKS_TOPIC", DEFAULT_TOPIC);
+    return parseTopic(t.value, t.name);
+  };
+  for (const resource of spec.resources) {
+    switch (resource) {
+      case "kafka": {
+        const b = setting(flags, "brokers", env, "KAFKA_BROKERS", DEFAULT_BROKERS);
+        const brokers = parseBrokers(b.value, b.name);
+        for (const target of brokers) {
+          add({
+            kind: "net",
+            target,
+            what: "Kafka",
+            setting: shown(b.name, brokers.join(",")),
+            settings: "KAFKA_BROKERS / --brokers",
+          });
+        }
+        const raw = env("TICKPIPE_KAFKA_HOSTS");
+        const hosts = options.kafkaHosts ?? (raw === undefined ? [] : parseKafkaHosts(raw));
+        for (const target of hosts) {
+          add({
+            kind: "net",
+            target,
+            what: "Kafka broker",
+            setting: `advertised by the cluster: TICKPIPE_KAFKA_HOSTS=${hosts.join(",")}`,
+            settings: "TICKPIPE_KAFKA_HOSTS",
+          });
+        }
+        break;
+      }
+      case "database": {
+        const d = setting(flags, "database-url", env, "DATABASE_URL", DEFAULT_DATABASE_URL);
+        const url = new URL(parseDatabaseUrl(d.value, d.name));
+        // node-postgres: the URL's port, else PGPORT, else 5432.
+        const port = Number(env("PGPORT")) > 0 ? Number(env("PGPORT")) : 5432;
+        add({
+          kind: "net",
+          target: hostPortOf(url, port),
+          what: "PostgreSQL",
+          setting: shown(d.name, redact(d.value)),
+          settings: "DATABASE_URL / --database-url",
+        });
+        break;
+      }
+      case "source": {
+        const s = setting(flags, "source", env, null, DEFAULT_SOURCE);
+        let url: URL | undefined;
+        try {
+          url = new URL(s.value);
+        } catch { /* reported below */ }
+        if (!/^wss?:\/\/[^\s]+$/.test(s.value) || url === undefined) {
+          throw new ConfigError(`--source "${s.value}" is not a ws:// or wss:// URL`);
+        }
+        add({
+          kind: "net",
+          target: hostPortOf(url, url.protocol === "wss:" ? 443 : 80),
+          what: "WebSocket source",
+          setting: `--source ${s.value}`,
+          settings: "--source",
+        });
+        break;
+      }
+      case "listen": {
+        const h = setting(flags, "hostname", env, null, SIMULATOR_DEFAULT.hostname);
+        const p = setting(flags, "port", env, null, String(SIMULATOR_DEFAULT.port));
+        const port = Number(p.value);
+        if (!/^\d+$/.test(p.value) || port > 65535) {
+          throw new ConfigError(`--port "${p.value}" is invalid: expected a port from 0 to 65535`);
+        }
+        const host = h.value.includes(":") && !h.value.startsWith("[") ? `[${h.value}]` : h.value;
+        add({
+          kind: "net",
+          // Port 0 (ephemeral) is only known once bound: the host, any port.
+          target: port === 0 ? host : `${host}:${port}`,
+          what: "listening address",
+          setting: `--hostname ${h.value} --port ${p.value}`,
+          settings: "--hostname / --port",
+        });
+        break;
+      }
+      case "kv": {
+        const k = setting(flags, "kv", env, "TICKPIPE_KV", DEFAULT_KV_PATH);
+        if (k.value.trim() === "") {
+          throw new ConfigError(`TICKPIPE_KV is empty: expected a file path`);
+        }
+        const folder = folderOf(k.value);
+        const kvSetting = shown(k.name, k.value);
+        const settings = "TICKPIPE_KV / --kv";
+        if (folder === "." || folder === "/") {
+          // A KV in the working (or root) directory: the file and the aggregator's lock beside
+          // it, not the whole directory (SQLite's own -wal/-shm files need no Deno permission).
+          const lock = `${k.value}.aggregate-${encodeURIComponent(topic())}.lock`;
+          for (const target of [k.value, lock]) {
+            for (const kind of ["read", "write"] as const) {
+              add({ kind, target, what: "Deno KV file", setting: kvSetting, settings });
+            }
+          }
+        } else {
+          // The KV's folder: created on first use, and it holds SQLite's side files and the
+          // aggregator's lock files.
+          for (const kind of ["read", "write"] as const) {
+            add({ kind, target: folder, what: "Deno KV folder", setting: kvSetting, settings });
+          }
+        }
+        break;
+      }
+      case "sql":
+        add({
+          kind: "read",
+          target: `${options.root ?? projectRoot()}sql`,
+          what: "migrations folder",
+          setting: "sql/",
+          settings: "the project's sql/ folder",
+        });
+        break;
+      case "spool": {
+        const s = setting(flags, "spool-dir", env, null, defaultSpoolDir(topic()));
+        for (const kind of ["read", "write"] as const) {
+          add({
+            kind,
+            target: s.value,
+            what: "spool directory",
+            setting: `--spool-dir ${s.value}`,
+            settings: "--spool-dir",
+          });
+        }
+        break;
+      }
+      case "record": {
+        const r = flags.record;
+        if (typeof r === "string" && r !== "") {
+          // Its folder, which ingest creates when missing; a file in the working (or root)
+          // directory: the file only.
+          const folder = folderOf(r);
+          add({
+            kind: "write",
+            target: folder === "." || folder === "/" ? r : folder,
+            what: "recording folder",
+            setting: `--record ${r}`,
+            settings: "--record",
+          });
+        }
+        break;
+      }
+      case "data":
+        for (const kind of ["read", "write"] as const) {
+          add({
+            kind,
+            target: ".data",
+            what: "data folder",
+            setting: ".data/",
+            settings: "the project's .data/ folder",
+          });
+        }
+        break;
+      case "metrics": {
+        // Only when asked for: --metrics-port (no default; the host defaults to loopback).
+        const p = flags["metrics-port"];
+        if (typeof p !== "string") break;
+        const port = parseMetricsPort(p)!;
+        const host = parseMetricsHost(str(flags["metrics-host"]));
+        add({
+          kind: "net",
+          target: hostPort(host, port),
+          what: "metrics address",
+          setting: `--metrics-port ${p}`,
+          settings: "--metrics-host / --metrics-port",
+        });
+        break;
+      }
+      case "treeMetrics": {
+        // start serves the tree's metrics on P (default 9490; 0 = none) and reads its
+        // children's endpoints on 127.0.0.1, P+1..P+3.
+        const raw = str(flags["metrics-port"]) ?? String(METRICS_PORTS.start);
+        const port = parseMetricsPort(raw, { allowZero: true })!;
+        if (port === 0) break;
+        if (port > 65532) {
+          throw new ConfigError(
+            `--metrics-port "${port}" leaves no room for the children's ports (P+1..P+3): ` +
+              `expected at most 65532`,
+          );
+        }
+        const host = parseMetricsHost(str(flags["metrics-host"]));
+        const settings = "--metrics-host / --metrics-port";
+        add({
+          kind: "net",
+          target: hostPort(host, port),
+          what: "metrics address",
+          setting: `--metrics-port ${raw}`,
+          settings,
+        });
+        for (let i = 1; i <= 3; i++) {
+          add({
+            kind: "net",
+            target: hostPort("127.0.0.1", port + i),
+            what: "child metrics endpoint",
+            setting: `--metrics-port ${raw} (children on P+1..P+3)`,
+            settings,
+          });
+        }
+        break;
+      }
+      case "outDir": {
+        const o = setting(flags, "out-dir", env, null, "dist");
+        add({
+          kind: "write",
+          target: o.value.replace(/(.)\/+$/, "$1"),
+          what: "output folder",
+          setting: `--out-dir ${o.value}`,
+          settings: "--out-dir",
+        });
+        break;
+      }
+    }
+  }
+  return needs;
+}
+
+/**
+ * The `deno run` flags granting exactly `needs`: one `--allow-<kind>=a,b` per kind present.
+ * A kind with no need gets no flag, so the permission set's own list applies to it. Pure.
+ */
+export function permissionFlags(needs: readonly AccessNeed[]): string[] {
+  const flags: string[] = [];
+  for (const kind of ["net", "read", "write"] as const) {
+    const targets = [...new Set(needs.filter((n) => n.kind === kind).map((n) => n.target))];
+    if (targets.length > 0) flags.push(`--allow-${kind}=${targets.join(",")}`);
+  }
+  return flags;
+}
+
+/** The permission flags for `command` run with `args` (see {@linkcode commandAccess}). Pure. */
+export function launchFlags(
+  command: string,
+  args: readonly string[],
+  options: AccessOptions = {},
+): string[] {
+  return permissionFlags(commandAccess(command, args, options));
+}
+
+/** A permission query (default: Deno.permissions.querySync). */
+export type PermissionQuery = (need: { kind: DeniedKind; target: string }) => boolean;
+
+function querySync(need: { kind: DeniedKind; target: string }): boolean {
+  const d: Deno.PermissionDescriptor = need.kind === "net"
+    ? { name: "net", host: need.target }
+    : need.kind === "env"
+    ? { name: "env", variable: need.target }
+    : need.kind === "run"
+    ? { name: "run", command: need.target }
+    : need.kind === "sys"
+    ? { name: "sys", kind: need.target as Deno.SysPermissionDescriptor["kind"] }
+    : { name: need.kind, path: need.target };
+  return Deno.permissions.querySync(d).state === "granted";
+}
+
+/** The first of `needs` this process may not use, or null (I/O only through `options.query`). */
+export function firstDenied(
+  needs: readonly AccessNeed[],
+  options: { query?: PermissionQuery } = {},
+): AccessNeed | null {
+  const query = options.query ?? querySync;
+  for (const need of needs) if (!query(need)) return need;
+  return null;
+}
+
+let currentCommand: string | undefined;
+
+/** Names the running command for the fixes messages suggest (main.ts sets it). */
+export function setCommandName(name: string): void {
+  currentCommand = name;
+}
+
+/** Options of the messages of {@linkcode AccessDeniedError}. */
+export interface DeniedMessageOptions {
+  /** The command (default: the one main.ts runs). */
+  command?: string;
+  /** A `deno compile`d binary, whose permissions were baked in at build time. */
+  standalone?: boolean;
+}
+
+function fixText(need: AccessNeed, options: DeniedMessageOptions): string {
+  const command = options.command ?? currentCommand ?? "<command>";
+  const standalone = options.standalone ?? (Deno.build.standalone ?? false);
+  if (standalone) {
+    return `this binary's permissions were derived from the configuration it was built with: ` +
+      `rebuild it with "deno task compile" under this configuration (${need.settings})`;
+  }
+  return need.fix ??
+    `run it through "deno task ${command}", which allows exactly the configured addresses and ` +
+      `paths (${need.settings}), or change ${need.settings}`;
+}
+
+/** The one message for a denied need: what, where, the setting, and the fix. Pure. */
+export function deniedMessage(need: AccessNeed, options: DeniedMessageOptions = {}): string {
+  const list = {
+    net: "allowed hosts",
+    read: "allowed read paths",
+    write: "allowed write paths",
+    env: "allowed environment variables",
+    run: "allowed programs",
+    sys: "allowed system information",
+  }[need.kind];
+  return `${need.what} ${need.kind === "net" ? "at " : ""}${need.target} (${need.setting}) ` +
+    `is not in this command's ${list}: ${fixText(need, options)}`;
+}
+
+/**
+ * A denied permission: a configuration error (exit 2), never retried as a network outage. The
+ * message names the address or path, the setting it comes from, and the fix.
+ */
+export class AccessDeniedError extends ConfigError {
+  /** What was denied. */
+  readonly need: AccessNeed;
+  /** Creates the error for `need`. */
+  constructor(need: AccessNeed, options: DeniedMessageOptions & ErrorOptions = {}) {
+    super(deniedMessage(need, options));
+    if (options.cause !== undefined) this.cause = options.cause;
+    this.name = "AccessDeniedError";
+    this.need = need;
+  }
+}
+
+/**
+ * Reports a denial the way main.ts reports a configuration error (one line) and exits 2: for
+ * short-lived commands that have nothing to flush (status, offsets), as soon as it happens.
+ */
+export function exitDenied(error: Error): never {
+  console.error(`tickpipe ${currentCommand ?? "<command>"}: ${redact(error.message)}`);
+  Deno.exit(2);
+}
+
+/** Throws AccessDeniedError for the first of `needs` this process may not use. */
+export function checkAccess(
+  needs: readonly AccessNeed[],
+  options: { query?: PermissionQuery } & DeniedMessageOptions = {},
+): void {
+  const denied = firstDenied(needs, options);
+  if (denied !== null) throw new AccessDeniedError(denied, options);
+}
+
+type ErrorLike = {
+  name?: string;
+  message?: string;
+  cause?: unknown;
+  originalError?: unknown;
+};
+
+/** True when `e` (or an error it wraps, as kafkajs does) is Deno's permission denial. */
+export function isPermissionError(e: unknown): boolean {
+  if (e instanceof AccessDeniedError) return true;
+  for (let cur = e as ErrorLike | undefined, i = 0; cur && i < 5; i++) {
+    if (
+      cur.name === "NotCapable" || cur.name === "AccessDeniedError" ||
+      /Requires (net|read|write|env|run|sys|ffi|import) access/.test(cur.message ?? "")
+    ) return true;
+    cur = (cur.originalError ?? cur.cause) as ErrorLike | undefined;
+  }
+  return /Requires (net|read|write|env|run|sys) access to/.test(String((e as Error)?.message ?? e));
+}
+
+/** The kind and target of Deno's denial message in `e` (`Requires net access to "h:p"`), if any. */
+export function deniedTarget(e: unknown): { kind: string; target: string } | null {
+  for (let cur = e as ErrorLike | undefined, i = 0; cur && i < 5; i++) {
+    const m = /Requires (\w+) access to "([^"]*)"/.exec(cur.message ?? "");
+    if (m) return { kind: m[1], target: m[2] };
+    cur = (cur.originalError ?? cur.cause) as ErrorLike | undefined;
+  }
+  const m = /Requires (\w+) access to "([^"]*)"/.exec(String((e as Error)?.message ?? e));
+  return m ? { kind: m[1], target: m[2] } : null;
+}
+
+/**
+ * The AccessDeniedError for Kafka at `address` (from `brokers`, else a broker the cluster
+ * advertised after bootstrapping). Pure.
+ */
+export function kafkaDenied(
+  address: string,
+  brokers: readonly string[],
+  options: DeniedMessageOptions & ErrorOptions = {},
+): AccessDeniedError {
+  if (brokers.includes(address)) {
+    return new AccessDeniedError({
+      kind: "net",
+      target: address,
+      what: "Kafka",
+      setting: `KAFKA_BROKERS=${brokers.join(",")}`,
+      settings: "KAFKA_BROKERS / --brokers",
+    }, options);
+  }
+  const command = options.command ?? currentCommand ?? "<command>";
+  return new AccessDeniedError({
+    kind: "net",
+    target: address,
+    what: "Kafka broker",
+    setting: `advertised by the cluster at KAFKA_BROKERS=${brokers.join(",")}`,
+    settings: "TICKPIPE_KAFKA_HOSTS",
+    fix: `run it through "deno task ${command}" while Kafka is reachable (its launcher then ` +
+      `learns the brokers the cluster advertises), or set TICKPIPE_KAFKA_HOSTS=${address}`,
+  }, options);
+}
+
+/**
+ * Turns a raw permission denial into an AccessDeniedError naming what was denied (for errors no
+ * part classified itself), with the setting of the matching one of `needs` when there is one.
+ * Returns null when `e` is not a denial.
+ */
+export function accessDeniedOf(
+  e: unknown,
+  options: DeniedMessageOptions & { needs?: readonly AccessNeed[] } = {},
+): AccessDeniedError | null {
+  if (e instanceof AccessDeniedError) return e;
+  if (!isPermissionError(e)) return null;
+  const t = deniedTarget(e);
+  // One of the command's configured addresses or paths: name its setting.
+  const need = t === null
+    ? undefined
+    : options.needs?.find((n) =>
+      n.target === t.target && (n.kind === t.kind || (n.kind !== "net" && t.kind !== "net"))
+    );
+  if (need !== undefined) return new AccessDeniedError(need, { ...options, cause: e });
+  const denied = String((e as Error)?.message ?? e).split("\n")[0].replace(/, run again.*$/, "");
+  if (t !== null && t.kind !== "net" && t.kind !== "read" && t.kind !== "write") {
+    // env, run, sys...: the permission set's own lists, which no configuration changes.
+    const command = options.command ?? currentCommand ?? "<command>";
+    const kind = t.kind === "env" || t.kind === "run" ? t.kind : "sys";
+    return new AccessDeniedError({
+      kind,
+      target: t.target,
+      what: { env: "Environment variable", run: "Program", sys: "System information" }[kind],
+      setting: denied,
+      settings: `the "${command}" permission set`,
+      fix: `the "${command}" permission set in deno.json does not list it, and no setting ` +
+        `changes that: a tickpipe bug, please report it`,
+    }, { ...options, cause: e });
+  }
+  const kind = (t?.kind === "read" || t?.kind === "write") ? t.kind : "net";
+  return new AccessDeniedError({
+    kind,
+    target: t?.target ?? "?",
+    what: kind === "net" ? "The address" : "The path",
+    setting: denied,
+    settings: "its flags and environment",
+  }, { ...options, cause: e });
+}
