@@ -7,6 +7,7 @@
 // @ts-types="npm:@types/pg@8.15.6"
 import pg from "pg";
 import { redact } from "./log.ts";
+import { ConfigError } from "./config.ts";
 import { AccessDeniedError, deniedTarget, isPermissionError } from "./permissions.ts";
 
 /** A node-postgres pool. */
@@ -50,7 +51,10 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
  * permission denial becomes an AccessDeniedError (a configuration error) naming the address.
  */
 export function databaseError(e: unknown, databaseUrl: string): Error {
-  if (e instanceof DatabaseUnavailableError || e instanceof AccessDeniedError) return e;
+  if (
+    e instanceof DatabaseUnavailableError || e instanceof AccessDeniedError ||
+    e instanceof DatabaseConfigError
+  ) return e;
   const err = e as Error & { code?: string };
   const url = redact(databaseUrl);
   if (isPermissionError(e)) {
@@ -72,11 +76,31 @@ export function databaseError(e: unknown, databaseUrl: string): Error {
       settings: "DATABASE_URL / --database-url",
     }, { cause: e });
   }
+  // Class 28 (invalid authorization) and 3D000 (no such database): the server answered, the
+  // configuration is wrong. Not an outage: exit 2, nothing to retry.
+  if (/^28/.test(err?.code ?? "") || err?.code === "3D000") {
+    return new DatabaseConfigError(
+      `PostgreSQL at DATABASE_URL=${url} refused the connection: ` +
+        `${redact(err?.message ?? String(e))} (SQLSTATE ${err.code}). ` +
+        `Check the user, password and database in DATABASE_URL`,
+      { cause: e },
+    );
+  }
   return new DatabaseUnavailableError(
     `Cannot reach PostgreSQL at DATABASE_URL=${url}: ${redact(err?.message ?? String(e))}. ` +
       `Start the local server with "deno task services" or point DATABASE_URL at a running one`,
     { cause: e },
   );
+}
+
+/** Raised when PostgreSQL answers but refuses the configured credentials or database (exit 2). */
+export class DatabaseConfigError extends ConfigError {
+  /** Creates the error; the message names the redacted URL and what was refused. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message);
+    this.name = "DatabaseConfigError";
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
 }
 
 /** Checks that `pool` can run a query, throwing DatabaseUnavailableError naming `databaseUrl` if not. */

@@ -39,18 +39,30 @@ Deno.test("cli: bad KAFKA_BROKERS / DATABASE_URL exit 2 naming the variable", as
   assert.ok(!b.stderr.includes("supersecret"), "password not printed");
 });
 
-Deno.test("cli: unreachable PostgreSQL gives a clear error, not a stack trace or a hang", async () => {
+Deno.test("cli: a database PostgreSQL refuses, or an unreachable one, gives a clear error, not a stack trace or a hang", async () => {
   const t0 = Date.now();
+  // The server answers and refuses: a configuration error (exit 2), not an outage.
   const r = await runCli("migrate", ["migrate"], {
     env: { DATABASE_URL: "postgres://postgres:pw-should-not-leak@127.0.0.1:5432/no_such_db_here" },
   });
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2, r.stderr);
   assert.match(
     r.stderr,
-    /Cannot reach PostgreSQL at DATABASE_URL=postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:5432\/no_such_db_here/,
+    /PostgreSQL at DATABASE_URL=postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:5432\/no_such_db_here refused the connection: password authentication failed for user "postgres" \(SQLSTATE 28P01\)/,
   );
   assert.ok(!r.stderr.includes("pw-should-not-leak"));
   assert.ok(!/\n\s+at /.test(r.stderr), "no stack trace");
+  // Nobody listens there: an outage (exit 1), through the launcher (which allows the address).
+  const down = await runCli("launch", ["launch", "migrate"], {
+    env: { DATABASE_URL: "postgres://postgres:pw-should-not-leak@127.0.0.1:1/tickpipe" },
+  });
+  assert.equal(down.code, 1, down.stderr);
+  assert.match(
+    down.stderr,
+    /Cannot reach PostgreSQL at DATABASE_URL=postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/tickpipe/,
+  );
+  assert.ok(!down.stderr.includes("pw-should-not-leak"));
+  assert.ok(!/\n\s+at /.test(down.stderr), "no stack trace");
   assert.ok(Date.now() - t0 < 30_000);
 });
 

@@ -98,8 +98,8 @@ Deno.test({
         env: { ...env, DATABASE_URL: `${base}?password=${wrong}` },
         timeoutMs: 60_000,
       });
-      assert.equal(bad.code, 1, bad.stderr);
-      assert.match(bad.stderr, /password authentication failed/);
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, /refused the connection: password authentication failed/);
       assert.match(bad.stderr, /\?password=\*\*\*/);
       assert.deepEqual(leaks(bad.stdout + bad.stderr, needles), [], "error output");
 

@@ -99,9 +99,9 @@ Deno.test(
       ], { name: `c8-aggregate-${topic}`, env: { DATABASE_URL: DB_URL, LOG_LEVEL: "debug" } });
       assert.equal(await agg.status, 0, agg.lines.slice(-10).join("\n"));
       const { rows } = await pool.query(
-        `SELECT symbol, sum(tick_count)::int AS n FROM price_windows WHERE symbol = ANY($1::text[])
-       GROUP BY symbol`,
-        [HOSTILE],
+        `SELECT symbol, sum(tick_count)::int AS n FROM price_windows
+         WHERE topic = $2 AND symbol = ANY($1::text[]) GROUP BY symbol`,
+        [HOSTILE, topic],
       );
       const stored = new Map(rows.map((r) => [r.symbol as string, r.n as number]));
       assert.deepEqual(
@@ -117,11 +117,20 @@ Deno.test(
 
       // Error paths: a wrong password and a malformed URL carrying the secret.
       const wrong = `postgres://postgres:wr0ng-pw-ABC@127.0.0.1:${PG_PORT}/tickpipe`;
-      const bad = await spawnCli("aggregate", ["aggregate", "--topic", topic, "--kv", kvPath], {
+      const bad = await spawnCli("aggregate", [
+        "aggregate",
+        "--brokers",
+        BROKER,
+        "--topic",
+        topic,
+        "--kv",
+        kvPath,
+      ], {
         name: `c8-wrongpw-${topic}`,
         env: { DATABASE_URL: wrong, LOG_LEVEL: "debug" },
       });
-      assert.equal(await bad.status, 1);
+      // The server answered and refused the credentials: a configuration error, not an outage.
+      assert.equal(await bad.status, 2, bad.lines.join("\n"));
       const badText = bad.lines.join("\n");
       assert.match(badText, /password authentication failed/, badText);
       assert.doesNotMatch(badText, /wr0ng-pw-ABC/, "wrong password redacted");
