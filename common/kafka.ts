@@ -188,7 +188,7 @@ export async function ensureTopic(
   const existing = await admin.listTopics();
   if (existing.includes(topic)) return false;
   try {
-    return await admin.createTopics({
+    const created = await admin.createTopics({
       waitForLeaders: true,
       topics: [{
         topic,
@@ -200,6 +200,10 @@ export async function ensureTopic(
         })),
       }],
     });
+    // Until its partitions answer offset requests, a new topic is not usable (a fresh broker
+    // can take tens of seconds): wait here rather than in every caller.
+    if (created) await topicOffsets(admin, topic).catch(() => {});
+    return created;
   } catch (e) {
     // Lost a race with another creator: fine.
     if (/already exists/i.test(String((e as Error).message))) return false;
@@ -207,14 +211,9 @@ export async function ensureTopic(
   }
 }
 
-/** End offsets (next offset to be written) per partition of `topic`. */
+/** End offsets (next offset to be written) per partition of `topic` (empty when it does not exist). */
 export async function endOffsets(admin: Admin, topic: string): Promise<Map<number, number>> {
-  const rows = await admin.fetchTopicOffsets(topic);
-  const out = new Map<number, number>();
-  for (const r of rows.sort((a, b) => a.partition - b.partition)) {
-    out.set(r.partition, Number(r.high));
-  }
-  return out;
+  return new Map((await topicOffsets(admin, topic) ?? []).map((r) => [r.partition, r.end]));
 }
 
 /** The offsets range of one partition. */
@@ -239,9 +238,21 @@ export async function topicOffsets(
   const read = async () => {
     const topics = await admin.listTopics();
     if (!topics.includes(topic)) return null;
-    const rows = await admin.fetchTopicOffsets(topic);
-    return rows.map((r) => ({ partition: r.partition, start: Number(r.low), end: Number(r.high) }))
-      .sort((a, b) => a.partition - b.partition);
+    // A topic just created (or a broker just started) answers "not the leader" / "does not host
+    // this topic-partition" for a while: retried, briefly.
+    for (let attempt = 0;; attempt++) {
+      try {
+        const rows = await admin.fetchTopicOffsets(topic);
+        return rows.map((r) => ({
+          partition: r.partition,
+          start: Number(r.low),
+          end: Number(r.high),
+        })).sort((a, b) => a.partition - b.partition);
+      } catch (e) {
+        if (attempt >= 20 || !isLeadershipError(e)) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
+      }
+    }
   };
   if (options.timeoutMs === undefined) return await read();
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -259,6 +270,20 @@ export async function topicOffsets(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** True for the errors of a partition whose leader is not known yet (a new topic or broker). */
+function isLeadershipError(e: unknown): boolean {
+  for (let cur = e as { type?: string; cause?: unknown } | undefined, i = 0; cur && i < 5; i++) {
+    if (
+      /^(NOT_LEADER_FOR_PARTITION|NOT_LEADER_OR_FOLLOWER|UNKNOWN_TOPIC_OR_PARTITION|LEADER_NOT_AVAILABLE)$/
+        .test(cur.type ?? "")
+    ) return true;
+    cur = cur.cause as typeof cur;
+  }
+  return /not the leader|does not host this topic-partition|leader is not available/i.test(
+    String((e as Error)?.message ?? ""),
+  );
 }
 
 // deno-lint-ignore no-explicit-any

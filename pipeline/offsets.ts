@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Admin } from "../common/kafka.ts";
+import { type Admin, topicOffsets } from "../common/kafka.ts";
 import {
   checkpointKey,
   type CheckpointSummary,
@@ -108,14 +108,6 @@ export function parseResetTarget(value: string): ResetTarget | null {
   return null;
 }
 
-async function kafkaOffsets(admin: Admin, topic: string) {
-  const topics = await admin.listTopics();
-  if (!topics.includes(topic)) return null;
-  const rows = await admin.fetchTopicOffsets(topic);
-  return rows.map((r) => ({ partition: r.partition, start: Number(r.low), end: Number(r.high) }))
-    .sort((a, b) => a.partition - b.partition);
-}
-
 /** Builds the report of `topic` from Kafka (admin only) and KV. */
 export async function inspectOffsets(
   admin: Admin,
@@ -124,7 +116,7 @@ export async function inspectOffsets(
 ): Promise<OffsetsReport> {
   const { topic, now } = options;
   const [kafka, cpE, leaseE, progE, launches, crash, identityE] = await Promise.all([
-    kafkaOffsets(admin, topic),
+    topicOffsets(admin, topic),
     kv.get<StoredPointerValue>(checkpointKey(topic)),
     kv.get<LeaseInfo>(leaseKey(topic)),
     kv.get(progressKey(topic)),
@@ -276,7 +268,7 @@ export async function resetOffsets(
   options: { topic: string; target: ResetTarget; now: number },
 ): Promise<ResetResult> {
   const { topic, target, now } = options;
-  const kafka = await kafkaOffsets(admin, topic);
+  const kafka = await topicOffsets(admin, topic);
   if (kafka === null) throw new ResetTargetError(`Topic "${topic}" does not exist in Kafka`);
   const offsets: Record<string, number> = {};
   for (const k of kafka) {
