@@ -10,6 +10,7 @@
 //   sensor and `offsets` report it; `offsets reset` is the way out.
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { ensureTopic } from "../common/kafka.ts";
 import { openKv } from "../common/kv.ts";
 import { createPool } from "../common/pg.ts";
 import { migrate } from "../sql/migrate.ts";
@@ -114,14 +115,17 @@ async function readAll(
   return out;
 }
 
+/** Creates `topic` as ingest does (no time-based retention: the streams' event times are old). */
 async function createTopic(kafka: ReturnType<typeof testKafka>, topic: string) {
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [{ topic, numPartitions: PARTS, replicationFactor: 1 }],
-  });
-  await admin.disconnect();
+  try {
+    if (!(await ensureTopic(admin, topic, { partitions: PARTS }))) {
+      throw new Error(`Topic ${topic} exists (a deletion still in progress?)`);
+    }
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 async function deleteTopics(kafka: ReturnType<typeof testKafka>, topics: string[]) {

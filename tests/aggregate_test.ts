@@ -2,6 +2,7 @@
 // oracle, the lease (exit 3), idle shutdown and continuation, kill -9 at random points, and
 // PostgreSQL connections killed mid-run.
 import assert from "node:assert/strict";
+import { ensureTopic } from "../common/kafka.ts";
 import { openKv } from "../common/kv.ts";
 import { createLogger } from "../common/log.ts";
 import { createPool } from "../common/pg.ts";
@@ -52,10 +53,9 @@ async function setup(name: string, seed: number, perPartition: number, appName?:
   const kafka = testKafka();
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [{ topic, numPartitions: PARTS, replicationFactor: 1 }],
-  });
+  // Ingest's tick topic configuration: the stream's event times are in 2024, and with the broker's
+  // time-based retention Kafka would delete them while the test reads.
+  await ensureTopic(admin, topic, { partitions: PARTS });
   await admin.disconnect();
   const streams = generateStream({
     seed,
