@@ -344,8 +344,13 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (st === undefined) {
       const crypto = symbol.endsWith("-USD");
       const h = hashString(symbol);
-      const base = crypto ? 1000 + (h % 90000) : 10 + (h % 49000) / 100;
-      const price = Math.round(base * 100) / 100;
+      const fx = hasNoVolume(symbol);
+      const base = crypto
+        ? 1000 + (h % 90000)
+        : fx
+        ? 0.5 + (h % 1500) / 1000
+        : 10 + (h % 49000) / 100;
+      const price = Math.round(base * 10_000) / 10_000;
       st = {
         price,
         previousClose: price,
@@ -381,7 +386,12 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       st.open = st.high = st.low = st.price;
       st.volume = 0;
     }
-    st.price = Math.max(0.01, Math.round(st.price * Math.exp(0.001 * gaussian()) * 100) / 100);
+    // Cents, or pips for FX pairs.
+    const unit = hasNoVolume(symbol) ? 10_000 : 100;
+    st.price = Math.max(
+      1 / unit,
+      Math.round(st.price * Math.exp(0.001 * gaussian()) * unit) / unit,
+    );
     st.high = Math.max(st.high, st.price);
     st.low = Math.min(st.low, st.price);
     st.volume += 1 + Math.floor(random() * 500) * 100;

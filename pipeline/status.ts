@@ -178,6 +178,8 @@ export interface StatusOptions {
   latestPerSymbol?: boolean;
   /** How many newest late ticks to return (default 0). */
   newestLate?: number;
+  /** Only final windows in `newest` (the latest complete candles). */
+  finalOnly?: boolean;
 }
 
 /** Lag of a partition: unread records from the stored offset (or the earliest) to the end (pure). */
@@ -339,19 +341,20 @@ async function collectWindows(
         GROUP BY window_length ORDER BY window_length`,
       [status.topic, symbols],
     );
+    const newestWhere = o.finalOnly ? `${where} AND is_final` : where;
     const cols = `symbol, ${ms("window_length")} AS wl, window_start, open_price, high_price,
               low_price, close_price, avg_price, tick_count, volume, vwap, is_final, updated_at`;
     const rows = o.latestPerSymbol
       ? await pool.query(
         `SELECT * FROM (
            SELECT DISTINCT ON (symbol, window_length) ${cols} FROM price_windows
-            WHERE ${where}
+            WHERE ${newestWhere}
             ORDER BY symbol, window_length, window_start DESC) latest
           ORDER BY symbol, wl LIMIT $3`,
         [status.topic, symbols, o.newest ?? 10],
       )
       : await pool.query(
-        `SELECT ${cols} FROM price_windows WHERE ${where}
+        `SELECT ${cols} FROM price_windows WHERE ${newestWhere}
           ORDER BY window_start DESC, symbol, window_length LIMIT $3`,
         [status.topic, symbols, o.newest ?? 10],
       );
@@ -467,35 +470,50 @@ export function renderCandles(windows: WindowView[]): string {
 
 /**
  * Renders the newest window of each symbol at each of `resolutions` side by side: one line per
- * symbol, one column group (start, close, volume, VWAP, ticks, final) per resolution (pure).
+ * symbol, one column group (start, close, volume, VWAP, ticks, open/final) per resolution. When
+ * that is wider than `width`, one table per resolution instead (pure).
  */
 export function renderCandlesSideBySide(
   windows: WindowView[],
-  resolutions: number[],
+  options: { resolutions: number[]; width?: number },
 ): string {
+  const { resolutions } = options;
   const symbols = [...new Set(windows.map((w) => w.symbol))].sort();
+  const at = (sym: string, r: number) => windows.find((w) => w.symbol === sym && w.windowMs === r);
+  const startWidth = Math.max(5, ...windows.map((w) => fmtWindowStart(w).length));
+  const GROUP = startWidth + 1 + 10 + 1 + 7 + 1 + 10 + 1 + 5 + 1 + 5;
   const cell = (w: WindowView | undefined) =>
-    w === undefined ? "".padEnd(48) : [
-      fmtWindowStart(w).padEnd(8),
+    w === undefined ? "".padEnd(GROUP) : [
+      fmtWindowStart(w).padEnd(startWidth),
       fmtNum(w.close).padStart(10),
       fmtVolume(w.volume ?? 0).padStart(7),
       (w.vwap === null || w.vwap === undefined ? "-" : fmtNum(w.vwap)).padStart(10),
       String(w.count).padStart(5),
       w.isFinal ? "final" : "open ",
     ].join(" ");
-  const groupHead = (r: number) => `${fmtResolution(r)} `.padEnd(48, "─");
-  const colHead = "start        close  volume       vwap ticks      ";
+  const groupHead = (r: number) => `${fmtResolution(r)} windows `.padEnd(GROUP, "-");
+  const colHead = [
+    "start".padEnd(startWidth),
+    "close".padStart(10),
+    "volume".padStart(7),
+    "vwap".padStart(10),
+    "ticks".padStart(5),
+    "",
+  ].join(" ").padEnd(GROUP);
   const lines = [
-    "".padEnd(12) + " " + resolutions.map((r) => groupHead(r)).join("  "),
-    "symbol".padEnd(12) + " " + resolutions.map(() => colHead.padEnd(48)).join("  "),
-  ];
-  for (const sym of symbols) {
-    const cells = resolutions.map((r) =>
-      cell(windows.find((w) => w.symbol === sym && w.windowMs === r))
-    );
-    lines.push(sym.slice(0, 12).padEnd(12) + " " + cells.join("  "));
+    "".padEnd(12) + " " + resolutions.map(groupHead).join("  "),
+    "symbol".padEnd(12) + " " + resolutions.map(() => colHead).join("  "),
+    ...symbols.map((sym) =>
+      sym.slice(0, 12).padEnd(12) + " " + resolutions.map((r) => cell(at(sym, r))).join("  ")
+    ),
+  ].map((l) => l.trimEnd());
+  const wide = Math.max(...lines.map((l) => l.length));
+  if (options.width === undefined || wide <= options.width || resolutions.length < 2) {
+    return lines.join("\n");
   }
-  return lines.map((l) => l.trimEnd()).join("\n");
+  return resolutions.map((r) =>
+    renderCandlesSideBySide(windows.filter((w) => w.windowMs === r), { resolutions: [r] })
+  ).join("\n");
 }
 
 /** One line per resolution: rows, final rows and how far they are final (pure). */
