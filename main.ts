@@ -35,7 +35,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
     load: async () => (await import("./ingest/simulate_main.ts")).main,
   },
   aggregate: {
-    summary: "fold ticks into 5-minute windows and upsert them into PostgreSQL",
+    summary: "fold ticks into tumbling windows (1m,5m,...) and upsert them into PostgreSQL",
     load: async () => (await import("./aggregate/aggregate_main.ts")).main,
   },
   sensor: {

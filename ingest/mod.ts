@@ -20,6 +20,8 @@ export {
   tickKey,
 } from "./frame.ts";
 export {
+  type EventClockOptions,
+  eventTimeAt,
   type Expectation,
   type SentFrame,
   type SentKind,

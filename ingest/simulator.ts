@@ -81,8 +81,24 @@ export interface SimulatorOptions {
   logFile?: string;
   /** Keep sent frames in memory for sent() (default true; turn off for long runs). */
   keepSent?: boolean;
-  /** Clock for event times and log timestamps, epoch ms (default Date.now). */
+  /** Wall clock for event times and log timestamps, epoch ms (default Date.now). */
   clock?: () => number;
+  /**
+   * Event time runs this many times faster than the wall clock (default 1), from
+   * `eventStart` until it meets the wall clock, then at wall-clock pace: see
+   * {@linkcode eventClock}.
+   */
+  speed?: number;
+  /**
+   * Event time at start, epoch ms, at or before the wall clock's (default: the wall clock
+   * with speed 1, an hour earlier otherwise).
+   */
+  eventStart?: number;
+  /** Event time of late ticks before the event clock, ms (default 20 min). */
+  lateByMs?: number;
+  /** Session length: cumulative day volumes restart at each multiple of it in event time
+   * (UTC; default 24 h). */
+  sessionMs?: number;
 }
 
 /** A running simulator. */
@@ -93,6 +109,10 @@ export interface Simulator {
   readonly port: number;
   /** Resolves when a replay has sent every frame (never, without replay). */
   readonly finished: Promise<void>;
+  /** The event clock's mapping from wall time (speed 1 and now, unless accelerated). */
+  readonly timing: EventClockOptions;
+  /** Event time now (what a tick generated now carries). */
+  eventTime(): number;
   /** Frames sent so far (copy), in send order. */
   sent(): SentFrame[];
   /** Number of frames sent so far, by kind. */
@@ -109,6 +129,53 @@ export interface Simulator {
   close(): Promise<void>;
 }
 
+/** Default head start of an accelerated event clock without `eventStart`: one hour. */
+export const DEFAULT_REPLAY_MS = 3_600_000;
+
+/** The mapping from wall time to event time of {@linkcode eventClock}. */
+export interface EventClockOptions {
+  /** Wall time when the clock starts, epoch ms. */
+  wallStart: number;
+  /** Event time at `wallStart`, epoch ms (must not be after `wallStart`). */
+  eventStart: number;
+  /** Event time runs `speed` times faster than wall time until it catches up (> 0). */
+  speed: number;
+}
+
+/**
+ * Event time at wall time `wallMs` (pure): `eventStart + (wallMs - wallStart) * speed`, but never
+ * past `wallMs` itself. An accelerated clock thus replays the past quickly, meets the wall clock
+ * (at `wallStart + (wallStart - eventStart) / (speed - 1)`) and goes on at wall-clock pace:
+ * ticks are never in the future, whatever the run's length.
+ */
+export function eventTimeAt(wallMs: number, o: EventClockOptions): number {
+  return Math.min(wallMs, Math.floor(o.eventStart + (wallMs - o.wallStart) * o.speed));
+}
+
+/** Whether the event clock still runs ahead of wall-clock pace at `wallMs` (pure). */
+export function accelerating(wallMs: number, o: EventClockOptions): boolean {
+  return o.speed !== 1 && o.eventStart + (wallMs - o.wallStart) * o.speed < wallMs;
+}
+
+/**
+ * Where an accelerated event clock starts so that it meets the wall clock exactly after
+ * `durationMs` of wall time: `wallStart - durationMs * (speed - 1)` (pure; `wallStart` for
+ * speed <= 1).
+ */
+export function eventStartFor(wallStart: number, o: { speed: number; durationMs: number }): number {
+  return o.speed <= 1 ? wallStart : Math.floor(wallStart - o.durationMs * (o.speed - 1));
+}
+
+/** Start of the session (UTC multiple of `sessionMs`) that event time `t` falls in (pure). */
+export function sessionOf(t: number, sessionMs: number): number {
+  return Math.floor(t / sessionMs) * sessionMs;
+}
+
+/** Whether `symbol` is quoted without volume, as Yahoo's FX pairs are (`EURUSD=X`). */
+export function hasNoVolume(symbol: string): boolean {
+  return symbol.endsWith("=X");
+}
+
 /** Typed error for invalid simulator options. */
 export class SimulatorError extends Error {
   /** Create an error naming the bad option value. */
@@ -119,6 +186,7 @@ export class SimulatorError extends Error {
 }
 
 const LATE_MS = 20 * 60_000;
+const SESSION_MS = 24 * 3_600_000;
 const FUTURE_MS = 24 * 3_600_000;
 const DISCONNECT_CODE = 1012; // service restart
 
@@ -138,6 +206,8 @@ interface SymbolState {
   low: number;
   volume: number;
   crypto: boolean;
+  /** Session (event time) the volume belongs to. */
+  session: number;
 }
 
 /** Seeded PRNG (mulberry32) returning floats in [0, 1). */
@@ -178,7 +248,29 @@ function lengthDelimited(field: number, payload: Uint8Array): number[] {
 
 /** Start the simulator server; resolves once it is listening. */
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
-  const clock = options.clock ?? Date.now;
+  const wallClock = options.clock ?? Date.now;
+  const speed = options.speed ?? 1;
+  if (!(speed > 0 && speed < Infinity)) {
+    throw new SimulatorError(`Option speed must be a finite number > 0, got ${options.speed}`);
+  }
+  const wallStart = wallClock();
+  const eventStart = options.eventStart ??
+    (speed === 1 ? wallStart : wallStart - DEFAULT_REPLAY_MS);
+  if (!Number.isFinite(eventStart) || eventStart > wallStart) {
+    throw new SimulatorError(
+      `Option eventStart must be at or before the wall clock (${
+        new Date(wallStart).toISOString()
+      }), got ${options.eventStart}: ticks would be in the future`,
+    );
+  }
+  const timing: EventClockOptions = { wallStart, eventStart, speed };
+  /** Event time now: the accelerated clock (the wall clock with speed 1 from now). */
+  const clock = () => eventTimeAt(wallClock(), timing);
+  const lateByMs = checkNonNegative("lateByMs", options.lateByMs, LATE_MS);
+  const sessionMs = options.sessionMs ?? SESSION_MS;
+  if (!(sessionMs > 0 && sessionMs < Infinity)) {
+    throw new SimulatorError(`Option sessionMs must be a finite number > 0, got ${sessionMs}`);
+  }
   const rate = checkNonNegative("rate", options.rate, 10);
   const late = checkFraction("lateFraction", options.lateFraction);
   const outOfOrder = checkFraction("outOfOrderFraction", options.outOfOrderFraction);
@@ -235,19 +327,30 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   function send(c: Conn, entry: Omit<SentFrame, "conn" | "seq" | "at" | "version">): void {
     if (c.socket.readyState !== WebSocket.OPEN) return;
     c.socket.send(entry.frame);
-    const full: SentFrame = { conn: c.id, seq: ++c.seq, at: clock(), version: c.version, ...entry };
+    const full: SentFrame = {
+      conn: c.id,
+      seq: ++c.seq,
+      at: wallClock(),
+      version: c.version,
+      ...entry,
+    };
     counts[entry.kind]++;
     if (keepSent) sentFrames.push(full);
     if (log !== undefined) pendingLog.push(JSON.stringify(full) + "\n");
   }
 
-  function stateOf(symbol: string): SymbolState {
+  function stateOf(symbol: string, time?: number): SymbolState {
     let st = states.get(symbol);
     if (st === undefined) {
       const crypto = symbol.endsWith("-USD");
       const h = hashString(symbol);
-      const base = crypto ? 1000 + (h % 90000) : 10 + (h % 49000) / 100;
-      const price = Math.round(base * 100) / 100;
+      const fx = hasNoVolume(symbol);
+      const base = crypto
+        ? 1000 + (h % 90000)
+        : fx
+        ? 0.5 + (h % 1500) / 1000
+        : 10 + (h % 49000) / 100;
+      const price = Math.round(base * 10_000) / 10_000;
       st = {
         price,
         previousClose: price,
@@ -256,6 +359,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         low: price,
         volume: 0,
         crypto,
+        session: sessionOf(time ?? clock(), sessionMs),
       };
       states.set(symbol, st);
     }
@@ -267,24 +371,42 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
   }
 
-  /** Advance the random walk of `symbol` and build its next PricingData. */
-  function nextQuote(symbol: string, time: number): PricingData {
-    const st = stateOf(symbol);
-    st.price = Math.max(0.01, Math.round(st.price * Math.exp(0.001 * gaussian()) * 100) / 100);
+  /**
+   * Advance the random walk of `symbol` and build its next PricingData. `time` is the tick's
+   * event time; `now` the event clock's, whose session the cumulative day volume belongs to
+   * (a late tick reports the current day volume, as a delayed trade report does).
+   */
+  function nextQuote(symbol: string, time: number, now: number): PricingData {
+    const st = stateOf(symbol, now);
+    const session = sessionOf(now, sessionMs);
+    if (session > st.session) {
+      // A new session: the day's figures restart from the last price.
+      st.session = session;
+      st.previousClose = st.price;
+      st.open = st.high = st.low = st.price;
+      st.volume = 0;
+    }
+    // Cents, or pips for FX pairs.
+    const unit = hasNoVolume(symbol) ? 10_000 : 100;
+    st.price = Math.max(
+      1 / unit,
+      Math.round(st.price * Math.exp(0.001 * gaussian()) * unit) / unit,
+    );
     st.high = Math.max(st.high, st.price);
     st.low = Math.min(st.low, st.price);
     st.volume += 1 + Math.floor(random() * 500) * 100;
     const change = st.price - st.previousClose;
+    const noVolume = hasNoVolume(symbol);
     return {
       id: symbol,
       price: st.price,
       time,
       currency: "USD",
-      exchange: st.crypto ? "CCC" : "NMS",
-      quoteType: st.crypto ? 41 : 8,
+      exchange: st.crypto ? "CCC" : noVolume ? "CCY" : "NMS",
+      quoteType: st.crypto ? 41 : noVolume ? 45 : 8,
       marketHours: 1,
       changePercent: (change / st.previousClose) * 100,
-      dayVolume: st.volume,
+      ...(noVolume ? {} : { dayVolume: st.volume }),
       dayHigh: st.high,
       dayLow: st.low,
       change,
@@ -346,7 +468,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       default: {
         // Random bytes occasionally form a valid message: expect whatever parseFrame says.
         const frame = bytes(Array.from({ length: 24 }, () => Math.floor(random() * 256)));
-        const r = parseFrame(frame, { nowMs: now });
+        const r = parseFrame(frame, { nowMs: wallClock() });
         return ["random_bytes", frame, r.ok === false ? r.reason : "missing_id"];
       }
     }
@@ -363,13 +485,15 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       kind = "malformed";
     } else if (r < malformed + future) {
       kind = "future";
-      time = now + FUTURE_MS;
+      time = wallClock() + FUTURE_MS; // ahead of the wall clock, whatever the event clock
     } else if (r < malformed + future + late) {
       kind = "late";
-      time = now - LATE_MS;
+      time = now - lateByMs;
     } else if (r < malformed + future + late + outOfOrder) {
       kind = "out_of_order";
-      time = now - 1000 - Math.floor(random() * 4000);
+      // 1-5 s of transport delay, in event time: scaled while the clock is accelerated.
+      const scale = accelerating(wallClock(), timing) ? speed : 1;
+      time = now - Math.floor((1000 + Math.floor(random() * 4000)) * scale);
     }
     let n = 0;
     if (kind === "malformed") {
@@ -383,7 +507,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       }
       return n;
     }
-    const quote = nextQuote(symbol, time);
+    const quote = nextQuote(symbol, time, now);
     const price = shortestFloat32(quote.price!);
     const frames = new Map<1 | 2, string>();
     for (const c of conns.values()) {
@@ -409,7 +533,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (replay === undefined || replayIndex >= replay.length) return 0;
     const frame = replay[replayIndex++];
     if (replayIndex === replay.length) resolveFinished();
-    const parsed = parseFrame(frame, { nowMs: clock() });
+    const parsed = parseFrame(frame, { nowMs: wallClock() });
     const symbol = parsed.ok === true ? parsed.tick.id : undefined;
     const expect: Expectation = parsed.ok === true
       ? "ok"
@@ -440,7 +564,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   }
 
   function heartbeat(): void {
-    const frame = JSON.stringify({ type: "heartbeat", time: clock() });
+    const frame = JSON.stringify({ type: "heartbeat", time: wallClock() });
     for (const c of conns.values()) {
       if (c.version === 2) send(c, { kind: "heartbeat", expect: "ignored", frame });
     }
@@ -534,6 +658,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     url: `ws://${host}:${addr.port}/`,
     port: addr.port,
     finished,
+    timing,
+    eventTime: clock,
     sent: () => sentFrames.slice(),
     counts: () => ({ ...counts }),
     connections: () => conns.size,

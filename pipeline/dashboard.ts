@@ -7,9 +7,12 @@
 import {
   aggregatorState,
   fmtAge,
+  fmtResolution,
   minWatermark,
   type PipelineStatus,
-  renderCandles,
+  renderCandlesSideBySide,
+  renderLate,
+  renderResolutions,
 } from "./status.ts";
 
 /** What the dashboard shows besides the status record. */
@@ -30,7 +33,13 @@ export interface DashboardView {
     logPath: string;
     settings: string;
     until: string;
+    /** Window resolutions the aggregator runs, ms. */
+    resolutions: number[];
+    /** Watermark delay, ms. */
+    watermarkDelayMs: number;
   };
+  /** The simulator's event time now (epoch ms), when known. */
+  eventTimeMs?: number | null;
   /** Use ANSI colours. */
   color: boolean;
 }
@@ -65,6 +74,7 @@ export function renderDashboard(v: DashboardView, options: { width?: number } = 
   const wm = minWatermark(s);
   const fresh = s.windows?.freshnessMs ?? null;
   const written = Math.max(0, (s.windows?.total ?? 0) - v.baselineWindows);
+  const late = s.lateTicks;
   const lines = [
     `${bold("tickpipe demo")}  ${dim("t+" + fmtAge(v.elapsedMs))}  ${dim(v.header.until)}`,
     dim(`simulator ${v.header.source}  symbols ${v.header.symbols.join(",")}`),
@@ -84,7 +94,13 @@ export function renderDashboard(v: DashboardView, options: { width?: number } = 
           `${p.windowsUpdated} updated, ${p.windowsFinalized} final, ${p.lateDropped} late`
         : dim("-")
     }`,
-    `  watermark     ${fmtClock(wm)}  ${dim("(event time - 15 min, slowest partition)")}`,
+    `  event clock   ${fmtClock(v.eventTimeMs ?? null)}  ${
+      dim(
+        `watermark ${fmtClock(wm)} (max event time - ${
+          fmtResolution(v.header.watermarkDelayMs)
+        }, slowest partition)`,
+      )
+    }`,
     `  windows       ${bold(fmtInt(s.windows?.total ?? 0).padStart(9))}  ${
       dim(
         `${fmtInt(s.windows?.final ?? 0)} final, ${fmtInt(written)} new this run, updated ${
@@ -92,13 +108,26 @@ export function renderDashboard(v: DashboardView, options: { width?: number } = 
         }`,
       )
     }`,
+    `  by length     ${renderResolutions(s.windows?.byResolution ?? [])}`,
+    `  late ticks    ${
+      (late?.total ? yellow : (x: string) => x)(fmtInt(late?.total ?? 0).padStart(9))
+    }  ${dim(late?.newest.length ? `newest: ${renderLate(late.newest[0])}` : "in late_ticks")}`,
   ];
   if (!s.kafka.reachable) lines.push(red(`  kafka unreachable: ${s.kafka.error ?? "?"}`));
   if (!s.postgres.reachable) lines.push(red(`  postgres unreachable: ${s.postgres.error ?? "?"}`));
-  lines.push("", bold("latest 5-minute candles"));
+  lines.push(
+    "",
+    bold(
+      `latest candles (event time; ${
+        v.header.resolutions.map(fmtResolution).join(" and ")
+      } side by side, VWAP "-" without volume)`,
+    ),
+  );
   const newest = s.windows?.newest ?? [];
   lines.push(
-    newest.length ? renderCandles(newest) : dim("  (none yet: the first trigger writes them)"),
+    newest.length
+      ? renderCandlesSideBySide(newest, { resolutions: v.header.resolutions, width })
+      : dim("  (none yet: the first trigger writes them)"),
   );
   lines.push("", dim(`child logs: ${v.header.logPath}   Ctrl-C stops everything cleanly`));
   // Never wrap: the screen is redrawn in place.
@@ -133,8 +162,72 @@ export function renderSummaryLine(v: DashboardView): string {
     `dlq ${s.deadLetters}`,
     `lag ${s.totalLag}`,
     `aggregator ${aggregatorState(s)}`,
+    `event clock ${fmtClock(v.eventTimeMs ?? null)}`,
     `watermark ${fmtClock(minWatermark(s))}`,
-    `windows ${s.windows?.total ?? 0} (${s.windows?.final ?? 0} final)`,
-    ...(s.windows?.newest ?? []).map((w) => `${w.symbol} ${w.close}`),
+    `windows ${s.windows?.total ?? 0} (${s.windows?.final ?? 0} final): ${
+      renderResolutions(s.windows?.byResolution ?? [])
+    }`,
+    `late ${s.lateTicks?.total ?? 0}`,
   ].join(" | ");
+}
+
+/** What the demo's closing summary shows besides the final status. */
+export interface DemoSummaryOptions {
+  /** Run time, ms. */
+  elapsedMs: number;
+  /** The demo's topic. */
+  topic: string;
+  /** The demo's symbols. */
+  symbols: string[];
+  /** Window resolutions, ms. */
+  resolutions: number[];
+  /** Exit codes of the children, as text (`simulate 0, ingest 0, sensor 0`). */
+  exits: string;
+  /** Output width. */
+  width?: number;
+}
+
+/**
+ * The demo's closing summary (pure): ticks, dead letters, windows per resolution and how far
+ * they are final, late ticks, the children's exit codes, then the latest final candles of
+ * every resolution side by side, the newest late ticks and where to look next. `s` holds the
+ * newest FINAL windows (collectStatus with `finalOnly`).
+ */
+export function renderDemoSummary(s: PipelineStatus | null, o: DemoSummaryOptions): string {
+  const lines = [
+    `summary: ${Math.round(o.elapsedMs / 1000)} s, ${
+      s?.ticksInTopic ?? 0
+    } ticks in topic ${o.topic}, ` +
+    `${s?.deadLetters ?? 0} dead letters, lag ${s?.totalLag ?? "?"}; ${
+      s?.windows?.total ?? 0
+    } windows of ${o.symbols.join(",")} in price_windows (${s?.windows?.final ?? 0} final: ${
+      renderResolutions(s?.windows?.byResolution ?? [])
+    }); ${s?.lateTicks?.total ?? 0} late ticks in late_ticks; exit codes: ${o.exits}`,
+  ];
+  const newest = s?.windows?.newest ?? [];
+  if (newest.length) {
+    lines.push(
+      "",
+      `latest final candles (event time; ${
+        o.resolutions.map(fmtResolution).join(" and ")
+      } side by side; VWAP "-": no volume, as FX feeds):`,
+      renderCandlesSideBySide(newest, { resolutions: o.resolutions, width: o.width }),
+    );
+  }
+  if (s?.lateTicks?.newest.length) {
+    lines.push(
+      "",
+      "newest late ticks (in late_ticks):",
+      ...s.lateTicks.newest.map((l) => `  ${renderLate(l)}`),
+    );
+  }
+  const sym = o.symbols[0] ?? "AAPL";
+  lines.push(
+    "",
+    `more: deno task status --topic ${o.topic}`,
+    `      SELECT * FROM candles('${o.topic}', '${sym}', '${
+      fmtResolution(o.resolutions[0] ?? 60_000)
+    }', now() - interval '1 hour', now());   -- in psql: gap-free candles`,
+  );
+  return lines.join("\n");
 }

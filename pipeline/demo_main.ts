@@ -1,41 +1,76 @@
 /**
- * `tickpipe demo`: sets everything up (services, migrations), starts the
- * simulator with a handful of stock and crypto symbols, runs the pipeline
- * against it with demo settings, and shows live progress.
+ * `tickpipe demo`: sets everything up (services, migrations, a fresh demo topic), starts the
+ * simulator with a handful of stock, crypto and FX symbols on an accelerated event clock, runs
+ * the pipeline against it with demo settings (1m and 5m windows, a short watermark and short
+ * triggers), and shows live progress: windows turning final, late ticks, volume and VWAP, and
+ * the 1m and 5m candles side by side.
  * @module
  */
 
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
-import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
+import { loadBaseConfig, parseDuration, parsePositive, parseTopic } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import { parseOptionValue } from "../common/options.ts";
+import { AGGREGATOR_FLAGS } from "../aggregate/options.ts";
+
+/** Demo symbols: stocks and crypto pairs (with volume) and an FX pair (without). */
+export const DEMO_SYMBOLS = "AAPL,MSFT,NVDA,TSLA,BTC-USD,ETH-USD,EURUSD=X";
+
+/** The demo's own topic, emptied at every start (with its checkpoint and rows). */
+export const DEMO_TOPIC = "tickpipe-demo";
+
+/** Where the demo's simulator listens (its children are allowed it from --source / --port). */
+export const DEMO_SOURCE = "ws://127.0.0.1:8765/?version=2";
+
+/**
+ * The demo's pipeline settings (also documented in the usage text): at 20x event time a 1m
+ * window lasts 3 s of wall time and the 2 min watermark 6 s, so windows turn final within
+ * seconds.
+ */
+export const DEMO_SETTINGS = {
+  trigger: "2s",
+  idleTimeout: "2m",
+  every: "2s",
+  windows: "1m,5m",
+  watermark: "2m",
+} as const;
+
+/** Event time runs this many times faster than the wall clock (until it catches up). */
+export const DEMO_SPEED = 20;
+
+/** How far the event clock starts in the past without --duration (then: duration x (N-1)). */
+export const DEMO_REPLAY_MS = 3_600_000;
 
 const USAGE = `Usage: tickpipe demo [flags]
 
 Brings up Kafka and PostgreSQL (deno task services, which also applies the migrations),
-starts the simulator on 127.0.0.1:8765 with stock and crypto symbols, and runs "start"
-against it with demo settings (5 s trigger, 2 min idle timeout, sensor --every 5s), so
-windows appear in price_windows within seconds. Shows ticks in, dead letters, lag,
-aggregator state, watermark, windows written and the latest 5-minute candles; in a
-terminal as a live screen, otherwise one line per refresh. Child output goes to
-.data/demo.log.
+empties the demo's topic (${DEMO_TOPIC}: its Kafka records, its checkpoint in KV and its rows
+in PostgreSQL), starts the simulator on 127.0.0.1:8765 with stock, crypto and FX symbols,
+and runs "start" against it with demo settings: windows ${DEMO_SETTINGS.windows}, watermark ${DEMO_SETTINGS.watermark},
+trigger ${DEMO_SETTINGS.trigger}, sensor --every ${DEMO_SETTINGS.every}, idle timeout ${DEMO_SETTINGS.idleTimeout}.
+
+The simulator's event clock runs ${DEMO_SPEED}x faster than the wall clock (--speed): it starts in
+the past (--duration x (speed - 1) ago, so it meets the wall clock as the run ends; an hour
+ago without --duration) and goes on at wall-clock pace once it catches up, so no tick is
+ever in the future. A 1m window then lasts 3 s and the watermark delay 6 s: within a minute
+you see windows turning final, late ticks (1% of the ticks are 20 min late) landing in
+late_ticks, volume and VWAP (none for the FX pair), and the 1m and 5m candles side by side.
+In a terminal as a live screen, otherwise one line per refresh; a summary at the end.
+Child output goes to .data/demo.log.
 
 Flags:
   --duration DUR     run this long (e.g. 60 or 90s), then stop everything and print a
                      summary; exit 0 when windows were written. Default: until Ctrl-C
   --rate N           simulator ticks per second (default 50)
-  --symbols A,B,...  default ${"AAPL,MSFT,NVDA,TSLA,BTC-USD,ETH-USD"}
+  --speed N          event time runs N times faster than the wall clock (default ${DEMO_SPEED})
+  --symbols A,B,...  default ${DEMO_SYMBOLS}
+  --windows LIST     window resolutions (default ${DEMO_SETTINGS.windows})
+  --watermark DUR    watermark delay, in event time (default ${DEMO_SETTINGS.watermark})
   --refresh DUR      dashboard refresh (default 2s in a terminal, 5s when piped)
 
-${BASE_USAGE}`;
-
-/** Demo symbols: a handful of stocks and crypto pairs. */
-export const DEMO_SYMBOLS = "AAPL,MSFT,NVDA,TSLA,BTC-USD,ETH-USD";
-
-/** Where the demo's simulator listens (its children are allowed it from --source / --port). */
-export const DEMO_SOURCE = "ws://127.0.0.1:8765/?version=2";
-
-/** The demo's pipeline settings (also documented in the usage text). */
-export const DEMO_SETTINGS = { trigger: "5s", idleTimeout: "2m", every: "5s" } as const;
+${BASE_USAGE}
+The demo's topic defaults to ${DEMO_TOPIC} (not TICKS_TOPIC); since it is emptied at every
+start, --topic must name a topic whose name contains "demo".`;
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -43,7 +78,10 @@ export async function main(args: string[]): Promise<number> {
     ...BASE_OPTIONS,
     duration: { type: "string" },
     rate: { type: "string" },
+    speed: { type: "string" },
     symbols: { type: "string" },
+    windows: { type: "string" },
+    watermark: { type: "string" },
     refresh: { type: "string" },
   });
   if (values.help) {
@@ -53,7 +91,27 @@ export async function main(args: string[]): Promise<number> {
   if (positionals.length > 0) {
     throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
   }
-  const config = loadBaseConfig(values);
+  const topic = parseTopic(values.topic ?? DEMO_TOPIC, "--topic");
+  if (!topic.includes("demo")) {
+    throw new UsageError(
+      `--topic "${topic}" does not contain "demo": the demo empties its topic at start, so it ` +
+        `only runs on a topic named for it (default ${DEMO_TOPIC})`,
+    );
+  }
+  const config = { ...loadBaseConfig(values), topic };
+  const speed = parsePositive(values.speed, "--speed", { fallback: DEMO_SPEED });
+  const windowsText = values.windows ?? DEMO_SETTINGS.windows;
+  const resolutions = parseOptionValue(
+    "windows",
+    AGGREGATOR_FLAGS.windows,
+    windowsText,
+  ) as number[];
+  const watermarkText = values.watermark ?? DEMO_SETTINGS.watermark;
+  const watermarkDelayMs = parseOptionValue(
+    "watermark",
+    AGGREGATOR_FLAGS.watermark,
+    watermarkText,
+  ) as number;
   const durationMs = values.duration === undefined
     ? undefined
     : parseDuration(values.duration, "--duration", { fallbackMs: 0 });
@@ -83,6 +141,7 @@ export async function main(args: string[]): Promise<number> {
   const { createKafka } = await import("../common/kafka.ts");
   const { createPool } = await import("../common/pg.ts");
   const { openKv } = await import("../common/kv.ts");
+  const { resetDemoTopic } = await import("./demo_reset.ts");
 
   // One stop request, however many copies arrive (common/signals.ts): the pipeline is stopped
   // the way `start` stops it; a later request cuts only after the same deadline.
@@ -127,6 +186,32 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
 
+  const kafka = createKafka(config.brokers, {
+    clientId: "tickpipe-demo",
+    retries: 1,
+    logger: createLogger("demo", { level: "error", write: errOut }),
+  });
+  const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-demo", max: 2 });
+  const kv = await openKv(config.kvPath);
+  const closeEdges = async () => {
+    kv.close();
+    await pool.end().catch(() => {});
+  };
+  try {
+    const r = await resetDemoTopic(config.topic, { kafka, pool, kv });
+    log.info("fresh demo topic: its records, checkpoint and rows were removed", {
+      topic: config.topic,
+      records: r.records,
+      rows: r.rows,
+      kvKeys: r.kvKeys,
+    });
+  } catch (e) {
+    log.error(`cannot empty the demo topic: ${(e as Error).message}`, { topic: config.topic });
+    await closeEdges();
+    signals.dispose();
+    return 1;
+  }
+
   await Deno.mkdir(".data", { recursive: true });
   const logPath = ".data/demo.log";
   const logFile = await Deno.open(logPath, { create: true, write: true, truncate: true });
@@ -138,9 +223,22 @@ export async function main(args: string[]): Promise<number> {
   };
   let simulatorDied: string | undefined;
   const events = Promise.withResolvers<void>();
+  // The event clock: the simulator starts it when it listens (its first output line).
+  const eventStart = Date.now() -
+    (durationMs === undefined ? DEMO_REPLAY_MS : Math.round(durationMs * Math.max(0, speed - 1)));
+  let simulatorListening: number | null = null;
+  const eventTimeNow = () =>
+    simulatorListening === null
+      ? null
+      : Math.min(Date.now(), eventStart + (Date.now() - simulatorListening) * speed);
   const sup = new Supervisor({
     logger: createLogger("demo", { write }),
-    write,
+    write: (line) => {
+      if (simulatorListening === null && line.includes("Simulator listening on")) {
+        simulatorListening = Date.now();
+      }
+      write(line);
+    },
     onEvent: (e) => {
       if (sup.stopping) return;
       if (e.kind === "exited" && e.child === "simulate") {
@@ -164,10 +262,14 @@ export async function main(args: string[]): Promise<number> {
       String(rate),
       "--seed",
       String(Date.now() % 1_000_000),
+      "--speed",
+      String(speed),
+      "--from",
+      new Date(eventStart).toISOString(),
       "--out-of-order-fraction",
       "0.05",
       "--late-fraction",
-      "0.005",
+      "0.01",
       "--malformed-fraction",
       "0.002",
     ],
@@ -177,16 +279,11 @@ export async function main(args: string[]): Promise<number> {
       source: DEMO_SOURCE,
       symbols: symbols.join(","),
       ...DEMO_SETTINGS,
+      windows: windowsText,
+      watermark: watermarkText,
     })
   ) sup.add(spec);
 
-  const kafka = createKafka(config.brokers, {
-    clientId: "tickpipe-demo",
-    retries: 1,
-    logger: createLogger("demo", { level: "error", write }),
-  });
-  const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-demo", max: 2 });
-  const kv = await openKv(config.kvPath);
   const started = Date.now();
   const deadline = durationMs === undefined ? Infinity : started + durationMs;
   const header = {
@@ -194,8 +291,11 @@ export async function main(args: string[]): Promise<number> {
     symbols,
     topic: config.topic,
     logPath,
-    settings:
-      `trigger ${DEMO_SETTINGS.trigger}, sensor every ${DEMO_SETTINGS.every}, idle timeout ${DEMO_SETTINGS.idleTimeout}`,
+    settings: `windows ${windowsText}, watermark ${watermarkText}, event time ${speed}x, ` +
+      `trigger ${DEMO_SETTINGS.trigger}, sensor every ${DEMO_SETTINGS.every}, ` +
+      `idle timeout ${DEMO_SETTINGS.idleTimeout}`,
+    resolutions,
+    watermarkDelayMs,
     until: durationMs === undefined
       ? "Ctrl-C to stop"
       : `stopping after ${Math.round(durationMs / 1000)} s`,
@@ -225,7 +325,8 @@ export async function main(args: string[]): Promise<number> {
         s = await collectStatus(config, { kafka, pool, kv }, {
           symbols,
           latestPerSymbol: true,
-          newest: symbols.length,
+          newest: symbols.length * resolutions.length,
+          newestLate: 1,
         });
       } catch (e) {
         write(`[demo] status failed: ${(e as Error).message}`);
@@ -244,6 +345,7 @@ export async function main(args: string[]): Promise<number> {
         baselineWindows: baseline?.windows?.total ?? 0,
         header,
         color,
+        eventTimeMs: eventTimeNow(),
       };
       if (tty) {
         const { columns } = consoleSize();
@@ -265,24 +367,23 @@ export async function main(args: string[]): Promise<number> {
   const final = await collectStatus(config, { kafka, pool, kv }, {
     symbols,
     latestPerSymbol: true,
-    newest: symbols.length,
+    finalOnly: true,
+    newest: symbols.length * resolutions.length,
+    newestLate: 3,
   }).catch(() => last);
-  kv.close();
-  await pool.end().catch(() => {});
+  await closeEdges();
   const exits = sup.children.map((c) => `${c.spec.name} ${c.lastExit ?? "-"}`).join(", ");
   logFile.close();
   const windows = final?.windows?.total ?? 0;
-  const { renderCandles } = await import("./status.ts");
-  out(
-    `summary: ${Math.round((Date.now() - started) / 1000)} s, ${
-      final?.ticksInTopic ?? 0
-    } ticks in topic ${config.topic}, ${final?.deadLetters ?? 0} dead letters, lag ${
-      final?.totalLag ?? "?"
-    }, ${windows} windows of ${symbols.join(",")} in price_windows (${
-      final?.windows?.final ?? 0
-    } final); exit codes: ${exits}`,
-  );
-  if (final?.windows?.newest.length) out(renderCandles(final.windows.newest));
+  const { renderDemoSummary } = await import("./dashboard.ts");
+  out(renderDemoSummary(final ?? null, {
+    elapsedMs: Date.now() - started,
+    topic: config.topic,
+    symbols,
+    resolutions,
+    exits,
+    width: tty ? consoleSize().columns : 120,
+  }));
   if (simulatorDied) return 1;
   const newestUpdate = final?.windows?.freshnessMs == null
     ? null

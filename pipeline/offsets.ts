@@ -11,9 +11,11 @@ import {
   checkpointKey,
   type CheckpointSummary,
   checkpointSummary,
+  type EngineConfig,
   identityKey,
   type IdentityMismatch,
   isLeaseLive,
+  isPointerV2,
   KV_PREFIX,
   leaseKey,
   progressKey,
@@ -26,6 +28,7 @@ import {
   writeBase,
 } from "../aggregate/checkpoint.ts";
 import type { StateRecord } from "../aggregate/state_codec.ts";
+import { durationText } from "../aggregate/defaults.ts";
 import {
   type CrashState,
   type LaunchRecord,
@@ -64,6 +67,12 @@ export interface OffsetsReport {
   lag: number;
   /** Checkpoint summary (either pointer version), null when none. */
   checkpoint: CheckpointSummary | null;
+  /**
+   * The engine settings the checkpoint's state was built with (window resolutions, watermark
+   * delay: a run with others is refused unless it rebuilds), with its open windows and when
+   * idle finalization is due; null without a v2 checkpoint.
+   */
+  engine: (EngineConfig & { openWindows: number; finalizeDueAt: number | null }) | null;
   /** Lease with liveness, null when none. */
   lease: (LeaseInfo & { live: boolean }) | null;
   /** Latest progress record of the aggregator, null when none. */
@@ -164,6 +173,12 @@ export async function inspectOffsets(
     partitions,
     lag: partitions.reduce((n, p) => n + p.lag, 0),
     checkpoint: cp === null ? null : checkpointSummary(cp),
+    engine: cp === null || !isPointerV2(cp) ? null : {
+      windows: [...cp.engine.windows],
+      watermarkDelayMs: cp.engine.watermarkDelayMs,
+      openWindows: cp.openWindows,
+      finalizeDueAt: cp.finalizeDueAt,
+    },
     lease: lease === null ? null : { ...lease, live: isLeaseLive(lease, now) },
     progress: progE.value ?? null,
     launches,
@@ -215,6 +230,16 @@ export function formatReport(r: OffsetsReport): string {
         `committed ${iso(cp.committedAt)}, state ${cp.stateBytes} bytes in ${cp.chunks} chunks` +
         (cp.version === 1 ? " (v1 format)" : ` (base + ${cp.deltas} deltas)`),
   );
+  if (r.engine !== null) {
+    lines.push(
+      `engine: windows ${r.engine.windows.map(durationText).join(",")}, watermark ${
+        durationText(r.engine.watermarkDelayMs)
+      }; ${r.engine.openWindows} open windows` +
+        (r.engine.finalizeDueAt === null
+          ? ""
+          : `, idle finalization due ${iso(r.engine.finalizeDueAt)}`),
+    );
+  }
   lines.push(
     r.lease === null
       ? "lease: none"

@@ -7,6 +7,8 @@
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
 import { type BaseConfig, loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import { resolveOptions } from "../common/options.ts";
+import { AGGREGATOR_FLAGS } from "../aggregate/options.ts";
 import { EXIT_CUT, watchStopSignals } from "../common/signals.ts";
 import {
   DEFAULT_METRICS_HOST,
@@ -47,6 +49,11 @@ Flags:
   --partitions N       partitions when creating the topic (default 3)
   --trigger DUR        aggregator trigger interval (default 60s)
   --idle-timeout DUR   aggregator idle shutdown (default 15m)
+  --windows LIST       aggregator window resolutions, e.g. 1m,5m,1h (default 5m)
+  --watermark DUR      aggregator watermark delay (default 15m)
+  --idle-finalize DUR  aggregator idle finalization (default: the watermark delay; 0 = off)
+  --rebuild            when the checkpoint was made with other --windows/--watermark, rebuild
+                       from the log start instead of refusing (without it: exit 1, naming both)
   --schedule CRON      sensor cron schedule (default "* * * * *")
   --every DUR          sensor: also check at this interval (e.g. 5s)
   --min-new N          unread ticks that justify a launch (default 1)
@@ -69,6 +76,14 @@ export interface StartOptions {
   trigger?: string;
   /** Aggregator idle timeout. */
   idleTimeout?: string;
+  /** Aggregator window resolutions (e.g. `1m,5m`). */
+  windows?: string;
+  /** Aggregator watermark delay. */
+  watermark?: string;
+  /** Aggregator idle finalization (`0` = off). */
+  idleFinalize?: string;
+  /** Rebuild when the checkpoint's windows/watermark differ (the sensor's --rebuild). */
+  rebuild?: boolean;
   /** Sensor schedule. */
   schedule?: string;
   /** Sensor extra check interval. */
@@ -104,6 +119,12 @@ export function validateStartOptions(options: StartOptions): void {
   parseDuration(options.trigger, "--trigger", { fallbackMs: 1 });
   parseDuration(options.idleTimeout, "--idle-timeout", { fallbackMs: 1 });
   parseDuration(options.every, "--every", { fallbackMs: 1 });
+  const { windows, watermark } = AGGREGATOR_FLAGS;
+  resolveOptions({ windows, watermark, "idle-finalize": AGGREGATOR_FLAGS["idle-finalize"] }, {
+    windows: options.windows,
+    watermark: options.watermark,
+    "idle-finalize": options.idleFinalize,
+  });
   if (options.metricsPort !== undefined && options.metricsPort > 65532) {
     throw new UsageError(
       `--metrics-port "${options.metricsPort}" leaves no room for the children's ports ` +
@@ -144,6 +165,10 @@ export function pipelineChildren(config: BaseConfig, options: StartOptions): Pip
         config.kvPath,
         ...opt("--trigger", options.trigger),
         ...opt("--idle-timeout", options.idleTimeout),
+        ...opt("--windows", options.windows),
+        ...opt("--watermark", options.watermark),
+        ...opt("--idle-finalize", options.idleFinalize),
+        ...(options.rebuild ? ["--rebuild"] : []),
         ...opt("--schedule", options.schedule),
         ...opt("--every", options.every),
         ...opt("--min-new", options.minNew),
@@ -165,6 +190,10 @@ export function parseStartFlags(args: string[]) {
     partitions: { type: "string" },
     trigger: { type: "string" },
     "idle-timeout": { type: "string" },
+    windows: { type: "string" },
+    watermark: { type: "string" },
+    "idle-finalize": { type: "string" },
+    rebuild: { type: "boolean" },
     schedule: { type: "string" },
     every: { type: "string" },
     "min-new": { type: "string" },
@@ -189,6 +218,10 @@ export async function main(args: string[]): Promise<number> {
     partitions: values.partitions,
     trigger: values.trigger,
     idleTimeout: values["idle-timeout"],
+    windows: values.windows,
+    watermark: values.watermark,
+    idleFinalize: values["idle-finalize"],
+    rebuild: values.rebuild,
     schedule: values.schedule,
     every: values.every,
     minNew: values["min-new"],

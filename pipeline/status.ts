@@ -36,6 +36,8 @@ export interface PartitionStatus {
 export interface WindowView {
   /** Symbol. */
   symbol: string;
+  /** Window length (resolution), ms. */
+  windowMs: number;
   /** Window start (ISO). */
   windowStart: string;
   /** Open, high, low, close, average. */
@@ -50,10 +52,40 @@ export interface WindowView {
   avg: number;
   /** Ticks in the window. */
   count: number;
+  /** Volume traded in the window (0 without dayVolume). */
+  volume: number;
+  /** Volume-weighted average price, null when the volume is 0. */
+  vwap: number | null;
   /** Final (watermark passed the end). */
   isFinal: boolean;
   /** Last update (ISO). */
   updatedAt: string;
+}
+
+/** The windows of one resolution of the topic. */
+export interface ResolutionStatus {
+  /** Window length, ms. */
+  windowMs: number;
+  /** Rows in price_windows. */
+  total: number;
+  /** Final rows. */
+  final: number;
+  /** End of the newest final window (ISO), or null. */
+  finalThrough: string | null;
+}
+
+/** A row of late_ticks as shown in status. */
+export interface LateView {
+  /** Symbol. */
+  symbol: string;
+  /** Event time (ISO). */
+  eventTime: string;
+  /** Price. */
+  price: number;
+  /** The resolutions (ms) that dropped it; null on rows written before schema v2. */
+  lateFor: number[] | null;
+  /** When it was recorded (ISO). */
+  recordedAt: string;
 }
 
 /** Everything `tickpipe status` shows. */
@@ -87,24 +119,36 @@ export interface PipelineStatus {
     expiresAt: string;
     live: boolean;
   } | null;
-  /** Checkpoint pointer summary. */
+  /** Checkpoint pointer summary, with the engine settings the state was built with. */
   checkpoint: {
     generation: number;
     batchId: number;
     committedAt: string;
     stateBytes: number;
+    /** Window resolutions, ms. */
+    windows: number[];
+    /** Watermark delay, ms. */
+    watermarkDelayMs: number;
+    /** Open windows in the state. */
+    openWindows: number | null;
+    /** When idle finalization can close open windows (ISO), or null. */
+    finalizeDueAt: string | null;
   } | null;
   /** Last aggregator progress record. */
   progress: AggregatorProgress | null;
   /** The sensor's records: last launch and crash-loop state. */
   sensor: { lastLaunch: LaunchRecord | null; launches: number; consecutiveFailures: number };
-  /** Window rows in PostgreSQL (of `symbols` when given). */
+  /** Window rows of the topic in PostgreSQL (of `symbols` when given). */
   windows: {
     total: number;
     final: number;
+    /** Per resolution, shortest first. */
+    byResolution: ResolutionStatus[];
     newest: WindowView[];
     freshnessMs: number | null;
   } | null;
+  /** Late ticks of the topic in PostgreSQL (of `symbols` when given). */
+  lateTicks: { total: number; newest: LateView[] } | null;
 }
 
 /** Dependencies of {@linkcode collectStatus} (edges passed in). */
@@ -127,8 +171,15 @@ export interface StatusOptions {
   newest?: number;
   /** Only windows of these symbols (default: all). */
   symbols?: string[];
-  /** Newest window per symbol (sorted by symbol) instead of the newest windows overall. */
+  /**
+   * Newest window per symbol and resolution (sorted by symbol, then resolution) instead of the
+   * newest windows overall.
+   */
   latestPerSymbol?: boolean;
+  /** How many newest late ticks to return (default 0). */
+  newestLate?: number;
+  /** Only final windows in `newest` (the latest complete candles). */
+  finalOnly?: boolean;
 }
 
 /** Lag of a partition: unread records from the stored offset (or the earliest) to the end (pure). */
@@ -160,6 +211,7 @@ export async function collectStatus(
     progress: null,
     sensor: { lastLaunch: null, launches: 0, consecutiveFailures: 0 },
     windows: null,
+    lateTicks: null,
   };
   const [cp, held, progress, launches, crash] = await Promise.all([
     readCheckpoint(deps.kv, topic),
@@ -177,6 +229,12 @@ export async function collectStatus(
       batchId: sum.batchId,
       committedAt: new Date(sum.committedAt).toISOString(),
       stateBytes: sum.stateBytes,
+      windows: [...checkpoint.engine.windows],
+      watermarkDelayMs: checkpoint.engine.watermarkDelayMs,
+      openWindows: checkpoint.openWindows ?? null,
+      finalizeDueAt: checkpoint.finalizeDueAt == null
+        ? null
+        : new Date(checkpoint.finalizeDueAt).toISOString(),
     };
   }
   if (held) {
@@ -270,37 +328,69 @@ async function collectWindows(
   o: StatusOptions & { now: () => number },
 ): Promise<void> {
   const symbols = o.symbols?.length ? o.symbols : null;
+  const where = `topic = $1 AND ($2::text[] IS NULL OR symbol = ANY($2::text[]))`;
+  const ms = (col: string) => `(extract(epoch FROM ${col}) * 1000)::bigint`;
   try {
-    const totals = await pool.query<{ total: string; final: string; newest: Date | null }>(
-      `SELECT count(*) AS total, count(*) FILTER (WHERE is_final) AS final, max(updated_at) AS newest
-         FROM price_windows WHERE ($1::text[] IS NULL OR symbol = ANY($1::text[]))`,
-      [symbols],
+    const totals = await pool.query<
+      { wl: string; total: string; final: string; newest: Date | null; through: Date | null }
+    >(
+      `SELECT ${ms("window_length")} AS wl, count(*) AS total,
+              count(*) FILTER (WHERE is_final) AS final, max(updated_at) AS newest,
+              max(window_end) FILTER (WHERE is_final) AS through
+         FROM price_windows WHERE ${where}
+        GROUP BY window_length ORDER BY window_length`,
+      [status.topic, symbols],
     );
-    const cols = `symbol, window_start, open_price, high_price, low_price, close_price, avg_price,
-              tick_count, is_final, updated_at`;
+    const newestWhere = o.finalOnly ? `${where} AND is_final` : where;
+    const cols = `symbol, ${ms("window_length")} AS wl, window_start, open_price, high_price,
+              low_price, close_price, avg_price, tick_count, volume, vwap, is_final, updated_at`;
     const rows = o.latestPerSymbol
       ? await pool.query(
         `SELECT * FROM (
-           SELECT DISTINCT ON (symbol) ${cols} FROM price_windows
-            WHERE ($1::text[] IS NULL OR symbol = ANY($1::text[]))
-            ORDER BY symbol, window_start DESC) latest
-          ORDER BY symbol LIMIT $2`,
-        [symbols, o.newest ?? 10],
+           SELECT DISTINCT ON (symbol, window_length) ${cols} FROM price_windows
+            WHERE ${newestWhere}
+            ORDER BY symbol, window_length, window_start DESC) latest
+          ORDER BY symbol, wl LIMIT $3`,
+        [status.topic, symbols, o.newest ?? 10],
       )
       : await pool.query(
-        `SELECT ${cols} FROM price_windows
-          WHERE ($1::text[] IS NULL OR symbol = ANY($1::text[]))
-          ORDER BY window_start DESC, symbol LIMIT $2`,
-        [symbols, o.newest ?? 10],
+        `SELECT ${cols} FROM price_windows WHERE ${newestWhere}
+          ORDER BY window_start DESC, symbol, window_length LIMIT $3`,
+        [status.topic, symbols, o.newest ?? 10],
       );
+    const late = await pool.query<{ total: string }>(
+      `SELECT count(*) AS total FROM late_ticks WHERE ${where}`,
+      [status.topic, symbols],
+    );
+    const newestLate = (o.newestLate ?? 0) > 0
+      ? (await pool.query(
+        `SELECT symbol, event_time, price, recorded_at,
+                (SELECT array_agg((extract(epoch FROM l) * 1000)::bigint ORDER BY l)
+                   FROM unnest(late_for) l) AS late_for
+           FROM late_ticks WHERE ${where}
+          ORDER BY recorded_at DESC, kafka_partition, kafka_offset DESC LIMIT $3`,
+        [status.topic, symbols, o.newestLate],
+      )).rows
+      : [];
     status.postgres.reachable = true;
-    const t = totals.rows[0];
-    status.windows = {
+    const byResolution = totals.rows.map((t) => ({
+      windowMs: Number(t.wl),
       total: Number(t.total),
       final: Number(t.final),
-      freshnessMs: t.newest ? Math.max(0, o.now() - t.newest.getTime()) : null,
+      finalThrough: t.through ? t.through.toISOString() : null,
+    }));
+    const newestUpdate = totals.rows.reduce<number | null>(
+      (m, t) => t.newest === null ? m : Math.max(m ?? -Infinity, t.newest.getTime()),
+      null,
+    );
+    status.windows = {
+      total: byResolution.reduce((n, r) => n + r.total, 0),
+      final: byResolution.reduce((n, r) => n + r.final, 0),
+      byResolution,
+      freshnessMs: newestUpdate === null ? null : Math.max(0, o.now() - newestUpdate),
       newest: rows.rows.map((r) => ({
         symbol: r.symbol,
+        windowMs: Number(r.wl),
         windowStart: (r.window_start as Date).toISOString(),
         open: r.open_price,
         high: r.high_price,
@@ -308,8 +398,20 @@ async function collectWindows(
         close: r.close_price,
         avg: r.avg_price,
         count: Number(r.tick_count),
+        volume: r.volume,
+        vwap: r.vwap,
         isFinal: r.is_final,
         updatedAt: (r.updated_at as Date).toISOString(),
+      })),
+    };
+    status.lateTicks = {
+      total: Number(late.rows[0].total),
+      newest: newestLate.map((r) => ({
+        symbol: r.symbol,
+        eventTime: (r.event_time as Date).toISOString(),
+        price: r.price,
+        lateFor: r.late_for === null ? null : (r.late_for as string[]).map(Number),
+        recordedAt: (r.recorded_at as Date).toISOString(),
       })),
     };
   } catch (e) {
@@ -325,20 +427,110 @@ function fmtNum(n: number): string {
   return Math.abs(n) >= 1000 ? n.toFixed(2) : n.toPrecision(6).replace(/\.?0+$/, "");
 }
 
-/** Renders the newest windows as a compact candle table. */
+/** Window length as text: 60000 → "1m" (pure). */
+export function fmtResolution(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+/** Volume as short text: 950, 12.3k, 4.56M, 1.2B (pure). */
+export function fmtVolume(v: number): string {
+  const a = Math.abs(v);
+  if (a < 1000) return String(Math.round(v));
+  if (a < 1e6) return `${(v / 1e3).toPrecision(3)}k`;
+  if (a < 1e9) return `${(v / 1e6).toPrecision(3)}M`;
+  return `${(v / 1e9).toPrecision(3)}B`;
+}
+
+/** A window's start as shown: HH:MM, or HH:MM:SS below a minute's resolution (pure). */
+export function fmtWindowStart(w: Pick<WindowView, "windowStart" | "windowMs">): string {
+  return w.windowStart.slice(11, (w.windowMs ?? 60_000) % 60_000 === 0 ? 16 : 19);
+}
+
+/** Renders windows as a compact candle table: one line per window, with its resolution. */
 export function renderCandles(windows: WindowView[]): string {
-  const head =
-    "symbol       window    open        high        low         close       avg         ticks final";
+  const head = "symbol       len  window    open        high        low         close       " +
+    "vwap        volume   ticks final";
   const lines = windows.map((w) =>
     [
       w.symbol.slice(0, 12).padEnd(12),
-      w.windowStart.slice(11, 16).padEnd(9),
-      ...[w.open, w.high, w.low, w.close, w.avg].map((v) => fmtNum(v).padEnd(11)),
-      String(w.count).padStart(5),
+      fmtResolution(w.windowMs).padEnd(4),
+      fmtWindowStart(w).padEnd(9),
+      ...[w.open, w.high, w.low, w.close].map((v) => fmtNum(v).padEnd(11)),
+      (w.vwap === null || w.vwap === undefined ? "-" : fmtNum(w.vwap)).padEnd(11),
+      fmtVolume(w.volume ?? 0).padStart(7),
+      String(w.count).padStart(7),
       w.isFinal ? "yes" : "no",
     ].join(" ")
   );
   return [head, ...lines].join("\n");
+}
+
+/**
+ * Renders the newest window of each symbol at each of `resolutions` side by side: one line per
+ * symbol, one column group (start, close, volume, VWAP, ticks, open/final) per resolution. When
+ * that is wider than `width`, one table per resolution instead (pure).
+ */
+export function renderCandlesSideBySide(
+  windows: WindowView[],
+  options: { resolutions: number[]; width?: number },
+): string {
+  const { resolutions } = options;
+  const symbols = [...new Set(windows.map((w) => w.symbol))].sort();
+  const at = (sym: string, r: number) => windows.find((w) => w.symbol === sym && w.windowMs === r);
+  const startWidth = Math.max(5, ...windows.map((w) => fmtWindowStart(w).length));
+  const GROUP = startWidth + 1 + 10 + 1 + 7 + 1 + 10 + 1 + 5 + 1 + 5;
+  const cell = (w: WindowView | undefined) =>
+    w === undefined ? "".padEnd(GROUP) : [
+      fmtWindowStart(w).padEnd(startWidth),
+      fmtNum(w.close).padStart(10),
+      fmtVolume(w.volume ?? 0).padStart(7),
+      (w.vwap === null || w.vwap === undefined ? "-" : fmtNum(w.vwap)).padStart(10),
+      String(w.count).padStart(5),
+      w.isFinal ? "final" : "open ",
+    ].join(" ");
+  const groupHead = (r: number) => `${fmtResolution(r)} windows `.padEnd(GROUP, "-");
+  const colHead = [
+    "start".padEnd(startWidth),
+    "close".padStart(10),
+    "volume".padStart(7),
+    "vwap".padStart(10),
+    "ticks".padStart(5),
+    "",
+  ].join(" ").padEnd(GROUP);
+  const lines = [
+    "".padEnd(12) + " " + resolutions.map(groupHead).join("  "),
+    "symbol".padEnd(12) + " " + resolutions.map(() => colHead).join("  "),
+    ...symbols.map((sym) =>
+      sym.slice(0, 12).padEnd(12) + " " + resolutions.map((r) => cell(at(sym, r))).join("  ")
+    ),
+  ].map((l) => l.trimEnd());
+  const wide = Math.max(...lines.map((l) => l.length));
+  if (options.width === undefined || wide <= options.width || resolutions.length < 2) {
+    return lines.join("\n");
+  }
+  return resolutions.map((r) =>
+    renderCandlesSideBySide(windows.filter((w) => w.windowMs === r), { resolutions: [r] })
+  ).join("\n");
+}
+
+/** One line per resolution: rows, final rows and how far they are final (pure). */
+export function renderResolutions(r: ResolutionStatus[]): string {
+  if (r.length === 0) return "none yet";
+  return r.map((x) =>
+    `${fmtResolution(x.windowMs)}: ${x.total} (${x.final} final${
+      x.finalThrough ? ` through ${x.finalThrough.slice(11, 19)}` : ""
+    })`
+  ).join(", ");
+}
+
+/** One late tick as text: symbol, event time, price and the resolutions that dropped it. */
+export function renderLate(l: LateView): string {
+  return `${l.symbol} at ${l.eventTime.slice(11, 19)} (${fmtNum(l.price)}) late for ${
+    l.lateFor === null ? "its window" : l.lateFor.map(fmtResolution).join(",")
+  }`;
 }
 
 /** Formats a duration in ms as "850ms", "12.3s", "4m05s" or "2h03m" (pure). */
@@ -409,10 +601,20 @@ export function renderStatus(s: PipelineStatus): string {
       : "aggregator not running",
   );
   if (s.checkpoint) {
+    const c = s.checkpoint;
     out.push(
-      `checkpoint generation ${s.checkpoint.generation}, batch ${s.checkpoint.batchId}, ${
-        fmtAge(at - Date.parse(s.checkpoint.committedAt))
-      } ago, ${s.checkpoint.stateBytes} bytes of state`,
+      `checkpoint generation ${c.generation}, batch ${c.batchId}, ${
+        fmtAge(at - Date.parse(c.committedAt))
+      } ago, ${c.stateBytes} bytes of state`,
+    );
+    out.push(
+      `engine     windows ${c.windows.map(fmtResolution).join(",")}, watermark ${
+        fmtResolution(c.watermarkDelayMs)
+      }` +
+        (c.openWindows === null ? "" : `, ${c.openWindows} open windows`) +
+        (c.finalizeDueAt === null
+          ? ""
+          : `, idle finalization due ${c.finalizeDueAt.slice(11, 19)}`),
     );
   } else out.push("checkpoint none yet");
   if (s.progress) {
@@ -439,7 +641,16 @@ export function renderStatus(s: PipelineStatus): string {
         s.windows.freshnessMs === null ? "-" : `${fmtAge(s.windows.freshnessMs)} ago`
       }`,
     );
-    if (s.windows.newest.length) out.push(renderCandles(s.windows.newest));
+    if (s.windows.byResolution.length) {
+      out.push(`  by length ${renderResolutions(s.windows.byResolution)}`);
+    }
   }
+  if (s.lateTicks) {
+    out.push(
+      `late ticks ${s.lateTicks.total} in late_ticks` +
+        (s.lateTicks.newest.length ? `, newest: ${renderLate(s.lateTicks.newest[0])}` : ""),
+    );
+  }
+  if (s.windows?.newest.length) out.push(renderCandles(s.windows.newest));
   return out.join("\n");
 }

@@ -9,8 +9,10 @@ import { loadBaseConfig, parsePositive } from "../common/config.ts";
 const USAGE = `Usage: tickpipe status [flags]
 
 Shows Kafka and PostgreSQL reachability, topic end offsets, stored offsets and lag,
-the aggregator lease and last progress record, the ingest rate on the topic, and
-the newest windows with their freshness.
+the aggregator lease and last progress record, the engine settings of the checkpoint
+(window resolutions, watermark delay, open windows, when idle finalization is due),
+the ingest rate on the topic, the topic's windows per resolution (rows, final rows)
+with their freshness, its late ticks, and the newest windows.
 
 Flags:
   --json          print one JSON object
@@ -52,6 +54,7 @@ export async function main(args: string[]): Promise<number> {
     const s = await collectStatus(config, { kafka, pool, kv }, {
       rateSampleMs: values["no-rate"] ? 0 : 1000,
       newest,
+      newestLate: 1,
     });
     console.log(values.json ? JSON.stringify(s, null, 2) : renderStatus(s));
     return s.kafka.reachable && s.postgres.reachable ? 0 : 1;

@@ -24,6 +24,8 @@ export interface AggregateCommandOptions {
   idleTimeout?: string;
   /** `--metrics-port` for the aggregator (it then serves metrics on 127.0.0.1), if set. */
   metricsPort?: number;
+  /** More aggregator flags, as given (e.g. `--windows 1m,5m`). */
+  extraFlags?: string[];
   /** True when the sensor runs as a `deno compile`d binary. */
   standalone: boolean;
   /** The sensor binary's path (used when standalone, to find `tickpipe-aggregate` beside it). */
@@ -75,6 +77,7 @@ export function buildAggregateCommand(options: AggregateCommandOptions): Aggrega
   if (options.trigger !== undefined) flags.push("--trigger", options.trigger);
   if (options.idleTimeout !== undefined) flags.push("--idle-timeout", options.idleTimeout);
   if (options.metricsPort !== undefined) flags.push("--metrics-port", String(options.metricsPort));
+  flags.push(...options.extraFlags ?? []);
   const env = { DATABASE_URL: options.databaseUrl };
   if (options.standalone) {
     const slash = options.execPath.lastIndexOf("/");

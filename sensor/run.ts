@@ -16,13 +16,14 @@ import {
   updateLaunches,
 } from "./_kv.ts";
 import type { AggregateCommand, RunningChild } from "./launcher.ts";
-import { isPointerV2 } from "../aggregate/kv_layout.ts";
+import { type EngineConfig, isPointerV2 } from "../aggregate/kv_layout.ts";
 import {
   type CrashBackoffOptions,
   decide,
   type DecideInput,
   type Decision,
   decisionFields,
+  EXIT_CONFIG,
   EXIT_LEASE_HELD,
   nextCrashState,
   type PartitionOffsets,
@@ -40,6 +41,12 @@ export interface SensorDeps {
   launch: (cmd: AggregateCommand) => RunningChild;
   /** Clock (default Date.now). */
   now?: () => number;
+  /**
+   * Called when launching cannot succeed with this command line: a check found the
+   * checkpoint's windows/watermark differ from `engine.wanted` (without `rebuild`), or a launched
+   * aggregator exited 2 (it refused its configuration). The caller should stop.
+   */
+  onRefused?: (message: string) => void;
 }
 
 /** What a sensor checks and launches. */
@@ -54,6 +61,12 @@ export interface SensorOptions {
   command: AggregateCommand;
   /** Identity of this sensor in launch records (`hostname:pid`). */
   identity: string;
+  /**
+   * The window resolutions and watermark delay the aggregator is launched with (checked against
+   * the checkpoint's before each launch); `rebuild`: launch `--rebuild --yes` when they differ
+   * instead of refusing. Unset: no check (the aggregator's own refusal, exit 2, still stops it).
+   */
+  engine?: { wanted: EngineConfig; rebuild: boolean };
 }
 
 /** Result of one check. */
@@ -120,6 +133,11 @@ export function createSensor(deps: SensorDeps, options: SensorOptions): Sensor {
     if (code === 0) log.info("aggregator exited normally", fields);
     else if (code === EXIT_LEASE_HELD) {
       log.info("aggregator exited 3: another aggregator holds the lease (not a crash)", fields);
+    } else if (code === EXIT_CONFIG) {
+      const message = "The aggregator refused its configuration (exit 2, its message is above): " +
+        "every launch with the same flags would be refused, so the sensor stops";
+      log.error(message, fields);
+      deps.onRefused?.(message);
     } else {
       log.warn("aggregator failed", { ...fields, consecutiveFailures: crash.consecutiveFailures });
     }
@@ -147,22 +165,37 @@ export function createSensor(deps: SensorDeps, options: SensorOptions): Sensor {
         child: child === null ? null : { pid: child.pid, startedAt: child.startedAt },
         crash,
         backoff: options.backoff,
+        engine: options.engine === undefined ? undefined : {
+          ...options.engine,
+          stored: pointer !== null && isPointerV2(pointer) ? pointer.engine : null,
+        },
       };
       const decision = decide(input);
       const fields = { topic: options.topic, ...decisionFields(input, decision) };
-      if (decision.kind === "identity-mismatch") log.error(`decision: ${decision.action}`, fields);
-      else if (decision.kind === "backoff") log.warn(`decision: ${decision.action}`, fields);
+      if (decision.kind === "identity-mismatch" || decision.kind === "config-mismatch") {
+        log.error(`decision: ${decision.action}`, fields);
+      } else if (decision.kind === "backoff") log.warn(`decision: ${decision.action}`, fields);
       else log.info(`decision: ${decision.action}`, fields);
-      if (decision.kind !== "launch" && decision.kind !== "finalize") {
+      if (decision.kind === "config-mismatch") {
+        deps.onRefused?.(
+          `Topic "${options.topic}": ${decision.action.slice("refuse: ".length)}`,
+        );
+      }
+      if (
+        decision.kind !== "launch" && decision.kind !== "finalize" && decision.kind !== "rebuild"
+      ) {
         return { decision, launched: null };
       }
 
-      const c = deps.launch(options.command);
+      const command = decision.kind === "rebuild"
+        ? { ...options.command, args: [...options.command.args, "--rebuild", "--yes"] }
+        : options.command;
+      const c = deps.launch(command);
       child = c;
       log.info("launched aggregator", {
         topic: options.topic,
         pid: c.pid,
-        command: [options.command.command, ...options.command.args].join(" "),
+        command: [command.command, ...command.args].join(" "),
       });
       await updateLaunches(deps.kv, options.topic, (list) => [...list, {
         launchedAt: c.startedAt,

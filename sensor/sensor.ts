@@ -5,7 +5,8 @@
  * @module
  */
 
-import { isLeaseLive, type LeaseRecord } from "../aggregate/kv_layout.ts";
+import { type EngineConfig, isLeaseLive, type LeaseRecord } from "../aggregate/kv_layout.ts";
+import { durationText } from "../aggregate/defaults.ts";
 
 /** One partition's offsets as the sensor sees them. */
 export interface PartitionOffsets {
@@ -67,6 +68,11 @@ export interface DecideInput {
   identityError?: string | null;
   /** When idle finalization can close open windows of the checkpoint (epoch ms), or null. */
   finalizeDueAt?: number | null;
+  /**
+   * The engine settings of the checkpoint (null: none, or unknown) and those the aggregator
+   * would be launched with; `rebuild`: a mismatch launches a rebuild instead of being refused.
+   */
+  engine?: { stored: EngineConfig | null; wanted: EngineConfig; rebuild: boolean };
 }
 
 /** What the sensor does this check. */
@@ -77,7 +83,9 @@ export type DecisionKind =
   | "lease-held"
   | "backoff"
   | "child-running"
-  | "identity-mismatch";
+  | "identity-mismatch"
+  | "config-mismatch"
+  | "rebuild";
 
 /** The outcome of {@linkcode decide}. */
 export interface Decision {
@@ -101,6 +109,39 @@ export const DEFAULT_BACKOFF_BASE_MS = 60_000;
 export const DEFAULT_BACKOFF_MAX_MS = 30 * 60_000;
 /** Exit code of an aggregator that found another live lease. */
 export const EXIT_LEASE_HELD = 3;
+/**
+ * Exit code of an aggregator that refused its configuration (bad flags, a denied address, or
+ * windows/watermark that differ from the checkpoint's): the same command line is refused again,
+ * so the sensor stops instead of retrying it.
+ */
+export const EXIT_CONFIG = 2;
+
+/** Window resolutions and watermark delay as text: `windows 1m,5m watermark 15m` (pure). */
+export function engineText(e: EngineConfig): string {
+  return `windows ${e.windows.map(durationText).join(",")} watermark ${
+    durationText(e.watermarkDelayMs)
+  }`;
+}
+
+/**
+ * Why an aggregator launched with `wanted` would refuse the checkpoint made with `stored`, or
+ * null when they agree (or nothing is stored). Pure.
+ */
+export function engineMismatch(
+  stored: EngineConfig | null,
+  wanted: EngineConfig,
+): string | null {
+  if (stored === null) return null;
+  const a = [...new Set(stored.windows)].sort((x, y) => x - y);
+  const b = [...new Set(wanted.windows)].sort((x, y) => x - y);
+  const same = a.length === b.length && a.every((v, i) => v === b[i]) &&
+    stored.watermarkDelayMs === wanted.watermarkDelayMs;
+  return same
+    ? null
+    : `the checkpoint was made with ${engineText(stored)}, not ${
+      engineText({ windows: b, watermarkDelayMs: wanted.watermarkDelayMs })
+    }`;
+}
 
 /** Where reading starts for a partition: the stored offset, never below the log start. */
 export function readFrom(p: PartitionOffsets): number {
@@ -149,7 +190,10 @@ export function backoffUntil(crash: CrashState, options: CrashBackoffOptions = {
   return crash.lastFailureAt + crashBackoffMs(crash.consecutiveFailures, options);
 }
 
-/** The crash state after a launched aggregator exited with `exitCode` at `now`. */
+/**
+ * The crash state after a launched aggregator exited with `exitCode` at `now` (exit 2 counts as
+ * a failure too; the sensor also stops on it: see {@linkcode EXIT_CONFIG}).
+ */
 export function nextCrashState(crash: CrashState, exitCode: number, now: number): CrashState {
   if (exitCode === 0) return HEALTHY;
   // Exit 3: another aggregator holds the lease. Not a crash, and not a success either.
@@ -180,6 +224,18 @@ export function decide(input: DecideInput): Decision {
       action: `skip: child running (pid ${input.child.pid})`,
     };
   }
+  const engineProblem = input.engine === undefined
+    ? null
+    : engineMismatch(input.engine.stored, input.engine.wanted);
+  if (engineProblem !== null && !input.engine!.rebuild) {
+    return {
+      ...base,
+      kind: "config-mismatch",
+      action: `refuse: ${engineProblem}: run with the checkpoint's --windows/--watermark, or add ` +
+        `--rebuild to start over from the log start with the new ones (final rows and ` +
+        `watermarks are kept)`,
+    };
+  }
   if (leaseLive) {
     const l = input.lease!;
     return {
@@ -190,8 +246,18 @@ export function decide(input: DecideInput): Decision {
       }`,
     };
   }
+  const until = backoffUntil(input.crash, input.backoff);
+  const backingOff = until !== null && input.now < until;
+  if (engineProblem !== null && !backingOff) {
+    // A rebuild re-reads the whole log with the new settings (and needs no identity check).
+    return {
+      ...base,
+      kind: "rebuild",
+      action: `launch: rebuild (--rebuild): ${engineProblem}`,
+    };
+  }
   const mismatch = input.identityError ?? offsetsMismatch(parts);
-  if (mismatch !== null) {
+  if (mismatch !== null && engineProblem === null) {
     return {
       ...base,
       kind: "identity-mismatch",
@@ -201,19 +267,18 @@ export function decide(input: DecideInput): Decision {
   }
   const finalize = unread < Math.max(1, input.minNew) && input.finalizeDueAt != null &&
     input.finalizeDueAt <= input.now;
-  if (unread < Math.max(1, input.minNew) && !finalize) {
+  if (unread < Math.max(1, input.minNew) && !finalize && engineProblem === null) {
     return { ...base, kind: "no-new-data", action: "skip: no new data" };
   }
-  const until = backoffUntil(input.crash, input.backoff);
-  if (until !== null && input.now < until) {
+  if (backingOff) {
     const n = input.crash.consecutiveFailures;
     return {
       ...base,
       kind: "backoff",
       action: `skip: backoff after ${n} failure${n === 1 ? "" : "s"} (last exit code ${
         input.crash.lastExitCode ?? "?"
-      }) until ${new Date(until).toISOString()}`,
-      backoffUntil: until,
+      }) until ${new Date(until!).toISOString()}`,
+      backoffUntil: until!,
     };
   }
   if (finalize) {

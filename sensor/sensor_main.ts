@@ -6,7 +6,13 @@
  */
 
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
-import { loadBaseConfig, parseDuration, parsePositive, readEnv } from "../common/config.ts";
+import {
+  ConfigError,
+  loadBaseConfig,
+  parseDuration,
+  parsePositive,
+  readEnv,
+} from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 import {
   METRICS_OPTIONS,
@@ -24,6 +30,10 @@ child of this sensor runs, it launches the aggregator
 (deno run -P=aggregate main.ts aggregate ...; DATABASE_URL passed in its env).
 Aggregator exit 3 (lease held elsewhere) is not a failure; after consecutive
 failures launches pause for --backoff-base, doubling up to --backoff-max.
+Window resolutions and watermark delay that differ from the checkpoint's are refused
+before any launch (exit 2, naming both), unless --rebuild; an aggregator that exits 2
+(it refused its configuration) stops the sensor too (exit 2): no launch with the same
+flags could succeed.
 
 Flags:
   --schedule CRON        Deno.cron schedule of the checks (default "* * * * *")
@@ -34,6 +44,12 @@ Flags:
   --wait                 with --once: wait for the launched aggregator, exit with its code
   --trigger DURATION     passed to the aggregator (e.g. 60s)
   --idle-timeout DUR     passed to the aggregator (e.g. 15m)
+  --windows LIST         passed to the aggregator (e.g. 1m,5m; default 5m)
+  --watermark DUR        passed to the aggregator (default 15m)
+  --idle-finalize DUR    passed to the aggregator (default: the watermark delay; 0 = off)
+  --rebuild              when the checkpoint was made with other --windows/--watermark,
+                         launch the aggregator with --rebuild --yes (start over from the log
+                         start, final rows and watermarks kept) instead of refusing (exit 2)
   --backoff-base DUR     pause after the first failed run (default 60s)
   --backoff-max DUR      longest pause after repeated failures (default 30m)
 ${metricsUsage("sensor", { column: 25 })}
@@ -59,6 +75,10 @@ const OPTIONS = {
   wait: { type: "boolean" },
   trigger: { type: "string" },
   "idle-timeout": { type: "string" },
+  windows: { type: "string" },
+  watermark: { type: "string" },
+  "idle-finalize": { type: "string" },
+  rebuild: { type: "boolean" },
   "backoff-base": { type: "string" },
   "backoff-max": { type: "string" },
   ...METRICS_OPTIONS,
@@ -92,6 +112,21 @@ export async function main(args: string[]): Promise<number> {
   if (values["idle-timeout"] !== undefined) {
     parseDuration(values["idle-timeout"], "--idle-timeout", { fallbackMs: 0 });
   }
+  // Engine flags, forwarded as given; the resolved windows and watermark are checked against the
+  // checkpoint's before each launch.
+  const { AGGREGATOR_FLAGS } = await import("../aggregate/options.ts");
+  const { AGGREGATOR_DEFAULTS } = await import("../aggregate/defaults.ts");
+  const { forwardArgs, resolveOptions } = await import("../common/options.ts");
+  const engineFlags = {
+    windows: AGGREGATOR_FLAGS.windows,
+    watermark: AGGREGATOR_FLAGS.watermark,
+    "idle-finalize": AGGREGATOR_FLAGS["idle-finalize"],
+  };
+  const engineValues = resolveOptions(engineFlags, values);
+  const wantedEngine = {
+    windows: engineValues.windows ?? [...AGGREGATOR_DEFAULTS.windows],
+    watermarkDelayMs: engineValues.watermark ?? AGGREGATOR_DEFAULTS.watermarkDelayMs,
+  };
   const baseMs = parseDuration(values["backoff-base"], "--backoff-base", { fallbackMs: 60_000 });
   const maxMs = parseDuration(values["backoff-max"], "--backoff-max", { fallbackMs: 1_800_000 });
   const schedule = values.schedule ?? DEFAULT_SCHEDULE;
@@ -160,6 +195,7 @@ export async function main(args: string[]): Promise<number> {
     trigger: values.trigger,
     idleTimeout: values["idle-timeout"],
     metricsPort: aggregateMetricsPort,
+    extraFlags: forwardArgs(engineFlags, values),
     standalone: Deno.build.standalone ?? false,
     execPath: Deno.build.standalone ? Deno.execPath() : "",
     ...projectPaths(),
@@ -187,17 +223,25 @@ export async function main(args: string[]): Promise<number> {
   const { withKvRetry } = await import("./_kv.ts");
   const kv = await withKvRetry(() => openKv(config.kvPath));
   const detached = values.once === true && values.wait !== true;
+  // Launching cannot succeed with these flags (the checkpoint's windows/watermark differ, or the
+  // aggregator refused its configuration): stop, exit 2 with the reason.
+  let refused: string | undefined;
   const checks = createSensor({
     kv,
     admin,
     logger: log,
     launch: (cmd) => spawnAggregator(cmd, { logger: log, detached }),
+    onRefused: (message) => {
+      refused ??= message;
+      if (!values.once) stops.begin("configuration refused");
+    },
   }, {
     topic: config.topic,
     minNew,
     backoff: { baseMs, maxMs },
     command,
     identity: `${hostname}:${Deno.pid}`,
+    engine: { wanted: wantedEngine, rebuild: values.rebuild === true },
   });
   const sensor = served === undefined
     ? checks
@@ -218,6 +262,7 @@ export async function main(args: string[]): Promise<number> {
       if (stopRequested) return 0; // stopped before the check: launch nothing
       // A denied broker ends the check at once, not after kafkajs' retries.
       const { launched } = await Promise.race([sensor.check(), denial.promise]);
+      if (refused !== undefined) throw new ConfigError(refused);
       // Without --wait the aggregator is detached and outlives the sensor: nothing to stop.
       if (launched === null || !values.wait) return 0;
       // Stop the child on a request, including one that came during the check.
@@ -270,5 +315,6 @@ export async function main(args: string[]): Promise<number> {
   }
   await close();
   if (denied !== undefined) throw denied;
+  if (refused !== undefined) throw new ConfigError(refused);
   return 0;
 }

@@ -56,6 +56,7 @@ Deno.test({
       const j0 = JSON.parse(r0.stdout);
       assert.equal(j0.lag, 10);
       assert.equal(j0.checkpoint, null);
+      assert.equal(j0.engine, null);
       assert.equal(j0.identityMismatch, null);
 
       // A real aggregator run reads them all and exits on idle.
@@ -99,6 +100,9 @@ Deno.test({
       assert.deepEqual(j1.progress, progress, "the run's last progress record, as written");
       assert.equal(j1.progress.reason, "final");
       assert.equal(j1.lease, null, "the run released its lease");
+      assert.deepEqual(j1.engine.windows, [60_000], "the resolutions the state was built with");
+      assert.equal(j1.engine.watermarkDelayMs, 120_000);
+      assert.equal(j1.engine.openWindows, cp.pointer.openWindows);
 
       const text = await offsets(["--topic", topic, "--kv", kvPath]);
       assert.equal(text.code, 0, text.stderr);
@@ -108,6 +112,7 @@ Deno.test({
         new RegExp(`checkpoint: generation \\d+, batch ${cp.pointer.batchId}`),
       );
       assert.doesNotMatch(text.stdout, /IDENTITY MISMATCH/);
+      assert.match(text.stdout, /engine: windows 1m, watermark 2m; \d+ open windows/);
 
       const all = await offsets(["--json", "--all", "--kv", kvPath]);
       assert.equal(all.code, 0, all.stderr);

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { parseFrame } from "../ingest/frame.ts";
-import { main } from "../ingest/simulate_main.ts";
-import { type SentFrame, type Simulator, startSimulator } from "../ingest/simulator.ts";
+import { eventStartOf, main } from "../ingest/simulate_main.ts";
+import {
+  eventStartFor,
+  eventTimeAt,
+  type SentFrame,
+  type Simulator,
+  startSimulator,
+} from "../ingest/simulator.ts";
+import { WindowEngine } from "../aggregate/engine.ts";
+import { prng } from "./_helpers/aggregate_stream.ts";
 
 const T0 = 1_750_000_000_000;
 
@@ -127,7 +135,10 @@ Deno.test("v2: subscribed symbols stream frames that parse and match the log", a
       assert.ok(e.time! <= T0 - 1000 && e.time! > T0 - 5000);
     }
     // Realistic fields on a valid tick.
-    const valid = parseFrame(frames[log.findIndex((e) => e.kind === "valid")], { nowMs: T0 });
+    const valid = parseFrame(
+      frames[log.findIndex((e) => e.kind === "valid" && e.symbol === "AAPL")],
+      { nowMs: T0 },
+    );
     assert.equal(valid.ok, true);
     if (valid.ok === true) {
       for (const k of ["exchange", "quoteType", "marketHours", "changePercent", "dayVolume"]) {
@@ -297,4 +308,162 @@ Deno.test("CLI: --help, bad flags, and a short run with --log", async () => {
     console.error = error;
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("event clock: never ahead of the wall clock, N times faster until it catches up", () => {
+  const rnd = prng(42);
+  for (let i = 0; i < 2000; i++) {
+    const wallStart = T0 + Math.floor(rnd() * 1e9);
+    const speed = rnd() < 0.2 ? 1 : rnd() < 0.1 ? 0.5 : 1 + Math.floor(rnd() * 100);
+    const eventStart = wallStart - Math.floor(rnd() * 7_200_000);
+    const o = { wallStart, eventStart, speed };
+    for (let k = 0; k < 20; k++) {
+      const w = wallStart + Math.floor(rnd() * 600_000);
+      const e = eventTimeAt(w, o);
+      const linear = Math.floor(eventStart + (w - wallStart) * speed);
+      assert.ok(e <= w, `never in the future: ${e} > ${w}`);
+      assert.equal(e, Math.min(w, linear));
+    }
+    assert.equal(eventTimeAt(wallStart, o), eventStart);
+    // Monotonic.
+    const ws = Array.from({ length: 30 }, () => wallStart + Math.floor(rnd() * 600_000))
+      .sort((a, b) => a - b);
+    for (let k = 1; k < ws.length; k++) {
+      assert.ok(eventTimeAt(ws[k], o) >= eventTimeAt(ws[k - 1], o));
+    }
+    // eventStartFor: the clock meets the wall clock exactly when the duration has passed.
+    const durationMs = 1000 + Math.floor(rnd() * 600_000);
+    if (speed > 1) {
+      const start = eventStartFor(wallStart, { speed, durationMs });
+      const t = { wallStart, eventStart: start, speed };
+      assert.ok(wallStart + durationMs - eventTimeAt(wallStart + durationMs, t) <= 1);
+      assert.ok(eventTimeAt(wallStart + durationMs - 1000, t) < wallStart + durationMs - 1000);
+    }
+  }
+});
+
+Deno.test("CLI --from/--speed/--duration: where the event clock starts", () => {
+  const now = T0;
+  assert.equal(eventStartOf(undefined, { speed: 1, durationMs: 60_000, now }), undefined);
+  assert.equal(eventStartOf(undefined, { speed: 20, now }), undefined, "simulator default");
+  assert.equal(eventStartOf(undefined, { speed: 20, durationMs: 60_000, now }), now - 19 * 60_000);
+  assert.equal(eventStartOf("30m", { speed: 20, durationMs: 60_000, now }), now - 1_800_000);
+  assert.equal(eventStartOf(new Date(now - 5000).toISOString(), { speed: 2, now }), now - 5000);
+  assert.throws(
+    () => eventStartOf(new Date(now + 5000).toISOString(), { speed: 2, now }),
+    /future/,
+  );
+  assert.throws(() => eventStartOf("soon", { speed: 2, now }), /--from "soon"/);
+});
+
+Deno.test("accelerated clock: ticks, late and out-of-order ticks, sessions and FX without volume", async () => {
+  const clock = fakeClock();
+  const speed = 20;
+  const sessionMs = 600_000; // 10 min of event time: 30 s of wall time at 20x
+  const sim = await startSimulator({
+    ...quiet,
+    seed: 5,
+    clock: clock.now,
+    speed,
+    eventStart: T0 - 3_600_000,
+    sessionMs,
+    lateFraction: 0.05,
+    outOfOrderFraction: 0.2,
+    futureFraction: 0.02,
+  });
+  const c = await connect(sim, 2);
+  try {
+    const symbols = ["AAPL", "BTC-USD", "EURUSD=X"];
+    await subscribe(sim, c, symbols);
+    // 4 minutes of wall time in 100 ms steps: 80 min of event time (it catches up at ~3.2 min).
+    for (let i = 0; i < 2400; i++) {
+      clock.advance(100);
+      sim.emit(1);
+    }
+    const log = sim.sent();
+    const frames = await c.next(log.length, 5000);
+    const ticks = log.map((e, i) => ({ e, r: parseFrame(frames[i], { nowMs: e.at }) }));
+    const lateBy = 20 * 60_000;
+    const prevSession = new Map<string, { session: number; volume: number }>();
+    let resets = 0;
+    for (const { e, r } of ticks) {
+      const now = eventTimeAt(e.at, sim.timing);
+      if (e.kind === "future") {
+        assert.ok(r.ok === false && r.reason === "future_time");
+        continue;
+      }
+      assert.ok(r.ok === true, JSON.stringify(e));
+      if (r.ok !== true) continue;
+      assert.ok(r.tick.time <= e.at, "never ahead of the wall clock");
+      if (e.kind === "valid") assert.equal(r.tick.time, now);
+      if (e.kind === "late") assert.equal(r.tick.time, now - lateBy);
+      if (e.kind === "out_of_order") {
+        const scale = now < e.at ? speed : 1;
+        assert.ok(r.tick.time <= now - 1000 * scale && r.tick.time > now - 5000 * scale);
+      }
+      // Volume: FX none; others cumulative within a session of the event clock, reset after.
+      if (e.symbol === "EURUSD=X") {
+        assert.equal(r.tick.dayVolume, undefined);
+        continue;
+      }
+      const v = r.tick.dayVolume!;
+      assert.ok(Number.isSafeInteger(v) && v > 0);
+      const session = Math.floor(now / sessionMs);
+      const p = prevSession.get(e.symbol!);
+      if (p !== undefined) {
+        if (session === p.session) assert.ok(v > p.volume, "cumulative within a session");
+        else {
+          assert.ok(v <= 49_901, `a new session restarts the volume: ${v}`); // one increment
+          resets++;
+        }
+      }
+      prevSession.set(e.symbol!, { session, volume: v });
+    }
+    assert.ok(resets >= 10, `sessions restarted: ${resets}`);
+    // The clock ran accelerated, then caught up with the wall clock.
+    const first = ticks.find((t) => t.e.kind === "valid")!;
+    assert.ok(first.e.at - (first.r.ok === true ? first.r.tick.time : 0) > 3_000_000);
+    const last = ticks.findLast((t) => t.e.kind === "valid")!;
+    assert.equal(last.r.ok === true && last.r.tick.time, last.e.at);
+
+    // The aggregator's engine classifies the late ticks late and accepts the out-of-order ones
+    // (demo settings: 1m and 5m windows, 2 min watermark).
+    const engine = new WindowEngine({ windows: [60_000, 300_000], watermarkDelayMs: 120_000 });
+    let offset = 0;
+    const kinds = new Map<number, string>();
+    for (const { e, r } of ticks) {
+      if (r.ok !== true) continue;
+      kinds.set(offset, e.kind);
+      engine.fold({
+        symbol: r.tick.id,
+        eventTime: r.tick.time,
+        price: r.tick.price,
+        dayVolume: r.tick.dayVolume,
+        partition: 0,
+        offset: offset++,
+      });
+    }
+    const res = engine.trigger();
+    const lateKinds = res.late.map((l) => kinds.get(l.offset));
+    const sentLate = [...kinds.entries()].filter(([o, k]) => k === "late" && o > 0).length;
+    assert.ok(sentLate > 20, `late ticks sent: ${sentLate}`);
+    assert.equal(lateKinds.filter((k) => k === "late").length, sentLate, "every late tick is late");
+    assert.deepEqual(lateKinds.filter((k) => k !== "late"), [], "only late ticks are late");
+    assert.ok(res.windows.some((w) => w.isFinal && w.windowMs === 60_000));
+    assert.ok(res.windows.some((w) => w.isFinal && w.windowMs === 300_000));
+    assert.ok(res.windows.some((w) => w.vwap !== null && w.volume > 0), "volume and VWAP");
+    assert.ok(res.windows.filter((w) => w.symbol === "EURUSD=X").every((w) => w.vwap === null));
+  } finally {
+    c.ws.close();
+    await sim.close();
+  }
+});
+
+Deno.test("simulator: an event start in the future or a bad speed is refused", async () => {
+  await assert.rejects(
+    startSimulator({ ...quiet, clock: () => T0, speed: 10, eventStart: T0 + 1 }),
+    /eventStart must be at or before the wall clock/,
+  );
+  await assert.rejects(startSimulator({ ...quiet, speed: 0 }), /speed must be/);
+  await assert.rejects(startSimulator({ ...quiet, sessionMs: 0 }), /sessionMs/);
 });

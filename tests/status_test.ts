@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { ensureTopic } from "../common/kafka.ts";
 import { openKv } from "../common/kv.ts";
 import { writeDelta } from "../aggregate/checkpoint.ts";
-import { runCli, tempKvPath, testKafka, uniqueName } from "./_helpers/env.ts";
+import { runCli, tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
 
 Deno.test({
   name: "status: --json reports end offsets, dead letters, lag and reachability",
@@ -16,6 +16,8 @@ Deno.test({
     await admin.connect();
     const topic = uniqueName("t-status");
     const kvPath = await tempKvPath("status");
+    const pool = testPool();
+    const symbol = `ST${crypto.randomUUID().slice(0, 8).toUpperCase()}`;
     try {
       await ensureTopic(admin, topic, { partitions: 3 });
       await ensureTopic(admin, `${topic}.dlq`, { partitions: 1 });
@@ -88,6 +90,43 @@ Deno.test({
       } finally {
         kv.close();
       }
+      // Rows of this topic at two resolutions, a row of another topic (not counted), late ticks.
+      const base = Date.UTC(2026, 0, 5, 14, 30);
+      const win = (t: string, len: number, start: number, final: boolean, volume: number) => [
+        t,
+        symbol,
+        `${len / 1000} seconds`,
+        new Date(start),
+        new Date(start + len),
+        final,
+        volume,
+      ];
+      await pool.query(
+        `INSERT INTO price_windows (topic, symbol, window_length, window_start, window_end,
+                                    is_final, volume, pv_sum, vwap, avg_price, open_price,
+                                    high_price, low_price, close_price, tick_count,
+                                    kafka_partition, last_offset, price_sum, first_tick_at,
+                                    last_tick_at)
+         SELECT t, s, l::interval, ws, we, f, v, v * 10, CASE WHEN v > 0 THEN 10 END, 10, 10, 10,
+                10, 10, 1, 0, 0, 10, ws, ws
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+                       $6::boolean[], $7::float8[]) AS x(t, s, l, ws, we, f, v)`,
+        [0, 1, 2, 3, 4, 5, 6].map((i) =>
+          [
+            win(topic, 60_000, base, true, 5),
+            win(topic, 60_000, base + 60_000, false, 0),
+            win(topic, 300_000, base, false, 5),
+            win(`${topic}-other`, 60_000, base, true, 5),
+          ].map((r) => r[i])
+        ),
+      );
+      await pool.query(
+        `INSERT INTO late_ticks (topic, symbol, event_time, price, kafka_partition, kafka_offset,
+                                 watermark, late_for)
+         VALUES ($1, $2, $3, 9.5, 0, 7, $3, ARRAY[interval '1 minute', interval '5 minutes']),
+                ($4, $2, $3, 9.5, 0, 7, $3, NULL)`,
+        [topic, symbol, new Date(base - 600_000), `${topic}-other`],
+      );
       const r2 = await runCli("status", [
         "status",
         "--json",
@@ -109,7 +148,46 @@ Deno.test({
       assert.equal(s2.checkpoint.generation, 2);
       assert.equal(s2.checkpoint.batchId, 4);
       assert.ok(s2.checkpoint.stateBytes > 0);
+      assert.deepEqual(s2.checkpoint.windows, [300_000]);
+      assert.equal(s2.checkpoint.watermarkDelayMs, 900_000);
+      // Windows per topic and resolution; late ticks of this topic only.
+      assert.deepEqual(s2.windows.byResolution, [
+        {
+          windowMs: 60_000,
+          total: 2,
+          final: 1,
+          finalThrough: new Date(base + 60_000).toISOString(),
+        },
+        { windowMs: 300_000, total: 1, final: 0, finalThrough: null },
+      ]);
+      assert.equal(s2.windows.total, 3);
+      assert.equal(s2.windows.final, 1);
+      assert.deepEqual(
+        s2.windows.newest.map((w: { windowMs: number; windowStart: string; vwap: number }) => [
+          w.windowMs,
+          Date.parse(w.windowStart) - base,
+          w.vwap,
+        ]),
+        [[60_000, 60_000, null], [60_000, 0, 10], [300_000, 0, 10]],
+      );
+      assert.equal(s2.lateTicks.total, 1);
+      const text = await runCli("status", [
+        "status",
+        "--no-rate",
+        "--topic",
+        topic,
+        "--kv",
+        kvPath,
+      ]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /by length 1m: 2 \(1 final through 14:31:00\), 5m: 1 \(0 final\)/);
+      assert.match(text.stdout, /engine {5}windows 5m, watermark 15m, 1 open windows/);
+      assert.match(text.stdout, /late ticks 1 in late_ticks, newest: .* late for 1m,5m/);
+      assert.match(text.stdout, new RegExp(`${symbol}\\s+5m\\s+14:30 .* no$`, "m"));
     } finally {
+      await pool.query("DELETE FROM price_windows WHERE symbol = $1", [symbol]);
+      await pool.query("DELETE FROM late_ticks WHERE symbol = $1", [symbol]);
+      await pool.end();
       await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
       await admin.disconnect();
       await Deno.remove(kvPath).catch(() => {});

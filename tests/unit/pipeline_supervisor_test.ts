@@ -242,9 +242,11 @@ function sampleStatus(): PipelineStatus {
     windows: {
       total: 1,
       final: 0,
+      byResolution: [{ windowMs: 300_000, total: 1, final: 0, finalThrough: null }],
       freshnessMs: 2000,
       newest: [{
         symbol: "BTC-USD",
+        windowMs: 300_000,
         windowStart: "2026-01-01T10:05:00.000Z",
         open: 1,
         high: 2,
@@ -252,10 +254,13 @@ function sampleStatus(): PipelineStatus {
         close: 1.5,
         avg: 1.25,
         count: 3,
+        volume: 0,
+        vwap: null,
         isFinal: false,
         updatedAt: "2026-01-01T10:06:58.000Z",
       }],
     },
+    lateTicks: { total: 0, newest: [] },
   };
 }
 
@@ -272,6 +277,8 @@ Deno.test("demo dashboard: fits the width, shows the live facts; one line when p
       logPath: ".data/demo.log",
       settings: "trigger 5s",
       until: "Ctrl-C to stop",
+      resolutions: [300_000],
+      watermarkDelayMs: 900_000,
     },
     color: false,
   };

@@ -7,6 +7,7 @@ import {
   decide,
   type DecideInput,
   decisionFields,
+  engineMismatch,
   HEALTHY,
   nextCrashState,
 } from "../../sensor/sensor.ts";
@@ -85,6 +86,75 @@ Deno.test("sensor decide: open windows due for idle finalization -> a finalizati
   // Crash-loop backoff applies to finalization runs too.
   const crash: CrashState = { consecutiveFailures: 1, lastFailureAt: NOW, lastExitCode: 1 };
   assert.equal(decide(input({ partitions: caught, finalizeDueAt: NOW, crash })).kind, "backoff");
+});
+
+Deno.test("sensor decide: windows/watermark other than the checkpoint's -> refused, or a rebuild", () => {
+  const m5 = { windows: [300_000], watermarkDelayMs: 900_000 };
+  const m1m5 = { windows: [60_000, 300_000], watermarkDelayMs: 900_000 };
+  const engine = (stored: typeof m5 | null, wanted: typeof m5, rebuild = false) => ({
+    stored,
+    wanted,
+    rebuild,
+  });
+  assert.equal(decide(input({ engine: engine(null, m1m5) })).kind, "launch", "no checkpoint yet");
+  assert.equal(
+    decide(input({ engine: engine(m1m5, { ...m1m5, windows: [300_000, 60_000] }) })).kind,
+    "launch",
+    "the same set in another order",
+  );
+  const caught = [{ partition: 0, start: 0, end: 4, stored: 4 }];
+  const lease = { holder: "r", pid: 1, hostname: "h", acquiredAt: NOW, expiresAt: NOW + 1000 };
+  // Refused before anything else but a running child of ours, even with nothing to read.
+  for (const over of [{}, { partitions: caught }, { lease }, { identityError: "x" }]) {
+    const d = decide(input({ ...over, engine: engine(m5, m1m5) }));
+    assert.equal(d.kind, "config-mismatch", JSON.stringify(over));
+    assert.equal(
+      d.action,
+      "refuse: the checkpoint was made with windows 5m watermark 15m, not windows 1m,5m " +
+        "watermark 15m: run with the checkpoint's --windows/--watermark, or add --rebuild to " +
+        "start over from the log start with the new ones (final rows and watermarks are kept)",
+    );
+  }
+  const wm = decide(input({ engine: engine(m5, { ...m5, watermarkDelayMs: 120_000 }) }));
+  assert.match(wm.action, /with windows 5m watermark 15m, not windows 5m watermark 2m/);
+  const child = { pid: 9, startedAt: NOW };
+  assert.equal(decide(input({ child, engine: engine(m5, m1m5) })).kind, "child-running");
+  // --rebuild: a rebuild run, even with nothing unread or a recreated topic; not over a live
+  // lease or during a crash-loop backoff.
+  for (const over of [{}, { partitions: caught }, { identityError: "x" }]) {
+    const d = decide(input({ ...over, engine: engine(m5, m1m5, true) }));
+    assert.equal(d.kind, "rebuild", JSON.stringify(over));
+    assert.match(d.action, /^launch: rebuild \(--rebuild\): the checkpoint was made with /);
+  }
+  assert.equal(decide(input({ lease, engine: engine(m5, m1m5, true) })).kind, "lease-held");
+  const crash: CrashState = { consecutiveFailures: 1, lastFailureAt: NOW, lastExitCode: 1 };
+  assert.equal(
+    decide(input({ crash, partitions: caught, engine: engine(m5, m1m5, true) })).kind,
+    "backoff",
+  );
+  // Same settings with --rebuild: an ordinary decision (nothing to rebuild).
+  assert.equal(
+    decide(input({ partitions: caught, engine: engine(m5, m5, true) })).kind,
+    "no-new-data",
+  );
+});
+
+Deno.test("sensor engineMismatch: null iff the same set of windows and the same watermark (random)", () => {
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const pick = () =>
+    Array.from({ length: 1 + Math.floor(rnd() * 3) }, () =>
+      [10_000, 60_000, 300_000][
+        Math.floor(rnd() * 3)
+      ]);
+  for (let i = 0; i < 500; i++) {
+    const a = { windows: pick(), watermarkDelayMs: rnd() < 0.5 ? 120_000 : 900_000 };
+    const b = { windows: pick(), watermarkDelayMs: rnd() < 0.5 ? 120_000 : 900_000 };
+    const same = new Set(a.windows).size === new Set(b.windows).size &&
+      a.windows.every((w) => b.windows.includes(w)) && a.watermarkDelayMs === b.watermarkDelayMs;
+    assert.equal(engineMismatch(a, b) === null, same, JSON.stringify([a, b]));
+    assert.equal(engineMismatch(null, b), null);
+  }
 });
 
 Deno.test("sensor decide: live lease -> skip naming holder and expiry; expired lease ignored", () => {
@@ -215,8 +285,13 @@ Deno.test("sensor launcher: deno by name, -P=aggregate with derived lists, abs c
   ]);
   assert.ok(!c.args.some((a) => a.includes("s3cret") || a === "-A"));
   assert.deepEqual(c.env, { DATABASE_URL: url });
-  const s = buildAggregateCommand({ ...base, standalone: true });
+  const s = buildAggregateCommand({
+    ...base,
+    standalone: true,
+    extraFlags: ["--windows", "1m,5m", "--idle-finalize", "0"],
+  });
   assert.equal(s.command, "/opt/bin/tickpipe-aggregate");
+  assert.deepEqual(s.args.slice(-4), ["--windows", "1m,5m", "--idle-finalize", "0"]);
   assert.deepEqual(s.args.slice(0, 3), ["aggregate", "--brokers", "a:1,b:2"]);
 });
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_RESTART_POLICY, restartDelay } from "../../pipeline/supervisor.ts";
 import { relayOutput } from "../../common/child.ts";
-import { pipelineChildren } from "../../pipeline/start_main.ts";
+import { pipelineChildren, validateStartOptions } from "../../pipeline/start_main.ts";
 import { loadBaseConfig } from "../../common/config.ts";
 import { renderCandles } from "../../pipeline/status.ts";
 
@@ -54,11 +54,33 @@ Deno.test("start: children get explicit config; DATABASE_URL only via the sensor
       "5s",
     ],
   );
+  // The engine flags reach the sensor (which forwards them to the aggregator), as given.
+  const [, s2] = pipelineChildren(config, {
+    windows: "1m,5m",
+    watermark: "2m",
+    idleFinalize: "0",
+    rebuild: true,
+  });
+  const after = (flag: string) => s2.args[s2.args.indexOf(flag) + 1];
+  assert.equal(after("--windows"), "1m,5m");
+  assert.equal(after("--watermark"), "2m");
+  assert.equal(after("--idle-finalize"), "0");
+  assert.ok(s2.args.includes("--rebuild"));
+  assert.ok(!sensor.args.includes("--windows") && !sensor.args.includes("--rebuild"));
+  // Bad engine flags fail fast in start, naming the flag.
+  assert.throws(
+    () => validateStartOptions({ windows: "1m,fast" }),
+    /--windows "fast" is not a duration/,
+  );
+  assert.throws(() => validateStartOptions({ windows: "1m,1m" }), /repeats a duration/);
+  assert.throws(() => validateStartOptions({ watermark: "-1" }), /--watermark "-1"/);
+  validateStartOptions({ windows: "10s,30s", watermark: "20s", idleFinalize: "0" });
 });
 
 Deno.test("status: candle table renders one line per window with its values", () => {
   const out = renderCandles([{
     symbol: "BTC-USD",
+    windowMs: 300_000,
     windowStart: "2026-01-01T10:05:00.000Z",
     open: 94745.08,
     high: 95000,
@@ -66,13 +88,30 @@ Deno.test("status: candle table renders one line per window with its values", ()
     close: 94800,
     avg: 94700.25,
     count: 42,
+    volume: 1234,
+    vwap: 94750.5,
     isFinal: true,
+    updatedAt: "2026-01-01T10:10:00.000Z",
+  }, {
+    symbol: "EURUSD=X",
+    windowMs: 10_000,
+    windowStart: "2026-01-01T10:05:10.000Z",
+    open: 1.0812,
+    high: 1.0815,
+    low: 1.081,
+    close: 1.0813,
+    avg: 1.0812,
+    count: 3,
+    volume: 0,
+    vwap: null,
+    isFinal: false,
     updatedAt: "2026-01-01T10:10:00.000Z",
   }]);
   const lines = out.split("\n");
-  assert.equal(lines.length, 2);
+  assert.equal(lines.length, 3);
   assert.match(
     lines[1],
-    /^BTC-USD\s+10:05\s+94745\.08\s+95000\.00\s+94000\.50\s+94800\.00\s+94700\.25\s+42 yes$/,
+    /^BTC-USD\s+5m\s+10:05\s+94745\.08\s+95000\.00\s+94000\.50\s+94800\.00\s+94750\.50\s+1\.23k\s+42 yes$/,
   );
+  assert.match(lines[2], /^EURUSD=X\s+10s\s+10:05:10\s+1\.0812\s+.*\s+-\s+0\s+3 no$/);
 });
