@@ -7,14 +7,21 @@
  */
 
 import type { BaseConfig } from "../common/config.ts";
-import type { Kafka } from "../common/kafka.ts";
+import { type Kafka, topicOffsets } from "../common/kafka.ts";
 import { redact, redactValue } from "../common/log.ts";
 import type { Pool } from "../common/pg.ts";
 import { checkpointSummary, isLeaseLive } from "../aggregate/kv_layout.ts";
 import { readCheckpoint } from "../aggregate/checkpoint.ts";
 import { readLease } from "../aggregate/lease.ts";
 import { type AggregatorProgress, readProgress } from "../aggregate/progress.ts";
-import { type LaunchRecord, readCrash, readLaunches, unreadOf } from "../sensor/mod.ts";
+import {
+  type LaunchRecord,
+  offsetsMismatch,
+  readCrash,
+  readIdentityMismatch,
+  readLaunches,
+  unreadOf,
+} from "../sensor/mod.ts";
 
 /** One partition's offsets. */
 export interface PartitionStatus {
@@ -149,6 +156,11 @@ export interface PipelineStatus {
   } | null;
   /** Late ticks of the topic in PostgreSQL (of `symbols` when given). */
   lateTicks: { total: number; newest: LateView[] } | null;
+  /**
+   * Why the stored offsets are not this topic's log (deleted and recreated, or a wiped broker),
+   * or null: the aggregator's own finding, or stored offsets outside the log.
+   */
+  identityMismatch: string | null;
 }
 
 /** Dependencies of {@linkcode collectStatus} (edges passed in). */
@@ -212,13 +224,15 @@ export async function collectStatus(
     sensor: { lastLaunch: null, launches: 0, consecutiveFailures: 0 },
     windows: null,
     lateTicks: null,
+    identityMismatch: null,
   };
-  const [cp, held, progress, launches, crash] = await Promise.all([
+  const [cp, held, progress, launches, crash, identity] = await Promise.all([
     readCheckpoint(deps.kv, topic),
     readLease(deps.kv, topic),
     readProgress(deps.kv, topic),
     readLaunches(deps.kv, topic),
     readCrash(deps.kv, topic),
+    readIdentityMismatch(deps.kv, topic),
   ]);
   const checkpoint = cp?.pointer ?? null;
   if (checkpoint) {
@@ -262,6 +276,15 @@ export async function collectStatus(
     }),
     collectWindows(deps.pool, status, { ...options, now }),
   ]);
+  status.identityMismatch = identity?.message ??
+    (status.topicExists
+      ? offsetsMismatch(status.partitions.map((p) => ({
+        partition: p.partition,
+        start: p.startOffset,
+        end: p.endOffset,
+        stored: p.storedOffset,
+      })))
+      : null);
   // Everything shown leaves the process: progress records, KV values, error messages and
   // symbols are redacted like log lines (URL and query passwords, PGPASSWORD's value).
   return redactValue(status);
@@ -282,10 +305,8 @@ async function collectKafka(
     status.kafka.reachable = true;
     status.topicExists = topics.includes(topic);
     if (status.topicExists) {
-      const rows = (await admin.fetchTopicOffsets(topic)).sort((a, b) => a.partition - b.partition);
-      for (const r of rows) {
-        const start = Number(r.low);
-        const end = Number(r.high);
+      for (const r of await topicOffsets(admin, topic) ?? []) {
+        const { start, end } = r;
         const s = stored[String(r.partition)];
         const storedOffset = typeof s === "number" ? s : null;
         const lag = partitionLag(start, end, storedOffset);
@@ -301,19 +322,16 @@ async function collectKafka(
         status.ticksInTopic += end - start;
       }
       if (o.rateSampleMs > 0) {
-        const before = rows.reduce((n, r) => n + Number(r.high), 0);
+        const before = status.partitions.reduce((n, p) => n + p.endOffset, 0);
         const t0 = o.now();
         await new Promise((r) => setTimeout(r, o.rateSampleMs));
-        const after = (await admin.fetchTopicOffsets(topic)).reduce(
-          (n, r) => n + Number(r.high),
-          0,
-        );
+        const after = (await topicOffsets(admin, topic) ?? []).reduce((n, r) => n + r.end, 0);
         status.ingestRatePerSec = Math.round(((after - before) * 1000) / Math.max(1, o.now() - t0));
       }
     }
     if (topics.includes(`${topic}.dlq`)) {
-      status.deadLetters = (await admin.fetchTopicOffsets(`${topic}.dlq`))
-        .reduce((n, r) => n + Number(r.high) - Number(r.low), 0);
+      status.deadLetters = (await topicOffsets(admin, `${topic}.dlq`) ?? [])
+        .reduce((n, r) => n + r.end - r.start, 0);
     }
   } catch (e) {
     status.kafka.error = redact((e as Error).message);
@@ -570,6 +588,13 @@ export function renderStatus(s: PipelineStatus): string {
       s.postgres.error ? `  (${s.postgres.error})` : ""
     }`,
   );
+  if (s.identityMismatch !== null) {
+    out.push(
+      `IDENTITY   MISMATCH: the stored offsets are not this topic's log (${s.identityMismatch}); ` +
+        `the aggregator stops with exit 4 and the sensor does not launch it: ` +
+        `"deno task offsets reset --to earliest --yes" starts over, keeping the watermarks`,
+    );
+  }
   if (s.kafka.reachable && !s.topicExists) {
     out.push(`ticks      topic ${s.topic} does not exist yet (ingest creates it)`);
   } else {

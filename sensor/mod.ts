@@ -50,6 +50,7 @@ export {
   type LaunchRecord,
   MAX_LAUNCHES,
   readCrash,
+  readIdentityMismatch,
   readLaunches,
   type StoredPointerValue,
 } from "./_kv.ts";

@@ -441,12 +441,31 @@ Deno.test(
         topic,
         "--kv",
         kvPath,
+        "--windows",
+        "1m",
+        "--watermark",
+        "3m",
       ]);
       assert.equal(sensor.code, 0, sensor.stderr);
       assert.match(sensor.stderr, /not the log the checkpoint was made against/);
       assert.doesNotMatch(sensor.stderr, /launched aggregator/);
       const report = await runCli("offsets", ["offsets", "--topic", topic, "--kv", kvPath]);
-      assert.match(report.stdout, /identity|not the log/i, report.stdout);
+      assert.match(
+        report.stdout,
+        /IDENTITY MISMATCH.*stored offset 400 is beyond the end/,
+        report.stdout,
+      );
+      const status = await runCli("status", [
+        "status",
+        "--json",
+        "--no-rate",
+        "--topic",
+        topic,
+        "--kv",
+        kvPath,
+      ]);
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(JSON.parse(status.stdout).identityMismatch, /stored offset 400 is beyond/);
 
       // b) The new log has grown past the stored offsets: the record at 399 differs.
       await recreate(gen(3, 900));

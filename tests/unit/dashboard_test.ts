@@ -85,6 +85,7 @@ function status(): PipelineStatus {
         recordedAt: "2026-03-02T15:00:00.000Z",
       }],
     },
+    identityMismatch: null,
   };
 }
 

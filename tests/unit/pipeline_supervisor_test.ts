@@ -261,6 +261,7 @@ function sampleStatus(): PipelineStatus {
       }],
     },
     lateTicks: { total: 0, newest: [] },
+    identityMismatch: null,
   };
 }
 
