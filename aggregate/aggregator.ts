@@ -671,10 +671,11 @@ export async function runAggregator(
         // consumer still reconnecting), is not idle time.
         if (!caughtUp) lastInputAt = now();
         const quiet = now() - lastInputAt >= o.idleTimeoutMs;
-        // Idle exit waits for windows that idle finalization closes soon (within one window
-        // and two triggers); later ones are left to the finalization run the sensor launches
-        // at the checkpoint's finalizeDueAt.
-        const soon = now() + Math.max(...o.windows) + 2 * o.triggerMs;
+        // Idle exit waits for windows that idle finalization closes within another idle
+        // timeout (with the defaults: 15 min quiet, then every window of the session is final
+        // 5 min later, before the exit); later ones are left to the finalization run the
+        // sensor launches at the checkpoint's finalizeDueAt.
+        const soon = now() + o.idleTimeoutMs;
         if (quiet && (allFinalAt === null || allFinalAt > soon || engine.openWindowCount === 0)) {
           log.info("idle timeout: no new records", { idleMs: now() - lastInputAt });
           requestStop("idle");

@@ -81,7 +81,7 @@ Deno.test(
       "--idle-timeout",
       "8s",
       "--windows",
-      "1m",
+      "1m,5m", // two resolutions, each checked against the oracle
       "--watermark",
       "3m",
       "--lease-ttl",
@@ -110,7 +110,10 @@ Deno.test(
       const downLines = agg.lines.filter((l) => /kafka down/.test(l)).length;
       const pool = chaosPool();
       try {
-        const expected = oracle(streams, { windowMs: WINDOW, watermarkDelayMs: DELAY });
+        const expected = oracle(streams, {
+          windows: [WINDOW, 5 * WINDOW],
+          watermarkDelayMs: DELAY,
+        });
         const stored = await readRows(pool, prefix);
         assertRowsEqual(stored, expected.rows, WINDOW);
         const late = await readLate(pool, topic);

@@ -36,8 +36,9 @@ import {
   until,
 } from "./_harness.ts";
 
-const WINDOW = 300_000; // the sensor launches the aggregator with its defaults: 5 min windows
-const DELAY = 900_000; // and a 15 min watermark delay
+const WINDOWS = [60_000, 300_000]; // the sensor launches the aggregator with --windows 1m,5m
+const WINDOW = WINDOWS[0];
+const DELAY = 900_000; // and the default 15 min watermark delay
 const PARTS = 3;
 
 async function parentOf(pid: number): Promise<number | undefined> {
@@ -108,6 +109,8 @@ Deno.test(
       "500ms",
       "--idle-timeout",
       "4s",
+      "--windows",
+      "1m,5m",
       "--backoff-base",
       "1s",
       "--backoff-max",
@@ -166,7 +169,7 @@ Deno.test(
       assert.equal(await sensor.status, 0, sensor.lines.slice(-20).join("\n"));
       polling = false;
       await poller;
-      const expected = oracle(streams, { windowMs: WINDOW, watermarkDelayMs: DELAY });
+      const expected = oracle(streams, { windows: WINDOWS, watermarkDelayMs: DELAY });
       const stored = await readRows(pool, prefix);
       assertRowsEqual(stored, expected.rows, WINDOW);
       const late = await readLate(pool, topic);

@@ -79,7 +79,7 @@ Deno.test(
       "--idle-timeout",
       "5s",
       "--windows",
-      "1m",
+      "1m,5m", // two resolutions, each checked against the oracle
       "--watermark",
       "3m",
       "--lease-ttl",
@@ -114,7 +114,10 @@ Deno.test(
       assert.equal(upLines, 1, "one 'postgres up' line");
       const pool = chaosPool();
       try {
-        const expected = oracle(streams, { windowMs: WINDOW, watermarkDelayMs: DELAY });
+        const expected = oracle(streams, {
+          windows: [WINDOW, 5 * WINDOW],
+          watermarkDelayMs: DELAY,
+        });
         const stored = await readRows(pool, prefix);
         assertRowsEqual(stored, expected.rows, WINDOW);
         const late = await readLate(pool, topic);
