@@ -5,65 +5,72 @@
  * @module
  */
 
-import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
-import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
+import {
+  CONNECTION_FLAGS,
+  CONNECTION_TITLE,
+  HELP_FLAG,
+  parseCommandLine,
+  UsageError,
+} from "../common/cli.ts";
+import { loadBaseConfig } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import { sectionsUsage, withPresets } from "../common/options.ts";
+import { SENSOR_FLAGS } from "../sensor/options.ts";
+import { AGGREGATOR_FLAGS } from "../aggregate/options.ts";
+import {
+  DASHBOARD_FLAGS,
+  DEMO_COMMAND,
+  DEMO_INGEST_FLAGS,
+  DEMO_OWN_FLAGS,
+  DEMO_SETTINGS,
+  DEMO_SOURCE,
+  demoForwarded,
+  pipelineChildren,
+} from "./options.ts";
+
+export { DEMO_SETTINGS, DEMO_SOURCE, DEMO_SYMBOLS } from "./options.ts";
 
 const USAGE = `Usage: tickpipe demo [flags]
 
 Brings up Kafka and PostgreSQL (deno task services, which also applies the migrations),
 starts the simulator on 127.0.0.1:8765 with stock and crypto symbols, and runs "start"
-against it with demo settings (5 s trigger, 2 min idle timeout, sensor --every 5s), so
+against it with demo settings (${DEMO_SETTINGS.trigger} trigger, ${
+  DEMO_SETTINGS["idle-timeout"]
+} idle timeout, sensor --every ${DEMO_SETTINGS.every}), so
 windows appear in price_windows within seconds. Shows ticks in, dead letters, lag,
 aggregator state, watermark, windows written and the latest 5-minute candles; in a
 terminal as a live screen, otherwise one line per refresh. Child output goes to
-.data/demo.log.
+.data/demo.log. The ingest, sensor and aggregator flags below are passed on as "start"
+passes them.
 
-Flags:
-  --duration DUR     run this long (e.g. 60 or 90s), then stop everything and print a
-                     summary; exit 0 when windows were written. Default: until Ctrl-C
-  --rate N           simulator ticks per second (default 50)
-  --symbols A,B,...  default ${"AAPL,MSFT,NVDA,TSLA,BTC-USD,ETH-USD"}
-  --refresh DUR      dashboard refresh (default 2s in a terminal, 5s when piped)
-
-${BASE_USAGE}`;
-
-/** Demo symbols: a handful of stocks and crypto pairs. */
-export const DEMO_SYMBOLS = "AAPL,MSFT,NVDA,TSLA,BTC-USD,ETH-USD";
-
-/** Where the demo's simulator listens (its children are allowed it from --source / --port). */
-export const DEMO_SOURCE = "ws://127.0.0.1:8765/?version=2";
-
-/** The demo's pipeline settings (also documented in the usage text). */
-export const DEMO_SETTINGS = { trigger: "5s", idleTimeout: "2m", every: "5s" } as const;
+${
+  sectionsUsage([
+    { title: "Flags:", table: { ...DEMO_OWN_FLAGS, ...DASHBOARD_FLAGS, ...HELP_FLAG } },
+    { title: "Ingest flags:", table: DEMO_INGEST_FLAGS },
+    { title: "Sensor flags:", table: withPresets(SENSOR_FLAGS, DEMO_SETTINGS) },
+    { title: "Aggregator flags:", table: withPresets(AGGREGATOR_FLAGS, DEMO_SETTINGS) },
+    { title: CONNECTION_TITLE, table: CONNECTION_FLAGS },
+  ])
+}`;
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    ...BASE_OPTIONS,
-    duration: { type: "string" },
-    rate: { type: "string" },
-    symbols: { type: "string" },
-    refresh: { type: "string" },
-  });
-  if (values.help) {
+  const { options: o, given, positionals } = parseCommandLine(args, DEMO_COMMAND);
+  if (o.help) {
     console.log(USAGE);
     return 0;
   }
   if (positionals.length > 0) {
     throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
   }
-  const config = loadBaseConfig(values);
-  const durationMs = values.duration === undefined
-    ? undefined
-    : parseDuration(values.duration, "--duration", { fallbackMs: 0 });
-  const rate = parsePositive(values.rate, "--rate", { fallback: 50 });
+  const config = loadBaseConfig(o);
+  const durationMs = o.duration;
+  const rate = o.rate;
   const tty = Deno.stdout.isTerminal();
-  const refreshMs = parseDuration(values.refresh, "--refresh", { fallbackMs: tty ? 2000 : 5000 });
-  const symbols = (values.symbols ?? DEMO_SYMBOLS).split(",").map((s) => s.trim()).filter(
-    (s) => s !== "",
-  );
-  if (symbols.length === 0) throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
+  const refreshMs = o.refresh ?? (tty ? 2000 : 5000);
+  const symbols = o.symbols;
+  // What the children get: the demo's settings, overridden by the flags given.
+  const forwarded = demoForwarded(given, symbols);
   const { childPermissions, Supervisor, safeWriter } = await import("./supervisor.ts");
   const { denoRunArgs, projectFiles } = await import("../common/child.ts");
   const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
@@ -77,7 +84,7 @@ export async function main(args: string[]): Promise<number> {
   };
   const log = createLogger("demo", { write: errOut });
 
-  const { pipelineChildren, STOP_DEADLINE_MS } = await import("./start_main.ts");
+  const { STOP_DEADLINE_MS } = await import("./start_main.ts");
   const { collectStatus } = await import("./status.ts");
   const { renderDashboard, renderSummaryLine } = await import("./dashboard.ts");
   const { createKafka } = await import("../common/kafka.ts");
@@ -172,13 +179,7 @@ export async function main(args: string[]): Promise<number> {
       "0.002",
     ],
   });
-  for (
-    const spec of pipelineChildren(config, {
-      source: DEMO_SOURCE,
-      symbols: symbols.join(","),
-      ...DEMO_SETTINGS,
-    })
-  ) sup.add(spec);
+  for (const spec of pipelineChildren(config, forwarded)) sup.add(spec);
 
   const kafka = createKafka(config.brokers, {
     clientId: "tickpipe-demo",
@@ -194,8 +195,9 @@ export async function main(args: string[]): Promise<number> {
     symbols,
     topic: config.topic,
     logPath,
-    settings:
-      `trigger ${DEMO_SETTINGS.trigger}, sensor every ${DEMO_SETTINGS.every}, idle timeout ${DEMO_SETTINGS.idleTimeout}`,
+    settings: `trigger ${forwarded.trigger}, sensor every ${forwarded.every}, idle timeout ${
+      forwarded["idle-timeout"]
+    }`,
     until: durationMs === undefined
       ? "Ctrl-C to stop"
       : `stopping after ${Math.round(durationMs / 1000)} s`,

@@ -187,7 +187,11 @@ Deno.test("sensor launcher: deno by name, -P=aggregate with derived lists, abs c
     mainPath: "/repo/main.ts",
     execPath: "/opt/bin/tickpipe-sensor",
   };
-  const c = buildAggregateCommand({ ...base, standalone: false, trigger: "1s", idleTimeout: "3s" });
+  const c = buildAggregateCommand({
+    ...base,
+    standalone: false,
+    aggregatorArgs: ["--trigger", "1s", "--idle-timeout", "3s"],
+  });
   assert.equal(c.command, "deno");
   assert.deepEqual(c.args, [
     "run",

@@ -1,0 +1,218 @@
+/**
+ * The flags of `ingest` and `simulate`, declared once: the commands parse them, `start` and
+ * `demo` accept ingest's and forward what was set (common/options.ts), and the launcher reads the
+ * addresses and paths from them (common/permissions.ts). No imports that need a permission.
+ * @module
+ */
+
+import { CONNECTION_FLAGS, HELP_FLAG } from "../common/cli.ts";
+import { ConfigError } from "../common/config.ts";
+import { metricsFlags } from "../common/metrics_flags.ts";
+import type { OptionsTable } from "../common/options.ts";
+import { DEFAULT_SOURCE } from "./client.ts";
+import { defaultSpoolDir } from "./spool.ts";
+
+/** Symbols ingest subscribes to when `--symbols` is not given. */
+export const DEFAULT_SYMBOLS = "AAPL,MSFT,NVDA,BTC-USD,ETH-USD";
+
+/** Default of --max-record-bytes: below Kafka's default message.max.bytes of 1,048,588. */
+export const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
+
+/** Parses a `--source` value: a ws:// or wss:// URL. */
+export function parseSource(raw: string, flag = "--source"): string {
+  let ok = /^wss?:\/\/[^\s]+$/.test(raw);
+  try {
+    new URL(raw);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new ConfigError(`${flag} "${raw}" is not a ws:// or wss:// URL`);
+  return raw;
+}
+
+/** Parses a comma-separated symbol list (blank items dropped); at least one symbol. */
+export function parseSymbols(raw: string, flag = "--symbols"): string[] {
+  const symbols = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (symbols.length === 0) throw new ConfigError(`${flag} "${raw}" names no symbol`);
+  return symbols;
+}
+
+/** Ingest's tuning flags (defaults applied when they are parsed: common/options.ts). */
+export const INGEST_FLAGS = {
+  source: {
+    kind: "string",
+    arg: "URL",
+    help: "WebSocket URL",
+    default: DEFAULT_SOURCE,
+    parse: parseSource,
+  },
+  symbols: {
+    kind: "string",
+    arg: "A,B,...",
+    help: "symbols to subscribe to, sharded 100 per connection",
+    default: DEFAULT_SYMBOLS.split(","),
+    shown: DEFAULT_SYMBOLS,
+    parse: parseSymbols,
+  },
+  partitions: { kind: "int", arg: "N", help: "partitions of topics created here", default: 3 },
+  linger: {
+    kind: "duration",
+    zero: true,
+    arg: "DURATION",
+    help: "max wait for a batch to fill",
+    default: 5,
+  },
+  "batch-size": { kind: "int", arg: "N", help: "max records per Kafka batch", default: 5000 },
+  "max-memory-ticks": {
+    kind: "int",
+    arg: "N",
+    help: "records held in memory before the oldest are spooled; after 1 s of failing Kafka " +
+      "sends everything is spooled anyway",
+    default: 100_000,
+  },
+  "max-spool-bytes": {
+    kind: "int",
+    arg: "N",
+    help: "disk spool bound; past it new ticks are dropped and counted",
+    default: 1024 ** 3,
+  },
+  "max-record-bytes": {
+    kind: "int",
+    arg: "N",
+    min: 1024,
+    help: "records over this many UTF-8 bytes go to <topic>.dlq as too_large; Kafka's default " +
+      "limit is 1048588",
+    default: DEFAULT_MAX_RECORD_BYTES,
+  },
+  "spool-dir": {
+    kind: "string",
+    arg: "DIR",
+    help: "spool directory",
+    shown: defaultSpoolDir("<topic>"),
+  },
+  "progress-every": {
+    kind: "duration",
+    zero: true,
+    arg: "DURATION",
+    help: "progress line interval, 0 = none",
+    default: 10_000,
+  },
+  record: {
+    kind: "string",
+    arg: "FILE",
+    help: 'save every raw frame received, one per line (replay with "deno task simulate ' +
+      '--replay FILE")',
+  },
+  duration: {
+    kind: "duration",
+    arg: "DURATION",
+    help: "stop after this long",
+    shown: "until SIGINT/SIGTERM",
+  },
+  "silence-timeout": {
+    kind: "duration",
+    arg: "DURATION",
+    help: "reconnect after this long without frames",
+    default: 60_000,
+  },
+  "max-future": {
+    kind: "duration",
+    arg: "DURATION",
+    help: "reject ticks further ahead of the receive time",
+    default: 300_000,
+  },
+  "flush-timeout": {
+    kind: "duration",
+    arg: "DURATION",
+    help: "at shutdown, wait this long for Kafka before spooling",
+    default: 30_000,
+  },
+} as const satisfies OptionsTable;
+
+/** The spool directory: `--spool-dir`, else the topic's folder under .data/spool. */
+export function spoolDirOf(spoolDir: string | undefined, topic: string): string {
+  return spoolDir ?? defaultSpoolDir(topic);
+}
+
+/** Ingest's connection flags: Kafka only (ingest reads no database or KV setting). */
+export const INGEST_CONNECTION_FLAGS = {
+  brokers: CONNECTION_FLAGS.brokers,
+  topic: CONNECTION_FLAGS.topic,
+} as const satisfies OptionsTable;
+
+/** Every flag of `ingest`. */
+export const INGEST_COMMAND = {
+  ...INGEST_FLAGS,
+  ...metricsFlags("ingest"),
+  ...HELP_FLAG,
+  ...INGEST_CONNECTION_FLAGS,
+} as const satisfies OptionsTable;
+
+/** Where the simulator listens by default (ingest/simulator.ts: a unit test keeps them equal). */
+export const SIMULATOR_LISTEN = { hostname: "127.0.0.1", port: 8765 } as const;
+
+const fraction = (help: string) =>
+  ({ kind: "number", min: 0, max: 1, arg: "F", help, default: 0 }) as const;
+
+/**
+ * The simulator's flags. `--port` and `--hostname` are applied here (the launcher allows exactly
+ * that address); the others are shown and applied by the simulator (ingest/simulator.ts).
+ */
+export const SIMULATE_FLAGS = {
+  port: {
+    kind: "int",
+    zero: true,
+    max: 65535,
+    arg: "N",
+    help: "TCP port, 0 = ephemeral",
+    default: SIMULATOR_LISTEN.port,
+  },
+  hostname: {
+    kind: "string",
+    arg: "H",
+    help: "interface to bind",
+    default: SIMULATOR_LISTEN.hostname,
+  },
+  rate: { kind: "number", min: 0, arg: "N", help: "ticks per second in total", shown: "10" },
+  seed: { kind: "int", zero: true, arg: "N", help: "PRNG seed", shown: "1" },
+  "late-fraction": fraction("ticks with event time 20 min in the past"),
+  "out-of-order-fraction": fraction("ticks with event time 1-5 s in the past"),
+  "malformed-fraction": fraction("garbage frames of various kinds"),
+  "future-fraction": fraction("ticks with event time one day ahead"),
+  "heartbeat-ms": {
+    kind: "int",
+    zero: true,
+    arg: "N",
+    help: "heartbeat envelope interval to v2 clients, 0 = none",
+    shown: "5000",
+  },
+  "disconnect-every": {
+    kind: "number",
+    min: 0,
+    arg: "S",
+    help: "close all client sockets every S seconds",
+    shown: "never",
+  },
+  replay: {
+    kind: "string",
+    arg: "FILE",
+    help: "replay raw frames from FILE (one per line) at --rate, then exit",
+  },
+  duration: {
+    kind: "number",
+    arg: "S",
+    help: "stop after S seconds",
+    shown: "until Ctrl-C",
+    parse: (raw: string, flag: string): number => {
+      const n = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(n) || n <= 0) {
+        throw new ConfigError(`${flag} "${raw}" is invalid: expected a number of seconds > 0`);
+      }
+      return n;
+    },
+  },
+  log: { kind: "string", arg: "FILE", help: "write one JSON line per sent frame to FILE" },
+} as const satisfies OptionsTable;
+
+/** Every flag of `simulate`. */
+export const SIMULATE_COMMAND = { ...SIMULATE_FLAGS, ...HELP_FLAG } as const satisfies OptionsTable;
