@@ -60,9 +60,6 @@ export const HELP_FLAG = {
 /** The flags of a command with only connection flags (and help). */
 export const BASE_COMMAND = { ...HELP_FLAG, ...CONNECTION_FLAGS } as const satisfies OptionsTable;
 
-/** Flags every command that talks to Kafka/PostgreSQL/KV accepts (node:util parseArgs). */
-export const BASE_OPTIONS = parseArgsConfig(BASE_COMMAND);
-
 /** Title of the connection flags' help section. */
 export const CONNECTION_TITLE = "Connection flags (override the environment):";
 

@@ -186,25 +186,6 @@ export function loadBaseConfig(
   };
 }
 
-/** Parses a positive number flag (`name` for messages); `undefined` keeps `fallback`. */
-export function parsePositive(
-  value: string | undefined,
-  name: string,
-  options: { fallback: number; integer?: boolean; min?: number },
-): number {
-  if (value === undefined) return options.fallback;
-  const n = Number(value);
-  const min = options.min ?? Number.MIN_VALUE;
-  if (!Number.isFinite(n) || n < min || (options.integer && !Number.isInteger(n))) {
-    throw new ConfigError(
-      `${name} "${value}" is invalid: expected ${options.integer ? "an integer" : "a number"} >= ${
-        options.min ?? "0 (exclusive)"
-      }`,
-    );
-  }
-  return n;
-}
-
 /** Formats `ms` the way {@linkcode parseDuration} reads it: `300000` → `5m`, `1500` → `1500ms`. */
 export function durationText(ms: number): string {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;

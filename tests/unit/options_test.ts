@@ -6,7 +6,14 @@
 // flag added later is covered (a flag with its own parser needs a sample in option_samples.ts).
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../../common/cli.ts";
-import { ConfigError, loadBaseConfig } from "../../common/config.ts";
+import {
+  BASE_SETTINGS,
+  ConfigError,
+  durationText,
+  loadBaseConfig,
+  parseDuration,
+  resolveSetting,
+} from "../../common/config.ts";
 import {
   forwardArgs,
   type OptionSpec,
@@ -379,4 +386,51 @@ Deno.test("options: --help of every command lists each of its flags, from its ta
   });
   assert.ok(usage.split("\n").every((l) => l.length <= 100), usage);
   assert.match(usage, /\(default 3\)$/);
+});
+
+Deno.test("shared settings: flag over environment over default, one resolver, the source named", () => {
+  const rnd = prng(15);
+  const values: Record<string, string[]> = {
+    brokers: ["a:1", "b:2,c:3", "[::1]:9"],
+    "database-url": ["postgres://u:p@h:5/d", "postgresql://x@y/z"],
+    topic: ["t1", "prices.x"],
+    kv: ["a.kv", "/tmp/k/x.kv"],
+  };
+  for (let i = 0; i < 500; i++) {
+    for (const name of Object.keys(BASE_SETTINGS) as (keyof typeof BASE_SETTINGS)[]) {
+      const s = BASE_SETTINGS[name];
+      const pick = () => values[name][Math.floor(rnd() * values[name].length)];
+      const flag = rnd() < 0.4 ? pick() : undefined;
+      const env = rnd() < 0.5 ? pick() : rnd() < 0.2 ? "" : undefined;
+      const r = resolveSetting({ [name]: flag }, name, {
+        env: (n) => (n === s.env ? env : undefined),
+      });
+      const [raw, source] = flag !== undefined
+        ? [flag, `--${name}`]
+        : env !== undefined && env !== ""
+        ? [env, s.env]
+        : [s.fallback, s.env];
+      assert.deepEqual([r.raw, r.source], [raw, source], `${name} ${flag} ${env}`);
+      assert.deepEqual(r.value, s.parse(raw, source));
+    }
+  }
+  assert.throws(() => resolveSetting({ kv: " " }, "kv"), /--kv is empty/);
+  assert.throws(
+    () => loadBaseConfig({}, { env: (n) => (n === "KAFKA_BROKERS" ? "nope" : undefined) }),
+    /KAFKA_BROKERS has an invalid broker "nope"/,
+  );
+});
+
+Deno.test("durations: durationText is what parseDuration reads back", () => {
+  const rnd = prng(16);
+  for (let i = 0; i < 2000; i++) {
+    const ms = 1 + Math.floor(rnd() * 10 ** (1 + Math.floor(rnd() * 8)));
+    assert.equal(parseDuration(durationText(ms), "--x", { fallbackMs: 0 }), ms, String(ms));
+  }
+  assert.deepEqual([300_000, 1500, 3_600_000, 45_000].map(durationText), [
+    "5m",
+    "1500ms",
+    "1h",
+    "45s",
+  ]);
 });
