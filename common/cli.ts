@@ -8,10 +8,10 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { BASE_SETTINGS, ConfigError } from "./config.ts";
 import { redact } from "./log.ts";
 import {
+  type Options,
   type OptionsTable,
   optionsUsage,
   parseArgsConfig,
-  type RawValues,
   type ResolvedOptions,
   resolveOptions,
 } from "./options.ts";
@@ -105,7 +105,7 @@ export function printOut(text: string): void {
 /** A command line parsed with a command's table. */
 export interface CommandLine<T extends OptionsTable> {
   /** The flags as given (what a parent forwards to its children). */
-  given: RawValues;
+  given: Options<T>;
   /** Every flag of the table parsed, defaults applied. */
   options: ResolvedOptions<T>;
   /** Positional arguments. */
@@ -122,7 +122,7 @@ export function parseCommandLine<T extends OptionsTable>(
   table: T,
 ): CommandLine<T> {
   const { values, positionals } = parseFlags([...args], parseArgsConfig(table));
-  const given: RawValues = { ...values };
-  const options = resolveOptions(table, given.help === true ? { help: true } : given);
+  const given = { ...values } as Options<T>;
+  const options = resolveOptions(table, values.help === true ? { help: true } : given);
   return { given, options, positionals };
 }

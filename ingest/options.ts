@@ -152,7 +152,7 @@ export const INGEST_COMMAND = {
 export const SIMULATOR_LISTEN = { hostname: "127.0.0.1", port: 8765 } as const;
 
 const fraction = (help: string) =>
-  ({ kind: "number", min: 0, max: 1, arg: "F", help, default: 0 }) as const;
+  ({ kind: "number", min: 0, max: 1, arg: "F", help, shown: "0" }) as const;
 
 /**
  * The simulator's flags. `--port` and `--hostname` are applied here (the launcher allows exactly
