@@ -83,7 +83,7 @@ export async function planLaunch(
       const probe = options.probe ??
         (async (b: string[]) =>
           (await import("../common/kafka_metadata.ts")).probeAdvertisedBrokers(b));
-      const learned = await probe(configuredBrokers(args, { env }));
+      const learned = await probe(configuredBrokers(command, args, { env }));
       if (learned !== null && learned.length > 0) {
         kafkaHosts = learned;
         extraEnv.TICKPIPE_KAFKA_HOSTS = learned.join(",");
