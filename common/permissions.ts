@@ -24,6 +24,7 @@ import {
 } from "./config.ts";
 import { redact } from "./log.ts";
 import { hostPort, METRICS_PORTS, parseMetricsHost, parseMetricsPort } from "./metrics_flags.ts";
+import { DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT } from "./dashboard_flags.ts";
 import { DEFAULT_SOURCE } from "../ingest/client.ts";
 import { defaultSpoolDir } from "../ingest/spool.ts";
 
@@ -83,14 +84,18 @@ type Resource =
   | "data"
   | "outDir"
   | "metrics"
-  | "treeMetrics";
+  | "treeMetrics"
+  | "dashboard"
+  | "webAssets";
 
 /** Where the simulator listens by default (ingest/simulator.ts; a unit test keeps them equal). */
 export const SIMULATOR_DEFAULT = { hostname: "127.0.0.1", port: 8765 } as const;
 
 /**
- * The resources of each command. `start` reaches nothing itself (its children get their own
- * lists); `compile` bakes the aggregator's and the sensor's lists into the binaries.
+ * The resources of each command. `start` reaches nothing itself but its metrics and dashboard
+ * addresses (its children get their own lists: the dashboard child reads Kafka, PostgreSQL and
+ * KV, `start` only checks that its address is free); `compile` bakes the aggregator's and the
+ * sensor's lists into the binaries.
  */
 const COMMANDS: Record<string, CommandResources> = {
   services: { resources: ["kafka", "database"], probesKafka: true },
@@ -101,8 +106,12 @@ const COMMANDS: Record<string, CommandResources> = {
   sensor: { resources: ["kafka", "kv", "metrics"], probesKafka: true },
   offsets: { resources: ["kafka", "kv"], probesKafka: true },
   status: { resources: ["kafka", "database", "kv"], probesKafka: true },
-  start: { resources: ["treeMetrics"], probesKafka: true },
-  demo: { resources: ["kafka", "database", "kv", "data"], probesKafka: true },
+  start: { resources: ["treeMetrics", "dashboard"], probesKafka: true },
+  demo: { resources: ["kafka", "database", "kv", "data", "dashboard"], probesKafka: true },
+  dashboard: {
+    resources: ["kafka", "database", "kv", "dashboard", "webAssets"],
+    probesKafka: true,
+  },
   compile: { resources: ["outDir"], probesKafka: true },
 };
 
@@ -120,6 +129,8 @@ const FLAGS = {
   "out-dir": { type: "string" },
   "metrics-port": { type: "string" },
   "metrics-host": { type: "string" },
+  "dashboard-port": { type: "string" },
+  "dashboard-host": { type: "string" },
 } as const;
 
 /** True when `command` has derived permissions (else the launcher runs it with its set only). */
@@ -423,6 +434,34 @@ export function commandAccess(
         }
         break;
       }
+      case "dashboard": {
+        // The web dashboard's address (default 127.0.0.1:8080; port 0 = none). start and demo
+        // only check it is free before their dashboard child binds it.
+        const raw = str(flags["dashboard-port"]) ?? String(DEFAULT_DASHBOARD_PORT);
+        const port = parseMetricsPort(raw, { flag: "--dashboard-port", allowZero: true })!;
+        if (port === 0) break;
+        const h = str(flags["dashboard-host"]);
+        const host = h === undefined
+          ? DEFAULT_DASHBOARD_HOST
+          : parseMetricsHost(h, "--dashboard-host");
+        add({
+          kind: "net",
+          target: hostPort(host, port),
+          what: "dashboard address",
+          setting: `--dashboard-port ${raw}`,
+          settings: "--dashboard-host / --dashboard-port",
+        });
+        break;
+      }
+      case "webAssets":
+        add({
+          kind: "read",
+          target: `${options.root ?? projectRoot()}pipeline/web`,
+          what: "dashboard page folder",
+          setting: "pipeline/web/",
+          settings: "the project's pipeline/web/ folder",
+        });
+        break;
       case "outDir": {
         const o = setting(flags, "out-dir", env, null, "dist");
         add({

@@ -6,7 +6,12 @@
  */
 
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
-import { loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
+import { loadBaseConfig, parseDuration, parsePositive, readEnv } from "../common/config.ts";
+import {
+  DASHBOARD_OPTIONS,
+  dashboardUsage,
+  resolveDashboardSettings,
+} from "../common/dashboard_flags.ts";
 import { createLogger } from "../common/log.ts";
 
 const USAGE = `Usage: tickpipe demo [flags]
@@ -17,7 +22,8 @@ against it with demo settings (5 s trigger, 2 min idle timeout, sensor --every 5
 windows appear in price_windows within seconds. Shows ticks in, dead letters, lag,
 aggregator state, watermark, windows written and the latest 5-minute candles; in a
 terminal as a live screen, otherwise one line per refresh. Child output goes to
-.data/demo.log.
+.data/demo.log. The live web dashboard (candles per symbol and resolution, partitions,
+processes) is at http://127.0.0.1:8080/ unless --dashboard-port 0.
 
 Flags:
   --duration DUR     run this long (e.g. 60 or 90s), then stop everything and print a
@@ -25,6 +31,7 @@ Flags:
   --rate N           simulator ticks per second (default 50)
   --symbols A,B,...  default ${"AAPL,MSFT,NVDA,TSLA,BTC-USD,ETH-USD"}
   --refresh DUR      dashboard refresh (default 2s in a terminal, 5s when piped)
+${dashboardUsage({ column: 23 })}
 
 ${BASE_USAGE}`;
 
@@ -45,6 +52,7 @@ export async function main(args: string[]): Promise<number> {
     rate: { type: "string" },
     symbols: { type: "string" },
     refresh: { type: "string" },
+    ...DASHBOARD_OPTIONS,
   });
   if (values.help) {
     console.log(USAGE);
@@ -64,6 +72,7 @@ export async function main(args: string[]): Promise<number> {
     (s) => s !== "",
   );
   if (symbols.length === 0) throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
+  const dashboard = resolveDashboardSettings(values, { env: readEnv });
   const { childPermissions, Supervisor, safeWriter } = await import("./supervisor.ts");
   const { denoRunArgs, projectFiles } = await import("../common/child.ts");
   const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
@@ -77,7 +86,9 @@ export async function main(args: string[]): Promise<number> {
   };
   const log = createLogger("demo", { write: errOut });
 
-  const { pipelineChildren, STOP_DEADLINE_MS } = await import("./start_main.ts");
+  const { dashboardBoard, pipelineChildren, STOP_DEADLINE_MS } = await import("./start_main.ts");
+  // A taken dashboard port fails fast (exit 2), before the services are even checked.
+  const board = await dashboardBoard(dashboard, "demo");
   const { collectStatus } = await import("./status.ts");
   const { renderDashboard, renderSummaryLine } = await import("./dashboard.ts");
   const { createKafka } = await import("../common/kafka.ts");
@@ -138,10 +149,11 @@ export async function main(args: string[]): Promise<number> {
   };
   let simulatorDied: string | undefined;
   const events = Promise.withResolvers<void>();
-  const sup = new Supervisor({
+  const sup: InstanceType<typeof Supervisor> = new Supervisor({
     logger: createLogger("demo", { write }),
     write,
     onEvent: (e) => {
+      board.event(e, (line) => sup.send("dashboard", line));
       if (sup.stopping) return;
       if (e.kind === "exited" && e.child === "simulate") {
         simulatorDied = `the simulator exited with code ${e.code} (is port 8765 in use?)`;
@@ -153,6 +165,7 @@ export async function main(args: string[]): Promise<number> {
     },
   });
   live.sup = sup;
+  board.track("simulate", { restart: false });
   sup.add({
     name: "simulate",
     command: "simulate",
@@ -177,8 +190,12 @@ export async function main(args: string[]): Promise<number> {
       source: DEMO_SOURCE,
       symbols: symbols.join(","),
       ...DEMO_SETTINGS,
+      dashboard: { ...dashboard, refresh: "2s" },
     })
-  ) sup.add(spec);
+  ) {
+    board.track(spec.name, { restart: true });
+    sup.add(spec);
+  }
 
   const kafka = createKafka(config.brokers, {
     clientId: "tickpipe-demo",
@@ -189,13 +206,19 @@ export async function main(args: string[]): Promise<number> {
   const kv = await openKv(config.kvPath);
   const started = Date.now();
   const deadline = durationMs === undefined ? Infinity : started + durationMs;
+  const dashboardUrl = dashboard.port === 0
+    ? null
+    : `http://${
+      dashboard.hostname.includes(":") ? `[${dashboard.hostname}]` : dashboard.hostname
+    }:${dashboard.port}/`;
   const header = {
     source: DEMO_SOURCE.replace(/\/\?.*$/, ""),
     symbols,
     topic: config.topic,
     logPath,
     settings:
-      `trigger ${DEMO_SETTINGS.trigger}, sensor every ${DEMO_SETTINGS.every}, idle timeout ${DEMO_SETTINGS.idleTimeout}`,
+      `trigger ${DEMO_SETTINGS.trigger}, sensor every ${DEMO_SETTINGS.every}, idle timeout ${DEMO_SETTINGS.idleTimeout}` +
+      (dashboardUrl === null ? "" : `; web dashboard ${dashboardUrl}`),
     until: durationMs === undefined
       ? "Ctrl-C to stop"
       : `stopping after ${Math.round(durationMs / 1000)} s`,
@@ -255,6 +278,7 @@ export async function main(args: string[]): Promise<number> {
     if (tty) raw("\x1b[?25h\n");
   }
   signals.begin(simulatorDied ? "simulator" : "duration");
+  board.stopping((line) => sup.send("dashboard", line));
   errOut(
     simulatorDied
       ? `demo: ${simulatorDied}; stopping (details in ${logPath})`

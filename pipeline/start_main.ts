@@ -5,7 +5,20 @@
  */
 
 import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
-import { type BaseConfig, loadBaseConfig, parseDuration, parsePositive } from "../common/config.ts";
+import {
+  type BaseConfig,
+  loadBaseConfig,
+  parseDuration,
+  parsePositive,
+  readEnv,
+} from "../common/config.ts";
+import {
+  DASHBOARD_OPTIONS,
+  DASHBOARD_TOKEN_ENV,
+  type DashboardSettings,
+  dashboardUsage,
+  resolveDashboardSettings,
+} from "../common/dashboard_flags.ts";
 import { createLogger } from "../common/log.ts";
 import { EXIT_CUT, watchStopSignals } from "../common/signals.ts";
 import {
@@ -54,6 +67,10 @@ Flags:
                        (default ${METRICS_PORTS.start}; 0 = no metrics)
   --metrics-host HOST  address of start's metrics endpoint (default ${DEFAULT_METRICS_HOST}; children
                        always bind 127.0.0.1)
+${dashboardUsage({ column: 23 })}
+                       The dashboard is a child of its own ("dashboard" permission set: Kafka,
+                       PostgreSQL and KV to read, its address to listen on); start sends it
+                       the state of its children.
 
 ${BASE_USAGE}`;
 
@@ -77,6 +94,8 @@ export interface StartOptions {
   minNew?: string;
   /** Start's metrics port P (children get P+1..P+3); undefined or 0: no metrics. */
   metricsPort?: number;
+  /** The web dashboard child (absent or port 0: none). */
+  dashboard?: DashboardSettings & { refresh?: string };
 }
 
 /** A child of `start` as {@linkcode pipelineChildren} builds it. */
@@ -89,6 +108,8 @@ export interface PipelineChild {
   args: string[];
   /** Extra environment. */
   env?: Record<string, string>;
+  /** "piped" for the dashboard, which reads its siblings' states on stdin. */
+  stdin?: "piped";
 }
 
 /** Validates the `start` options the children would reject, so a typo fails fast with exit 2. */
@@ -153,7 +174,37 @@ export function pipelineChildren(config: BaseConfig, options: StartOptions): Pip
       // The sensor hands DATABASE_URL to the aggregator through the environment, never argv.
       env: { DATABASE_URL: config.databaseUrl },
     },
+    ...dashboardChild(config, options),
   ];
+}
+
+/** The dashboard child, when one is configured (pure): secrets in its environment only. */
+function dashboardChild(config: BaseConfig, options: StartOptions): PipelineChild[] {
+  const d = options.dashboard;
+  if (d === undefined || d.port === 0) return [];
+  const env: Record<string, string> = { DATABASE_URL: config.databaseUrl };
+  if (d.token !== null) env[DASHBOARD_TOKEN_ENV] = d.token;
+  return [{
+    name: "dashboard",
+    command: "dashboard",
+    args: [
+      "--brokers",
+      config.brokers.join(","),
+      "--topic",
+      config.topic,
+      "--kv",
+      config.kvPath,
+      "--dashboard-port",
+      String(d.port),
+      "--dashboard-host",
+      d.hostname,
+      "--supervised",
+      ...(options.symbols === undefined ? [] : ["--symbols", options.symbols]),
+      ...(d.refresh === undefined ? [] : ["--refresh", d.refresh]),
+    ],
+    env,
+    stdin: "piped",
+  }];
 }
 
 /** Parses `start` flags. */
@@ -169,6 +220,7 @@ export function parseStartFlags(args: string[]) {
     every: { type: "string" },
     "min-new": { type: "string" },
     ...METRICS_OPTIONS,
+    ...DASHBOARD_OPTIONS,
   });
 }
 
@@ -195,11 +247,13 @@ export async function main(args: string[]): Promise<number> {
     metricsPort: parseMetricsPort(values["metrics-port"] ?? String(METRICS_PORTS.start), {
       allowZero: true,
     }),
+    dashboard: resolveDashboardSettings(values, { env: readEnv }),
   };
   validateStartOptions(options);
   const metricsHost = parseMetricsHost(values["metrics-host"]);
   const { Supervisor, safeWriter } = await import("./supervisor.ts");
   const log = createLogger("start", { write: safeWriter(Deno.stderr) });
+  const board = await dashboardBoard(options.dashboard!, "start");
   const children = pipelineChildren(config, options);
   // Start's endpoint is up before any child starts: a taken port fails fast (exit 2).
   const metrics = options.metricsPort
@@ -210,15 +264,19 @@ export async function main(args: string[]): Promise<number> {
     })
     : undefined;
   const fatal = Promise.withResolvers<string>();
-  const sup = new Supervisor({
+  const sup: InstanceType<typeof Supervisor> = new Supervisor({
     logger: log,
     onEvent: (e) => {
+      board.event(e, (line) => sup.send("dashboard", line));
       if (e.kind === "fatal") fatal.resolve(e.reason);
       if (e.kind === "started" && e.start > 1) metrics?.childRestarted(e.child);
     },
   });
   log.info("starting pipeline", { topic: config.topic, kv: config.kvPath, pid: Deno.pid });
-  for (const spec of children) sup.add(spec);
+  for (const spec of children) {
+    board.track(spec.name, { restart: true });
+    sup.add(spec);
+  }
   // One stop request, however many copies arrive (a group kill on `deno task start` delivers one
   // copy and deno task forwards another): the children get one SIGTERM each and are awaited; a
   // later request cuts only after STOP_DEADLINE_MS, by SIGKILLing every child's process group.
@@ -241,6 +299,7 @@ export async function main(args: string[]): Promise<number> {
     stops.begin("fatal");
     log.error("stopping: a child cannot run", { reason: why.fatal });
   }
+  board.stopping((line) => sup.send("dashboard", line));
   await sup.stop();
   await metrics?.close();
   stops.dispose();
@@ -248,6 +307,42 @@ export async function main(args: string[]): Promise<number> {
     exits: Object.fromEntries(sup.children.map((c) => [c.spec.name, c.lastExit ?? null])),
   });
   return why.fatal ? 1 : 0;
+}
+
+/** What start and demo do for their dashboard child: track their children, send it the states. */
+export interface DashboardBoard {
+  /** Registers a child. */
+  track(name: string, options: { restart: boolean }): void;
+  /** Applies a supervisor event and sends the states through `send`. */
+  event(e: import("./supervisor.ts").SupervisorEvent, send: (line: string) => void): void;
+  /** Marks the children as stopping and sends the states through `send`. */
+  stopping(send: (line: string) => void): void;
+}
+
+/**
+ * Checks that the dashboard's address can be bound (a taken port fails fast with exit 2, before
+ * any child starts) and returns the process board feeding it (a no-op without a dashboard).
+ */
+export async function dashboardBoard(
+  settings: DashboardSettings,
+  permissionSet: string,
+): Promise<DashboardBoard> {
+  if (settings.port === 0) return { track() {}, event() {}, stopping() {} };
+  const { checkDashboardAddress } = await import("./web/server.ts");
+  checkDashboardAddress(settings, { permissionSet });
+  const { ProcessTracker, processLine } = await import("./web/processes.ts");
+  const tracker = new ProcessTracker();
+  return {
+    track: (name, o) => tracker.track(name, o),
+    event(e, send) {
+      tracker.apply(e, Date.now());
+      send(processLine(tracker.list()));
+    },
+    stopping(send) {
+      tracker.stopping(Date.now());
+      send(processLine(tracker.list()));
+    },
+  };
 }
 
 /** Serves the merged metrics of start's tree on `port` (children at port+1..port+3). */

@@ -1,0 +1,119 @@
+/**
+ * `tickpipe dashboard`: the live web dashboard. `start` and `demo` run it as a child (its own
+ * permission set: Kafka, PostgreSQL and KV to read, its address to listen on) and send it their
+ * children's states on stdin (`--supervised`); run alone, it watches a pipeline run elsewhere.
+ * @module
+ */
+
+import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../../common/cli.ts";
+import { loadBaseConfig, parseDuration, parsePositive, readEnv } from "../../common/config.ts";
+import {
+  DASHBOARD_OPTIONS,
+  DASHBOARD_TOKEN_ENV,
+  dashboardUsage,
+  resolveDashboardSettings,
+} from "../../common/dashboard_flags.ts";
+import { addSecret, createLogger } from "../../common/log.ts";
+
+const USAGE = `Usage: tickpipe dashboard [flags]
+
+Serves the live web dashboard: per symbol a candlestick chart of price_windows for each
+resolution the aggregator runs (final windows solid, open ones hollow, gaps grey, VWAP as a
+line, late ticks as markers), per partition lag and watermark, and the state of each process;
+the page updates itself by server-sent events. start and demo run it for you.
+
+Flags:
+${dashboardUsage()}
+  --symbols A,B,...    symbols to chart (default: the ${12} most recently written)
+  --refresh DUR        refresh interval while a page is open (default 2s)
+  --bars N             candles per chart (default 120)
+  --supervised         read process states from stdin (start/demo); exit when it closes
+
+${BASE_USAGE}`;
+
+/** Runs the command; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, {
+    ...BASE_OPTIONS,
+    ...DASHBOARD_OPTIONS,
+    symbols: { type: "string" },
+    refresh: { type: "string" },
+    bars: { type: "string" },
+    supervised: { type: "boolean" },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length > 0) {
+    throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
+  }
+  const config = loadBaseConfig(values);
+  const settings = resolveDashboardSettings(values, { env: readEnv });
+  if (settings.token !== null) addSecret(settings.token);
+  if (settings.port === 0) {
+    throw new UsageError(`--dashboard-port 0 serves no dashboard: expected a port from 1 to 65535`);
+  }
+  const refreshMs = parseDuration(values.refresh, "--refresh", { fallbackMs: 2000 });
+  const bars = parsePositive(values.bars, "--bars", { fallback: 120, integer: true, min: 1 });
+  const symbols = values.symbols?.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (values.symbols !== undefined && symbols!.length === 0) {
+    throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
+  }
+  const log = createLogger("dashboard");
+  const { createKafka } = await import("../../common/kafka.ts");
+  const { createPool } = await import("../../common/pg.ts");
+  const { openKv } = await import("../../common/kv.ts");
+  const { exitDenied } = await import("../../common/permissions.ts");
+  const { watchStopSignals } = await import("../../common/signals.ts");
+  const { pumpLines } = await import("../../common/child.ts");
+  const { collectDashboard } = await import("./data.ts");
+  const { parseProcessLine } = await import("./processes.ts");
+  const { serveDashboard } = await import("./server.ts");
+
+  const kafka = createKafka(config.brokers, {
+    clientId: "tickpipe-dashboard",
+    retries: 1,
+    logger: createLogger("dashboard", { level: "error" }),
+    onDenied: exitDenied,
+  });
+  const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-dashboard", max: 3 });
+  const kv = await openKv(config.kvPath);
+  let processes: import("./types.ts").ProcessView[] = [];
+  const server = await serveDashboard(
+    (previous) =>
+      collectDashboard(config, { kafka, pool, kv }, { symbols, bars, processes, previous }),
+    {
+      hostname: settings.hostname,
+      port: settings.port,
+      token: settings.token,
+      refreshMs,
+      logger: log,
+      permissionSet: "dashboard",
+    },
+  ).catch(async (e) => {
+    kv.close();
+    await pool.end().catch(() => {});
+    throw e;
+  });
+  if (settings.token !== null) {
+    log.info(`open ${server.url}?token=<the value of ${DASHBOARD_TOKEN_ENV}> once in a browser`);
+  }
+  const stops = watchStopSignals({ logger: log, deadlineMs: 10_000 });
+  const parentGone = Promise.withResolvers<string>();
+  if (values.supervised) {
+    // start/demo write one JSON line per change of their children; EOF: the parent is gone.
+    pumpLines(Deno.stdin.readable, (line) => {
+      const list = parseProcessLine(line);
+      if (list !== null) processes = list;
+    }).then(() => parentGone.resolve("stdin closed"));
+  }
+  const why = await Promise.race([stops.requested, parentGone.promise]);
+  stops.begin(why);
+  log.info("stopping the dashboard", { reason: why });
+  await server.close();
+  kv.close();
+  await pool.end().catch(() => {});
+  stops.dispose();
+  return 0;
+}
