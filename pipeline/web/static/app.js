@@ -147,7 +147,7 @@ function newChart(box, symbol, last) {
     },
     grid: { vertLines: { color: "#eef1f4" }, horzLines: { color: "#eef1f4" } },
     rightPriceScale: { scaleMargins: { top: 0.08, bottom: 0.24 } },
-    timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 2 },
+    timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 2, maxBarSpacing: 28 },
     crosshair: { mode: 0 },
   });
   const precision = precisionOf(last);
