@@ -12,7 +12,7 @@ import {
   dashboardUsage,
   resolveDashboardSettings,
 } from "../common/dashboard_flags.ts";
-import { createLogger } from "../common/log.ts";
+import { addSecret, createLogger } from "../common/log.ts";
 
 const USAGE = `Usage: tickpipe demo [flags]
 
@@ -73,6 +73,7 @@ export async function main(args: string[]): Promise<number> {
   );
   if (symbols.length === 0) throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
   const dashboard = resolveDashboardSettings(values, { env: readEnv });
+  if (dashboard.token !== null) addSecret(dashboard.token);
   const { childPermissions, Supervisor, safeWriter } = await import("./supervisor.ts");
   const { denoRunArgs, projectFiles } = await import("../common/child.ts");
   const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");

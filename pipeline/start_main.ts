@@ -19,7 +19,7 @@ import {
   dashboardUsage,
   resolveDashboardSettings,
 } from "../common/dashboard_flags.ts";
-import { createLogger } from "../common/log.ts";
+import { addSecret, createLogger } from "../common/log.ts";
 import { EXIT_CUT, watchStopSignals } from "../common/signals.ts";
 import {
   DEFAULT_METRICS_HOST,
@@ -249,6 +249,8 @@ export async function main(args: string[]): Promise<number> {
     }),
     dashboard: resolveDashboardSettings(values, { env: readEnv }),
   };
+  // The access token is redacted from every line start writes or relays.
+  if (options.dashboard?.token) addSecret(options.dashboard.token);
   validateStartOptions(options);
   const metricsHost = parseMetricsHost(values["metrics-host"]);
   const { Supervisor, safeWriter } = await import("./supervisor.ts");

@@ -202,6 +202,12 @@ Deno.test({
       const idle = calls;
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(calls, idle, "no refresh without a page");
+      // A page connecting after a pause gets a fresh snapshot, not the stale last one.
+      const third = eventReader(await fetch(new URL("/events", base)));
+      const fresh = await third.next();
+      assert.equal(fresh.event, "snapshot");
+      assert.equal((fresh.data as DashboardSnapshot).at, 1000 + idle, "collected for it");
+      await third.cancel();
 
       // /api/snapshot: one fresh collection as JSON.
       const api = await (await fetch(new URL("/api/snapshot", base))).json();

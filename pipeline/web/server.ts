@@ -72,6 +72,8 @@ export class DashboardHub {
   #opts: HubOptions;
   #clients = new Set<Client>();
   #last: DashboardSnapshot | null = null;
+  /** When `#last` was collected (the hub's clock). */
+  #lastAt = 0;
   #running = false;
   #closed = false;
   #wake: (() => void) | null = null;
@@ -87,20 +89,23 @@ export class DashboardHub {
     return this.#clients.size;
   }
 
-  /** A new page's event stream: `retry`, the last snapshot if any, then live events. */
+  /**
+   * A new page's event stream: `retry`, the last snapshot when it is fresh (collected within two
+   * refreshes; else the next collection is sent whole), then live events.
+   */
   connect(): ReadableStream<Uint8Array> {
     let client: Client;
+    const now = this.#opts.now ?? Date.now;
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
-        client = { controller, needsSnapshot: this.#last === null };
+        const fresh = this.#last !== null && now() - this.#lastAt <= 2 * this.#opts.refreshMs;
+        client = { controller, needsSnapshot: !fresh };
         controller.enqueue(enc.encode("retry: 2000\n\n"));
         if (this.#closed) {
           controller.close();
           return;
         }
-        if (this.#last !== null) {
-          controller.enqueue(sseEvent({ kind: "snapshot", data: this.#last }));
-        }
+        if (fresh) controller.enqueue(sseEvent({ kind: "snapshot", data: this.#last! }));
         this.#clients.add(client);
         this.#ensureRunning();
       },
@@ -138,7 +143,9 @@ export class DashboardHub {
     while (!this.#closed && this.#clients.size > 0) {
       const last = this.#last;
       // A snapshot older than a few refreshes is no base for a rate.
-      const previous = last !== null && now() - last.at <= 3 * this.#opts.refreshMs ? last : null;
+      const previous = last !== null && now() - this.#lastAt <= 3 * this.#opts.refreshMs
+        ? last
+        : null;
       try {
         const next = await this.#source(previous);
         if (this.#closed) return;
@@ -150,6 +157,7 @@ export class DashboardHub {
           } else this.#send(c, { kind: "update", data: update });
         }
         this.#last = next;
+        this.#lastAt = now();
       } catch (e) {
         this.#opts.logger?.warn("dashboard refresh failed", { error: e as Error });
         for (const c of [...this.#clients]) {

@@ -213,6 +213,7 @@ function layout(s) {
       el: p.el,
       caption: p.caption,
       fitted: false,
+      lastT: null,
       ...newChart(p.box, p.sym.symbol, p.sym.lastClose),
     });
   }
@@ -235,25 +236,39 @@ function renderSymbolHead(sym, card, at) {
   );
 }
 
+/** Sets a chart's data whole, and fits it the first time or when asked. */
+function setAll(entry, data, fit) {
+  entry.candle.setData(data.candles);
+  entry.vwap.setData(data.vwap);
+  entry.volume.setData(data.volume);
+  // Show every candle (the range is the dashboard's `bars`); later bars scroll in.
+  if (!entry.fitted || fit) entry.chart.timeScale().fitContent();
+  entry.fitted = true;
+}
+
 /** Draws one chart: whole (`patch` null, or older candles dropped) or just the changed bars. */
 function drawSeries(entry, series, patch) {
   const data = chartData(series);
-  if (patch === null || patch.from !== null) {
-    entry.candle.setData(data.candles);
-    entry.vwap.setData(data.vwap);
-    entry.volume.setData(data.volume);
-    // Show every candle (the range is the dashboard's `bars`); later bars scroll in.
-    if (!entry.fitted || patch === null) entry.chart.timeScale().fitContent();
-    entry.fitted = true;
-  } else {
+  if (patch === null || patch.from !== null) setAll(entry, data, patch === null);
+  else if (patch.upsert.length > 0) {
     const index = new Map(series.candles.map((c, i) => [c.t, i]));
-    for (const c of patch.upsert) {
-      const i = index.get(c.t);
-      entry.candle.update(data.candles[i], true);
-      entry.vwap.update(data.vwap[i], true);
-      entry.volume.update(data.volume[i], true);
+    try {
+      for (const c of patch.upsert) {
+        const i = index.get(c.t);
+        // A bar the chart has is replaced in place; a newer one is appended.
+        const replace = entry.lastT !== null && c.t <= entry.lastT;
+        entry.candle.update(data.candles[i], replace);
+        entry.vwap.update(data.vwap[i], replace);
+        entry.volume.update(data.volume[i], replace);
+        if (!replace) entry.lastT = c.t;
+      }
+    } catch (err) {
+      // Whatever the chart refused, the whole data is always right.
+      console.warn(`tickpipe: redrawing ${series.windowMs} ms chart whole: ${err.message}`);
+      setAll(entry, data, false);
     }
   }
+  entry.lastT = series.candles.length > 0 ? series.candles.at(-1).t : null;
   entry.markers.setMarkers(data.markers);
   const last = series.candles.at(-1) ?? null;
   const el = entry.el;
