@@ -19,7 +19,7 @@ const USAGE = `Usage: tickpipe dashboard [flags]
 
 Serves the live web dashboard: per symbol a candlestick chart of price_windows for each
 resolution the aggregator runs (final windows solid, open ones hollow, gaps grey, VWAP as a
-line, late ticks as markers), per partition lag and watermark, and the state of each process;
+line, late ticks as orange markers with their count), per partition lag and watermark, and the state of each process;
 the page updates itself by server-sent events. start and demo run it for you.
 
 Flags:

@@ -228,7 +228,7 @@ Deno.test("dashboard model: final candles are solid, open ones hollow, gaps grey
   assert.deepEqual(d.vwap, [{ time: 60, value: 1.5 }, { time: 120 }, { time: 180 }]);
   assert.deepEqual(d.volume.map((v) => v.value), [10, 0, 0]);
   // The marker before the first candle is outside the chart: left out.
-  assert.deepEqual(d.markers.map((m) => [m.time, m.text]), [[120, "3 late"]]);
+  assert.deepEqual(d.markers.map((m) => [m.time, m.text, m.color]), [[120, "3", COLORS.late]]);
   assert.equal(fmtPrice(187.2), "187.2");
   assert.equal(fmtPrice(63215.125), "63215.13");
   assert.equal(fmtPrice(1.08345), "1.08345");

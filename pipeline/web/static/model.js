@@ -217,7 +217,8 @@ export function chartData(series) {
     position: /** @type {const} */ ("aboveBar"),
     shape: /** @type {const} */ ("circle"),
     color: COLORS.late,
-    text: `${n} late`,
+    size: 0.5,
+    text: String(n),
   }));
   return { candles, vwap, volume, markers };
 }
