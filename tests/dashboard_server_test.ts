@@ -329,6 +329,19 @@ Deno.test({
     assert.equal(weak.code, 2, weak.stderr);
     assert.match(weak.stderr, /TICKPIPE_DASHBOARD_TOKEN is too weak: expected at least 16/);
     assert.ok(!weak.stderr.includes("tiny-secret"), "the token is never shown");
+    // The launcher's --print shows the command line with a flag token redacted.
+    const printed = await runCli("launch", [
+      "launch",
+      "--print",
+      "start",
+      "--dashboard-token",
+      "printed-secret-0123456789",
+      "--metrics-port",
+      "0",
+    ]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout, /"--dashboard-token","\*\*\*"/);
+    assert.ok(!printed.stdout.includes("printed-secret"), printed.stdout);
     // A taken port: start refuses before starting any child.
     const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const takenPort = (taken.addr as Deno.NetAddr).port;
