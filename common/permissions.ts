@@ -81,14 +81,18 @@ type Resource =
   | "data"
   | "outDir"
   | "metrics"
-  | "treeMetrics";
+  | "treeMetrics"
+  | "dashboard"
+  | "webAssets";
 
 /** Where the simulator listens by default (ingest/simulator.ts; a unit test keeps them equal). */
 export const SIMULATOR_DEFAULT = SIMULATOR_LISTEN;
 
 /**
- * The resources of each command. `start` reaches nothing itself (its children get their own
- * lists); `compile` bakes the aggregator's and the sensor's lists into the binaries.
+ * The resources of each command. `start` reaches nothing itself but its metrics and dashboard
+ * addresses (its children get their own lists: the dashboard child reads Kafka, PostgreSQL and
+ * KV, `start` only checks that its address is free); `compile` bakes the aggregator's and the
+ * sensor's lists into the binaries.
  */
 const COMMANDS: Record<string, CommandResources> = {
   services: { resources: ["kafka", "database"], probesKafka: true },
@@ -99,8 +103,12 @@ const COMMANDS: Record<string, CommandResources> = {
   sensor: { resources: ["kafka", "kv", "metrics"], probesKafka: true },
   offsets: { resources: ["kafka", "kv"], probesKafka: true },
   status: { resources: ["kafka", "database", "kv"], probesKafka: true },
-  start: { resources: ["treeMetrics"], probesKafka: true },
-  demo: { resources: ["kafka", "database", "kv", "data"], probesKafka: true },
+  start: { resources: ["treeMetrics", "dashboard"], probesKafka: true },
+  demo: { resources: ["kafka", "database", "kv", "data", "dashboard"], probesKafka: true },
+  dashboard: {
+    resources: ["kafka", "database", "kv", "dashboard", "webAssets"],
+    probesKafka: true,
+  },
   compile: { resources: ["outDir"], probesKafka: true },
 };
 
@@ -371,6 +379,30 @@ export function commandAccess(
         }
         break;
       }
+      case "dashboard": {
+        // The web dashboard's address (default 127.0.0.1:8080; port 0 = none), as its table
+        // parses it (common/dashboard_flags.ts). start and demo only check it is free before
+        // their dashboard child binds it.
+        const port = o["dashboard-port"] as number;
+        if (port === 0) break;
+        add({
+          kind: "net",
+          target: hostPort(o["dashboard-host"] as string, port),
+          what: "dashboard address",
+          setting: flagText("dashboard-port"),
+          settings: "--dashboard-host / --dashboard-port",
+        });
+        break;
+      }
+      case "webAssets":
+        add({
+          kind: "read",
+          target: `${options.root ?? projectRoot()}pipeline/web`,
+          what: "dashboard page folder",
+          setting: "pipeline/web/",
+          settings: "the project's pipeline/web/ folder",
+        });
+        break;
       case "outDir": {
         const out = o["out-dir"] as string;
         add({

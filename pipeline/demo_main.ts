@@ -14,8 +14,9 @@ import {
   parseCommandLine,
   UsageError,
 } from "../common/cli.ts";
-import { loadBaseConfig } from "../common/config.ts";
-import { createLogger } from "../common/log.ts";
+import { loadBaseConfig, readEnv } from "../common/config.ts";
+import { dashboardUrl, resolveDashboardSettings } from "../common/dashboard_flags.ts";
+import { addSecret, createLogger } from "../common/log.ts";
 import { parseOptionValue, sectionsUsage, withPresets } from "../common/options.ts";
 import { AGGREGATOR_FLAGS } from "../aggregate/options.ts";
 import {
@@ -62,6 +63,8 @@ ever in the future. A 1m window then lasts 3 s and the watermark delay 6 s: with
 you see windows turning final, late ticks (1% of the ticks are 20 min late) landing in
 late_ticks, volume and VWAP (none for the FX pair), and the 1m and 5m candles side by side.
 In a terminal as a live screen, otherwise one line per refresh; a summary at the end.
+The live web dashboard (candles per symbol and resolution, partitions, processes) is at
+http://127.0.0.1:8080/ unless --dashboard-port 0.
 Child output goes to .data/demo.log. The ingest, sensor and aggregator flags below are
 passed on as "start" passes them (the demo's settings unless given).
 
@@ -107,6 +110,8 @@ export async function main(args: string[]): Promise<number> {
     AGGREGATOR_FLAGS.watermark,
     watermarkText,
   ) as number;
+  const dashboard = resolveDashboardSettings(o, { env: readEnv });
+  if (dashboard.token !== null) addSecret(dashboard.token);
   const { childPermissions, Supervisor, safeWriter } = await import("./supervisor.ts");
   const { denoRunArgs, projectFiles } = await import("../common/child.ts");
   const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
@@ -120,7 +125,9 @@ export async function main(args: string[]): Promise<number> {
   };
   const log = createLogger("demo", { write: errOut });
 
-  const { STOP_DEADLINE_MS } = await import("./start_main.ts");
+  const { dashboardBoard, STOP_DEADLINE_MS } = await import("./start_main.ts");
+  // A taken dashboard port fails fast (exit 2), before the services are even checked.
+  const board = await dashboardBoard(dashboard, "demo");
   const { collectStatus } = await import("./status.ts");
   const { renderDashboard, renderSummaryLine } = await import("./dashboard.ts");
   const { createKafka } = await import("../common/kafka.ts");
@@ -216,7 +223,7 @@ export async function main(args: string[]): Promise<number> {
     simulatorListening === null
       ? null
       : Math.min(Date.now(), eventStart + (Date.now() - simulatorListening) * speed);
-  const sup = new Supervisor({
+  const sup: InstanceType<typeof Supervisor> = new Supervisor({
     logger: createLogger("demo", { write }),
     write: (line) => {
       if (simulatorListening === null && line.includes("Simulator listening on")) {
@@ -225,6 +232,7 @@ export async function main(args: string[]): Promise<number> {
       write(line);
     },
     onEvent: (e) => {
+      board.event(e, (line) => sup.send("dashboard", line));
       if (sup.stopping) return;
       if (e.kind === "exited" && e.child === "simulate") {
         simulatorDied = `the simulator exited with code ${e.code} (is port 8765 in use?)`;
@@ -236,6 +244,7 @@ export async function main(args: string[]): Promise<number> {
     },
   });
   live.sup = sup;
+  board.track("simulate", { restart: false });
   sup.add({
     name: "simulate",
     command: "simulate",
@@ -259,10 +268,18 @@ export async function main(args: string[]): Promise<number> {
       "0.002",
     ],
   });
-  for (const spec of pipelineChildren(config, forwarded)) sup.add(spec);
+  for (
+    const spec of pipelineChildren(config, forwarded, {
+      dashboard: { ...dashboard, refresh: "2s" },
+    })
+  ) {
+    board.track(spec.name, { restart: true });
+    sup.add(spec);
+  }
 
   const started = Date.now();
   const deadline = durationMs === undefined ? Infinity : started + durationMs;
+  const webUrl = dashboardUrl(dashboard);
   const header = {
     source: DEMO_SOURCE.replace(/\/\?.*$/, ""),
     symbols,
@@ -270,7 +287,8 @@ export async function main(args: string[]): Promise<number> {
     logPath,
     settings: `windows ${windowsText}, watermark ${watermarkText}, event time ${speed}x, ` +
       `trigger ${forwarded.trigger}, sensor every ${forwarded.every}, ` +
-      `idle timeout ${forwarded["idle-timeout"]}`,
+      `idle timeout ${forwarded["idle-timeout"]}` +
+      (webUrl === null ? "" : `; web dashboard ${webUrl}`),
     resolutions,
     watermarkDelayMs,
     until: durationMs === undefined
@@ -334,6 +352,7 @@ export async function main(args: string[]): Promise<number> {
     if (tty) raw("\x1b[?25h\n");
   }
   signals.begin(simulatorDied ? "simulator" : "duration");
+  board.stopping((line) => sup.send("dashboard", line));
   errOut(
     simulatorDied
       ? `demo: ${simulatorDied}; stopping (details in ${logPath})`

@@ -23,10 +23,16 @@ import {
   type RawValues,
   withPresets,
 } from "../common/options.ts";
+import {
+  DASHBOARD_FLAGS,
+  DASHBOARD_TOKEN_ENV,
+  type DashboardSettings,
+} from "../common/dashboard_flags.ts";
 import { AGGREGATE_COMMAND, AGGREGATOR_FLAGS } from "../aggregate/options.ts";
 import {
   INGEST_COMMAND,
   INGEST_FLAGS,
+  parseSymbols,
   SIMULATE_COMMAND,
   SIMULATE_FLAGS,
 } from "../ingest/options.ts";
@@ -46,11 +52,12 @@ export function parseTreeMetricsPort(raw: string, flag = "--metrics-port"): numb
 }
 
 /**
- * The web dashboard's flags, served by `start` and `demo` (`--dashboard-port`, ...): declared by
- * the dashboard, spread into both tables below, so that parsing, help and the launcher's
+ * The web dashboard's flags, served by `start` and `demo` (`--dashboard-port`, `--dashboard-host`,
+ * `--dashboard-token`): declared by the dashboard (common/dashboard_flags.ts), spread into their
+ * tables below and the `dashboard` command's, so that parsing, help and the launcher's
  * permissions pick them up.
  */
-export const DASHBOARD_FLAGS = {} as const satisfies OptionsTable;
+export { DASHBOARD_FLAGS };
 
 /** `start`'s own flags: the tree's metrics endpoint. */
 export const START_OWN_FLAGS = {
@@ -99,6 +106,8 @@ export interface PipelineChild {
   args: string[];
   /** Extra environment. */
   env?: Record<string, string>;
+  /** "piped" for the dashboard, which reads its siblings' states on stdin. */
+  stdin?: "piped";
 }
 
 /** The forwarded flags of each child: exactly the ones set in `given`, as given (pure). */
@@ -109,15 +118,24 @@ export function pipelineArgs(given: RawValues): { ingest: string[]; sensor: stri
   };
 }
 
+/** Options of {@linkcode pipelineChildren}. */
+export interface PipelineChildrenOptions {
+  /** Start's metrics port P: the children serve theirs on P+1..P+3 (undefined or 0: none). */
+  metricsPort?: number;
+  /** The web dashboard child (absent or port 0: none); `refresh`: its `--refresh`. */
+  dashboard?: DashboardSettings & { refresh?: string };
+}
+
 /**
  * Builds the children of `start` (pure): ingest and the sensor, with the connection settings
- * explicit and the flags of `given` forwarded. With `metricsPort` P > 0 they serve metrics on
- * P+1 (ingest), P+2 (sensor) and P+3 (the sensor's aggregator).
+ * explicit and the flags of `given` forwarded, and the web dashboard when one is configured.
+ * With `metricsPort` P > 0 they serve metrics on P+1 (ingest), P+2 (sensor) and P+3 (the
+ * sensor's aggregator).
  */
 export function pipelineChildren(
   config: BaseConfig,
   given: RawValues,
-  options: { metricsPort?: number } = {},
+  options: PipelineChildrenOptions = {},
 ): PipelineChild[] {
   const common = ["--brokers", config.brokers.join(","), "--topic", config.topic];
   const p = options.metricsPort ?? 0;
@@ -143,7 +161,41 @@ export function pipelineChildren(
       // The sensor hands DATABASE_URL to the aggregator through the environment, never argv.
       env: { DATABASE_URL: config.databaseUrl },
     },
+    ...dashboardChild(config, given, options.dashboard),
   ];
+}
+
+/** The dashboard child, when one is configured (pure): secrets in its environment only. */
+function dashboardChild(
+  config: BaseConfig,
+  given: RawValues,
+  d: PipelineChildrenOptions["dashboard"],
+): PipelineChild[] {
+  if (d === undefined || d.port === 0) return [];
+  const env: Record<string, string> = { DATABASE_URL: config.databaseUrl };
+  if (d.token !== null) env[DASHBOARD_TOKEN_ENV] = d.token;
+  const symbols = typeof given.symbols === "string" ? given.symbols : undefined;
+  return [{
+    name: "dashboard",
+    command: "dashboard",
+    args: [
+      "--brokers",
+      config.brokers.join(","),
+      "--topic",
+      config.topic,
+      "--kv",
+      config.kvPath,
+      "--dashboard-port",
+      String(d.port),
+      "--dashboard-host",
+      d.hostname,
+      "--supervised",
+      ...(symbols === undefined ? [] : ["--symbols", symbols]),
+      ...(d.refresh === undefined ? [] : ["--refresh", d.refresh]),
+    ],
+    env,
+    stdin: "piped",
+  }];
 }
 
 /** Demo symbols: stocks and crypto pairs (with volume) and an FX pair (without). */
@@ -270,6 +322,39 @@ export const DEMO_COMMAND = {
   ...DEMO_TOPIC_FLAG,
 } as const satisfies OptionsTable;
 
+/** Most symbols the dashboard charts when `--symbols` is not given (pipeline/web/data.ts). */
+export const DASHBOARD_DISCOVERED_SYMBOLS = 12;
+
+/** The `dashboard` command's own flags (the web dashboard, which `start` and `demo` run). */
+export const DASHBOARD_OWN_FLAGS = {
+  symbols: {
+    kind: "string",
+    arg: "A,B,...",
+    help: "symbols to chart",
+    shown: `the ${DASHBOARD_DISCOVERED_SYMBOLS} most recently written`,
+    parse: parseSymbols,
+  },
+  refresh: {
+    kind: "duration",
+    arg: "DURATION",
+    help: "refresh interval while a page is open",
+    default: 2000,
+  },
+  bars: { kind: "int", arg: "N", help: "candles per chart", default: 120 },
+  supervised: {
+    kind: "boolean",
+    help: "read process states from stdin (start/demo); exit when it closes",
+  },
+} as const satisfies OptionsTable;
+
+/** Every flag of `dashboard`. */
+export const DASHBOARD_COMMAND = {
+  ...DASHBOARD_FLAGS,
+  ...DASHBOARD_OWN_FLAGS,
+  ...HELP_FLAG,
+  ...CONNECTION_FLAGS,
+} as const satisfies OptionsTable;
+
 /** `status`'s own flags. */
 export const STATUS_FLAGS = {
   json: { kind: "boolean", help: "print one JSON object" },
@@ -322,5 +407,6 @@ export const COMMAND_OPTIONS: Readonly<Record<string, OptionsTable>> = {
   status: STATUS_COMMAND,
   start: START_COMMAND,
   demo: DEMO_COMMAND,
+  dashboard: DASHBOARD_COMMAND,
   compile: COMPILE_COMMAND,
 };

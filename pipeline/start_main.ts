@@ -11,8 +11,9 @@ import {
   parseCommandLine,
   UsageError,
 } from "../common/cli.ts";
-import { loadBaseConfig } from "../common/config.ts";
-import { createLogger } from "../common/log.ts";
+import { loadBaseConfig, readEnv } from "../common/config.ts";
+import { type DashboardSettings, resolveDashboardSettings } from "../common/dashboard_flags.ts";
+import { addSecret, createLogger } from "../common/log.ts";
 import { EXIT_CUT, watchStopSignals } from "../common/signals.ts";
 import { METRICS_PORTS } from "../common/metrics_flags.ts";
 import { sectionsUsage } from "../common/options.ts";
@@ -56,6 +57,10 @@ sensor before any launch (it exits 2, so start stops with exit 1, naming both), 
 Prometheus metrics of the whole tree are served at http://127.0.0.1:${METRICS_PORTS.start}/metrics: each process
 serves its own on a loopback port (ingest P+1, sensor P+2, the aggregator P+3, P being
 --metrics-port) and start merges them at every scrape (tickpipe_component_up says which answered).
+The live web dashboard (candles per symbol and resolution, partitions, processes) is served at
+http://127.0.0.1:8080/ unless --dashboard-port 0: it is a child of its own ("dashboard"
+permission set: Kafka, PostgreSQL and KV to read, its address to listen on), which start sends
+the state of its children.
 
 ${
   sectionsUsage([
@@ -84,9 +89,14 @@ export async function main(args: string[]): Promise<number> {
   const config = loadBaseConfig(o);
   const metricsPort = o["metrics-port"];
   const metricsHost = o["metrics-host"];
+  const dashboard = resolveDashboardSettings(o, { env: readEnv });
+  // The access token is redacted from every line start writes or relays.
+  if (dashboard.token !== null) addSecret(dashboard.token);
   const { Supervisor, safeWriter } = await import("./supervisor.ts");
   const log = createLogger("start", { write: safeWriter(Deno.stderr) });
-  const children = pipelineChildren(config, given, { metricsPort });
+  // A taken dashboard port fails fast (exit 2), before any child starts.
+  const board = await dashboardBoard(dashboard, "start");
+  const children = pipelineChildren(config, given, { metricsPort, dashboard });
   // Start's endpoint is up before any child starts: a taken port fails fast (exit 2).
   const metrics = metricsPort > 0
     ? await serveTreeMetrics(metricsPort, {
@@ -96,15 +106,19 @@ export async function main(args: string[]): Promise<number> {
     })
     : undefined;
   const fatal = Promise.withResolvers<string>();
-  const sup = new Supervisor({
+  const sup: InstanceType<typeof Supervisor> = new Supervisor({
     logger: log,
     onEvent: (e) => {
+      board.event(e, (line) => sup.send("dashboard", line));
       if (e.kind === "fatal") fatal.resolve(e.reason);
       if (e.kind === "started" && e.start > 1) metrics?.childRestarted(e.child);
     },
   });
   log.info("starting pipeline", { topic: config.topic, kv: config.kvPath, pid: Deno.pid });
-  for (const spec of children) sup.add(spec);
+  for (const spec of children) {
+    board.track(spec.name, { restart: true });
+    sup.add(spec);
+  }
   // One stop request, however many copies arrive (a group kill on `deno task start` delivers one
   // copy and deno task forwards another): the children get one SIGTERM each and are awaited; a
   // later request cuts only after STOP_DEADLINE_MS, by SIGKILLing every child's process group.
@@ -127,6 +141,7 @@ export async function main(args: string[]): Promise<number> {
     stops.begin("fatal");
     log.error("stopping: a child cannot run", { reason: why.fatal });
   }
+  board.stopping((line) => sup.send("dashboard", line));
   await sup.stop();
   await metrics?.close();
   stops.dispose();
@@ -134,6 +149,42 @@ export async function main(args: string[]): Promise<number> {
     exits: Object.fromEntries(sup.children.map((c) => [c.spec.name, c.lastExit ?? null])),
   });
   return why.fatal ? 1 : 0;
+}
+
+/** What start and demo do for their dashboard child: track their children, send it the states. */
+export interface DashboardBoard {
+  /** Registers a child. */
+  track(name: string, options: { restart: boolean }): void;
+  /** Applies a supervisor event and sends the states through `send`. */
+  event(e: import("./supervisor.ts").SupervisorEvent, send: (line: string) => void): void;
+  /** Marks the children as stopping and sends the states through `send`. */
+  stopping(send: (line: string) => void): void;
+}
+
+/**
+ * Checks that the dashboard's address can be bound (a taken port fails fast with exit 2, before
+ * any child starts) and returns the process board feeding it (a no-op without a dashboard).
+ */
+export async function dashboardBoard(
+  settings: DashboardSettings,
+  permissionSet: string,
+): Promise<DashboardBoard> {
+  if (settings.port === 0) return { track() {}, event() {}, stopping() {} };
+  const { checkDashboardAddress } = await import("./web/server.ts");
+  checkDashboardAddress(settings, { permissionSet });
+  const { ProcessTracker, processLine } = await import("./web/processes.ts");
+  const tracker = new ProcessTracker();
+  return {
+    track: (name, o) => tracker.track(name, o),
+    event(e, send) {
+      tracker.apply(e, Date.now());
+      send(processLine(tracker.list()));
+    },
+    stopping(send) {
+      tracker.stopping(Date.now());
+      send(processLine(tracker.list()));
+    },
+  };
 }
 
 /** Serves the merged metrics of start's tree on `port` (children at port+1..port+3). */

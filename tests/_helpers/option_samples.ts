@@ -22,6 +22,9 @@ const CUSTOM: Record<string, (rnd: Rnd) => string> = {
   "metrics-host": (rnd) => ["127.0.0.1", "::1", "localhost"][int(rnd, 0, 2)],
   duration: (rnd) => String(int(rnd, 1, 500) / 10),
   rate: (rnd) => String(int(rnd, 1, 1000)),
+  "dashboard-port": (rnd) => String(rnd() < 0.2 ? 0 : int(rnd, 1, 65535)),
+  "dashboard-host": (rnd) => ["127.0.0.1", "::1", "localhost"][int(rnd, 0, 2)],
+  "dashboard-token": (rnd) => `tok-${int(rnd, 0, 9999).toString().padStart(4, "0")}-abcdefghijkl`,
   speed: (rnd) => String(int(rnd, 1, 400) / 10),
   // ISO times only: a duration ago parses to the same value too, but its time depends on now.
   from: (rnd) =>
@@ -94,6 +97,9 @@ export function invalidRaw(name: string, spec: OptionSpec): string | null {
       "metrics-host": "not a host!",
       duration: "0",
       rate: "-1",
+      "dashboard-port": "70000",
+      "dashboard-host": "not a host!",
+      // A weak token is refused without being named (a secret): tests/unit/web_dashboard_test.ts.
       speed: "0",
       from: "soon",
     }[name] ?? null;

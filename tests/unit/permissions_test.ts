@@ -56,6 +56,8 @@ const DERIVING = new Set([
   "out-dir",
   "metrics-port",
   "metrics-host",
+  "dashboard-port",
+  "dashboard-host",
   "help",
 ]);
 
@@ -89,6 +91,7 @@ function randomCase(seed: number) {
     "demo",
     "start",
     "compile",
+    "dashboard",
   ]);
   const args: string[] = [];
   const env: Env = {};
@@ -168,6 +171,19 @@ function randomCase(seed: number) {
     }
     return [`127.0.0.1:${p}`];
   };
+  // --dashboard-port / --dashboard-host of start, demo and dashboard (default 127.0.0.1:8080;
+  // 0 = none).
+  const dashboard = () => {
+    const p = pick([undefined, "0", "8181"]);
+    if (p !== undefined) args.push(pick(["--dashboard-port", "--dashboard-port="]), p);
+    if (args.at(-2) === "--dashboard-port=") args.splice(-2, 2, `--dashboard-port=${p}`);
+    const h = rnd() < 0.3 ? pick(["0.0.0.0", "::1", "[::1]"]) : undefined;
+    if (h !== undefined) args.push("--dashboard-host", h);
+    const port = Number(p ?? 8080);
+    if (port === 0) return [];
+    const bare = (h ?? "127.0.0.1").replace(/^\[(.*)\]$/, "$1");
+    return [bare.includes(":") ? `[${bare}]:${port}` : `${bare}:${port}`];
+  };
   switch (command) {
     case "ingest": {
       const src = pick([
@@ -209,9 +225,14 @@ function randomCase(seed: number) {
       put("write", kvTargets);
       break;
     case "demo":
-      put("net", [...kafka, dbTarget]);
+      put("net", [...kafka, dbTarget, ...dashboard()]);
       put("read", [...kvTargets, ".data"]);
       put("write", [...kvTargets, ".data"]);
+      break;
+    case "dashboard":
+      put("net", [...kafka, dbTarget, ...dashboard()]);
+      put("read", [...kvTargets, `${ROOT}pipeline/web`]);
+      put("write", kvTargets);
       break;
     case "migrate":
       put("net", [dbTarget]);
@@ -240,6 +261,7 @@ function randomCase(seed: number) {
       if (p !== undefined) args.push("--metrics-port", p);
       const port = Number(p ?? 9490);
       if (port > 0) put("net", [0, 1, 2, 3].map((i) => `127.0.0.1:${port + i}`));
+      put("net", dashboard());
       break;
     }
   }
@@ -427,6 +449,7 @@ Deno.test("permissions: deno.json's sets hold exactly the lists of the default c
       "status",
       "start",
       "demo",
+      "dashboard",
       "compile",
     ]
   ) {
