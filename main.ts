@@ -54,6 +54,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
     summary: "run ingest + sensor (+ aggregator on demand) as one supervised process tree",
     load: async () => (await import("./pipeline/start_main.ts")).main,
   },
+  dashboard: {
+    summary: "the live web dashboard: candles, partitions and processes (start/demo run it)",
+    load: async () => (await import("./pipeline/web/dashboard_main.ts")).main,
+  },
   demo: {
     summary: "set up everything and run the whole pipeline against the simulator, live",
     load: async () => (await import("./pipeline/demo_main.ts")).main,

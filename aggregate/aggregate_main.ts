@@ -5,26 +5,24 @@
  * @module
  */
 
-import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
+import {
+  CONNECTION_FLAGS,
+  CONNECTION_TITLE,
+  HELP_FLAG,
+  parseCommandLine,
+  UsageError,
+} from "../common/cli.ts";
 import { loadBaseConfig } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
-import { optionsUsage, parseArgsConfig, resolveOptions } from "../common/options.ts";
-import { AGGREGATOR_FLAGS, aggregatorOptionsOf } from "./options.ts";
+import { metricsFlags } from "../common/metrics_flags.ts";
+import { sectionsUsage } from "../common/options.ts";
 import {
-  METRICS_OPTIONS,
-  metricsUsage,
-  parseMetricsHost,
-  parseMetricsPort,
-} from "../common/metrics_flags.ts";
-
-const OPTIONS = {
-  ...BASE_OPTIONS,
-  ...parseArgsConfig(AGGREGATOR_FLAGS),
-  rebuild: { type: "boolean" },
-  "from-beginning": { type: "boolean" },
-  yes: { type: "boolean" },
-  ...METRICS_OPTIONS,
-} as const;
+  AGGREGATE_COMMAND,
+  AGGREGATE_OWN_FLAGS,
+  AGGREGATOR_FLAGS,
+  AGGREGATOR_OPTION_KEYS,
+  aggregatorOptionsOf,
+} from "./options.ts";
 
 /** Exit code when another aggregator holds the topic's lease. */
 export const EXIT_LEASE_HELD = 3;
@@ -37,18 +35,18 @@ Consumes the ticks topic, folds ticks into tumbling event-time windows (one or s
 resolutions) and upserts them into PostgreSQL (price_windows, late_ticks,
 aggregator_progress) every trigger, checkpointing offsets and window state to Deno KV.
 Records that are not valid ticks go to <topic>.dlq. One aggregator per topic (a lease in KV).
+The aggregator flags work on "sensor", "start" and "demo" too, which pass them on.
 
-Flags:
-${optionsUsage(AGGREGATOR_FLAGS)}
-  --rebuild                 start over from the log start: window state dropped, watermarks
-                            kept (final rows stay final, late stays late); needed to change
-                            --windows or --watermark (requires --yes)
-  --from-beginning          the same as --rebuild (requires --yes)
-  --yes                     confirm --rebuild
-${metricsUsage("aggregate", { column: 28 })}
-  -h, --help                this help
-
-${BASE_USAGE}
+${
+  sectionsUsage([
+    { title: "Aggregator flags:", table: AGGREGATOR_FLAGS },
+    {
+      title: "Flags:",
+      table: { ...AGGREGATE_OWN_FLAGS, ...metricsFlags("aggregate"), ...HELP_FLAG },
+    },
+    { title: CONNECTION_TITLE, table: CONNECTION_FLAGS },
+  ])
+}
 
 Exit codes: 0 idle timeout or SIGINT/SIGTERM (after a final checkpoint), 1 error,
 2 bad usage (or --windows/--watermark differ from the checkpoint's), 3 another aggregator
@@ -58,25 +56,24 @@ Durations: 500ms, 5s, 15m, 1h or plain seconds.`;
 
 /** Runs `aggregate` with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, OPTIONS);
-  if (values.help) {
+  const { options: o, positionals } = parseCommandLine(args, AGGREGATE_COMMAND);
+  if (o.help) {
     console.log(USAGE);
     return 0;
   }
   if (positionals.length > 0) {
     throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
   }
-  const flags = resolveOptions(AGGREGATOR_FLAGS, values);
-  const rebuild = values.rebuild === true || values["from-beginning"] === true;
-  if (rebuild && !values.yes) {
+  const rebuild = o.rebuild || o["from-beginning"];
+  if (rebuild && !o.yes) {
     throw new UsageError(
-      `--${values.rebuild ? "rebuild" : "from-beginning"} drops the window state and re-reads ` +
+      `--${o.rebuild ? "rebuild" : "from-beginning"} drops the window state and re-reads ` +
         "the topic from its log start (final rows and watermarks are kept): add --yes to confirm",
     );
   }
-  const config = loadBaseConfig(values);
-  const metricsPort = parseMetricsPort(values["metrics-port"]);
-  const metricsHost = parseMetricsHost(values["metrics-host"]);
+  const config = loadBaseConfig(o);
+  const metricsPort = o["metrics-port"];
+  const metricsHost = o["metrics-host"];
   const log = createLogger("aggregate");
   // Listen from the start: a SIGTERM while the consumer is still joining must not kill the
   // process before it can release its lease (it stops right after startup instead).
@@ -100,8 +97,27 @@ export async function main(args: string[]): Promise<number> {
   const { createPool, checkDatabase } = await import("../common/pg.ts");
   const { openKv } = await import("../common/kv.ts");
   const { migrate } = await import("../sql/migrate.ts");
-  const { runAggregator, LeaseHeldError, EngineConfigMismatchError, TopicIdentityError } =
-    await import("./mod.ts");
+  const {
+    runAggregator,
+    LeaseHeldError,
+    EngineConfigMismatchError,
+    TopicIdentityError,
+    resolveAggregatorOptions,
+  } = await import("./mod.ts");
+  const aggregatorOptions = {
+    ...aggregatorOptionsOf(config.topic, o),
+    holdsProcessLock: true,
+    rebuild,
+  };
+  // The settings of this run by flag, defaults applied: one line that shows what the flags given
+  // here (or passed on by sensor/start/demo) resolved to. Durations in ms.
+  const resolved = resolveAggregatorOptions(aggregatorOptions);
+  log.info(
+    "settings",
+    Object.fromEntries(
+      Object.entries(AGGREGATOR_OPTION_KEYS).map(([flag, key]) => [flag, resolved[key]]),
+    ),
+  );
 
   const { processLockPath, readLease, tryProcessLock } = await import("./lease.ts");
   const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-aggregate" });
@@ -162,11 +178,10 @@ export async function main(args: string[]): Promise<number> {
       // expires; the process lock goes with the process).
       handle = await Promise.race([
         denial.promise,
-        runAggregator({ kafka, pool, kv, logger: log, hostname, writeProgress }, {
-          ...aggregatorOptionsOf(config.topic, flags),
-          holdsProcessLock: true,
-          rebuild,
-        }),
+        runAggregator(
+          { kafka, pool, kv, logger: log, hostname, writeProgress },
+          aggregatorOptions,
+        ),
       ]);
     } catch (e) {
       stops.dispose();

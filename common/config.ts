@@ -120,45 +120,78 @@ export function parseTopic(value: string, what = "TICKS_TOPIC"): string {
   return value;
 }
 
+/** Validates a Deno KV path named `what` (any non-blank path). */
+export function parseKvPath(value: string, what = "TICKPIPE_KV"): string {
+  if (value.trim() === "") throw new ConfigError(`${what} is empty: expected a file path`);
+  return value;
+}
+
+/**
+ * The shared settings: flag, environment variable, default and parser of each. The one place
+ * their defaults are applied is {@linkcode resolveSetting} (used by every command through
+ * {@linkcode loadBaseConfig}, and by the launcher when it derives permissions).
+ */
+export const BASE_SETTINGS = {
+  brokers: { env: "KAFKA_BROKERS", fallback: DEFAULT_BROKERS, parse: parseBrokers },
+  "database-url": {
+    env: "DATABASE_URL",
+    fallback: DEFAULT_DATABASE_URL,
+    parse: parseDatabaseUrl,
+  },
+  topic: { env: "TICKS_TOPIC", fallback: DEFAULT_TOPIC, parse: parseTopic },
+  kv: { env: "TICKPIPE_KV", fallback: DEFAULT_KV_PATH, parse: parseKvPath },
+} as const;
+
+/** The name of a shared setting (its flag without `--`). */
+export type BaseSettingName = keyof typeof BASE_SETTINGS;
+
+/** A shared setting resolved: its value, the text it came from, and where that was set. */
+export interface ResolvedSetting<V> {
+  /** Parsed value. */
+  value: V;
+  /** The text, as given (or the default). */
+  raw: string;
+  /** Where it was set: the flag (`--brokers`) or the environment variable (also for defaults). */
+  source: string;
+}
+
+/** Resolves one shared setting: the flag, else the environment variable, else the default. */
+export function resolveSetting<N extends BaseSettingName>(
+  flags: BaseFlags,
+  name: N,
+  options: { env?: (name: string) => string | undefined } = {},
+): ResolvedSetting<ReturnType<(typeof BASE_SETTINGS)[N]["parse"]>> {
+  const s = BASE_SETTINGS[name];
+  const flag = flags[name];
+  const fromEnv = (options.env ?? readEnv)(s.env);
+  const [raw, source] = flag !== undefined
+    ? [flag, `--${name}`]
+    : fromEnv !== undefined && fromEnv !== ""
+    ? [fromEnv, s.env]
+    : [s.fallback, s.env];
+  const value = s.parse(raw, source) as ReturnType<(typeof BASE_SETTINGS)[N]["parse"]>;
+  return { value, raw, source };
+}
+
 /** Reads the shared settings: flags win over env, env over defaults. */
 export function loadBaseConfig(
   flags: BaseFlags = {},
   options: { env?: (name: string) => string | undefined } = {},
 ): BaseConfig {
-  const env = options.env ?? readEnv;
-  const brokersRaw = flags.brokers ?? env("KAFKA_BROKERS") ?? DEFAULT_BROKERS;
-  const dbRaw = flags["database-url"] ?? env("DATABASE_URL") ?? DEFAULT_DATABASE_URL;
-  const topicRaw = flags.topic ?? env("TICKS_TOPIC") ?? DEFAULT_TOPIC;
-  const kvRaw = flags.kv ?? env("TICKPIPE_KV") ?? DEFAULT_KV_PATH;
-  const brokersName = flags.brokers !== undefined ? "--brokers" : "KAFKA_BROKERS";
-  const dbName = flags["database-url"] !== undefined ? "--database-url" : "DATABASE_URL";
-  const topicName = flags.topic !== undefined ? "--topic" : "TICKS_TOPIC";
-  if (kvRaw.trim() === "") throw new ConfigError(`TICKPIPE_KV is empty: expected a file path`);
   return {
-    brokers: parseBrokers(brokersRaw, brokersName),
-    databaseUrl: parseDatabaseUrl(dbRaw, dbName),
-    topic: parseTopic(topicRaw, topicName),
-    kvPath: kvRaw,
+    brokers: resolveSetting(flags, "brokers", options).value,
+    databaseUrl: resolveSetting(flags, "database-url", options).value,
+    topic: resolveSetting(flags, "topic", options).value,
+    kvPath: resolveSetting(flags, "kv", options).value,
   };
 }
 
-/** Parses a positive number flag (`name` for messages); `undefined` keeps `fallback`. */
-export function parsePositive(
-  value: string | undefined,
-  name: string,
-  options: { fallback: number; integer?: boolean; min?: number },
-): number {
-  if (value === undefined) return options.fallback;
-  const n = Number(value);
-  const min = options.min ?? Number.MIN_VALUE;
-  if (!Number.isFinite(n) || n < min || (options.integer && !Number.isInteger(n))) {
-    throw new ConfigError(
-      `${name} "${value}" is invalid: expected ${options.integer ? "an integer" : "a number"} >= ${
-        options.min ?? "0 (exclusive)"
-      }`,
-    );
-  }
-  return n;
+/** Formats `ms` the way {@linkcode parseDuration} reads it: `300000` → `5m`, `1500` → `1500ms`. */
+export function durationText(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
 }
 
 /** Parses a duration such as `500ms`, `5s`, `15m`, `1h` or plain seconds into ms. */

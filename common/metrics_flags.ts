@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { ParseArgsOptionsConfig } from "node:util";
 import { ConfigError } from "./config.ts";
+import type { OptionsTable } from "./options.ts";
 
 /** The components that serve metrics, by permission set name. */
 export type MetricsComponent = "start" | "ingest" | "sensor" | "aggregate";
@@ -27,28 +27,27 @@ export const METRICS_PORTS: Readonly<Record<MetricsComponent, number>> = Object.
 /** Default bind address of metrics endpoints. */
 export const DEFAULT_METRICS_HOST = "127.0.0.1";
 
-/** The `--metrics-port` / `--metrics-host` flags (node:util parseArgs). */
-export const METRICS_OPTIONS = {
-  "metrics-port": { type: "string" },
-  "metrics-host": { type: "string" },
-} as const satisfies ParseArgsOptionsConfig;
-
 /**
- * Help lines of the metrics flags of a command that serves metrics only when told to, with the
- * descriptions at `column` (that of the command's other flags; default 29).
+ * The `--metrics-port` / `--metrics-host` flags of a command that serves metrics only when told
+ * to (`start` has its own: pipeline/options.ts).
  */
-export function metricsUsage(
-  component: MetricsComponent,
-  options: { column?: number } = {},
-): string {
-  const col = options.column ?? 29;
-  const row = (left: string, right: string) =>
-    left.length + 1 < col ? `${left.padEnd(col)}${right}` : `${left}\n${" ".repeat(col)}${right}`;
-  return [
-    row("  --metrics-port PORT", "serve Prometheus metrics at http://HOST:PORT/metrics"),
-    row("", `(default: none; under start: ${METRICS_PORTS[component]})`),
-    row("  --metrics-host HOST", `address to bind it to (default ${DEFAULT_METRICS_HOST})`),
-  ].join("\n");
+export function metricsFlags(component: MetricsComponent) {
+  return {
+    "metrics-port": {
+      kind: "string",
+      arg: "PORT",
+      help: "serve Prometheus metrics at http://HOST:PORT/metrics",
+      shown: `none; under start: ${METRICS_PORTS[component]}`,
+      parse: (raw: string, flag: string): number => parseMetricsPort(raw, { flag })!,
+    },
+    "metrics-host": {
+      kind: "string",
+      arg: "HOST",
+      help: "address to bind it to",
+      default: DEFAULT_METRICS_HOST,
+      parse: (raw: string, flag: string): string => parseMetricsHost(raw, flag),
+    },
+  } as const satisfies OptionsTable;
 }
 
 /** Parses a `--metrics-port` value: an integer port 1-65535 (0 too when `allowZero`). */

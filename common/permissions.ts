@@ -11,21 +11,19 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseFlags } from "./cli.ts";
 import {
+  type BaseSettingName,
   ConfigError,
-  DEFAULT_BROKERS,
-  DEFAULT_DATABASE_URL,
-  DEFAULT_KV_PATH,
-  DEFAULT_TOPIC,
   parseBrokers,
-  parseDatabaseUrl,
-  parseTopic,
+  type ResolvedSetting,
+  resolveSetting,
 } from "./config.ts";
 import { redact } from "./log.ts";
-import { hostPort, METRICS_PORTS, parseMetricsHost, parseMetricsPort } from "./metrics_flags.ts";
-import { DEFAULT_SOURCE } from "../ingest/client.ts";
-import { defaultSpoolDir } from "../ingest/spool.ts";
+import { hostPort } from "./metrics_flags.ts";
+import { parseArgsConfig, type RawValues, resolveOptions } from "./options.ts";
+import { SIMULATOR_LISTEN, spoolDirOf } from "../ingest/options.ts";
+import { COMMAND_OPTIONS } from "../pipeline/options.ts";
 
 /** A kind of permission the launcher derives (the others stay those of the permission set). */
 export type PermissionKind = "net" | "read" | "write";
@@ -83,14 +81,18 @@ type Resource =
   | "data"
   | "outDir"
   | "metrics"
-  | "treeMetrics";
+  | "treeMetrics"
+  | "dashboard"
+  | "webAssets";
 
 /** Where the simulator listens by default (ingest/simulator.ts; a unit test keeps them equal). */
-export const SIMULATOR_DEFAULT = { hostname: "127.0.0.1", port: 8765 } as const;
+export const SIMULATOR_DEFAULT = SIMULATOR_LISTEN;
 
 /**
- * The resources of each command. `start` reaches nothing itself (its children get their own
- * lists); `compile` bakes the aggregator's and the sensor's lists into the binaries.
+ * The resources of each command. `start` reaches nothing itself but its metrics and dashboard
+ * addresses (its children get their own lists: the dashboard child reads Kafka, PostgreSQL and
+ * KV, `start` only checks that its address is free); `compile` bakes the aggregator's and the
+ * sensor's lists into the binaries.
  */
 const COMMANDS: Record<string, CommandResources> = {
   services: { resources: ["kafka", "database"], probesKafka: true },
@@ -101,26 +103,14 @@ const COMMANDS: Record<string, CommandResources> = {
   sensor: { resources: ["kafka", "kv", "metrics"], probesKafka: true },
   offsets: { resources: ["kafka", "kv"], probesKafka: true },
   status: { resources: ["kafka", "database", "kv"], probesKafka: true },
-  start: { resources: ["treeMetrics"], probesKafka: true },
-  demo: { resources: ["kafka", "database", "kv", "data"], probesKafka: true },
+  start: { resources: ["treeMetrics", "dashboard"], probesKafka: true },
+  demo: { resources: ["kafka", "database", "kv", "data", "dashboard"], probesKafka: true },
+  dashboard: {
+    resources: ["kafka", "database", "kv", "dashboard", "webAssets"],
+    probesKafka: true,
+  },
   compile: { resources: ["outDir"], probesKafka: true },
 };
-
-/** The flags whose values the derivation reads (parsed loosely: the command parses strictly). */
-const FLAGS = {
-  brokers: { type: "string" },
-  "database-url": { type: "string" },
-  topic: { type: "string" },
-  kv: { type: "string" },
-  source: { type: "string" },
-  "spool-dir": { type: "string" },
-  record: { type: "string" },
-  port: { type: "string" },
-  hostname: { type: "string" },
-  "out-dir": { type: "string" },
-  "metrics-port": { type: "string" },
-  "metrics-host": { type: "string" },
-} as const;
 
 /** True when `command` has derived permissions (else the launcher runs it with its set only). */
 export function hasDerivedAccess(command: string): boolean {
@@ -148,29 +138,24 @@ function folderOf(path: string): string {
   return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
 }
 
-/** A flag's value when it was given one (a loose parse may give `true`). */
-function str(v: unknown): string | undefined {
-  return typeof v === "string" ? v : undefined;
-}
-
 /** `--flag value` or `NAME=value`, as a message shows a setting. */
 function shown(name: string, value: string): string {
   return name.startsWith("--") ? `${name} ${value}` : `${name}=${value}`;
 }
 
-/** Resolves one setting: flag, then environment variable, then default. */
-function setting(
-  flags: Record<string, unknown>,
-  flag: string,
-  env: EnvLookup,
-  variable: string | null,
-  fallback: string,
-): { value: string; name: string } {
-  const f = flags[flag];
-  if (typeof f === "string") return { value: f, name: `--${flag}` };
-  const e = variable === null ? undefined : env(variable);
-  if (e !== undefined && e !== "") return { value: e, name: variable! };
-  return { value: fallback, name: variable ?? `--${flag}` };
+/**
+ * A command line parsed with the command's own table (common/options.ts, pipeline/options.ts):
+ * strictly, as the command will parse it, every value validated and every default applied in the
+ * one place they are applied. An unknown flag or a bad value is the command's own ConfigError.
+ */
+function commandLine(command: string, args: readonly string[], env: EnvLookup) {
+  const table = COMMAND_OPTIONS[command] ?? {};
+  const { values } = parseFlags([...args], parseArgsConfig(table));
+  const given = values as RawValues;
+  const options = resolveOptions(table, given) as Record<string, unknown>;
+  /** A shared setting (flag > environment > default), resolved as the command resolves it. */
+  const base = <N extends BaseSettingName>(name: N) => resolveSetting(given, name, { env });
+  return { given, options, base };
 }
 
 /** Parses a TICKPIPE_KAFKA_HOSTS value (same syntax as KAFKA_BROKERS). */
@@ -178,17 +163,16 @@ export function parseKafkaHosts(value: string): string[] {
   return parseBrokers(value, "TICKPIPE_KAFKA_HOSTS");
 }
 
-/** The Kafka bootstrap servers `args` and `env` configure (flags > env > default). Pure. */
-export function configuredBrokers(args: readonly string[], options: AccessOptions = {}): string[] {
-  const { values } = parseArgs({ args: [...args], options: FLAGS, strict: false });
-  const b = setting(
-    values,
-    "brokers",
-    options.env ?? (() => undefined),
-    "KAFKA_BROKERS",
-    DEFAULT_BROKERS,
-  );
-  return parseBrokers(b.value, b.name);
+/**
+ * The Kafka bootstrap servers `command` run with `args` and `env` uses (flags > env > default),
+ * from its command line parsed as the command parses it. Pure.
+ */
+export function configuredBrokers(
+  command: string,
+  args: readonly string[],
+  options: AccessOptions = {},
+): string[] {
+  return commandLine(command, args, options.env ?? (() => undefined)).base("brokers").value;
 }
 
 /**
@@ -204,13 +188,7 @@ export function commandAccess(
   const spec = COMMANDS[command];
   if (spec === undefined) return [];
   const env: EnvLookup = options.env ?? (() => undefined);
-  const { values } = parseArgs({
-    args: [...args],
-    options: FLAGS,
-    strict: false,
-    allowPositionals: true,
-  });
-  const flags = values as Record<string, unknown>;
+  const { given, options: o, base } = commandLine(command, args, env);
   const needs: AccessNeed[] = [];
   const add = (need: AccessNeed) => {
     if (need.target.includes(",")) {
@@ -220,21 +198,19 @@ export function commandAccess(
     }
     if (!needs.some((n) => n.kind === need.kind && n.target === need.target)) needs.push(need);
   };
-  const topic = () => {
-    const t = setting(flags, "topic", env, "TICKS_TOPIC", DEFAULT_TOPIC);
-    return parseTopic(t.value, t.name);
-  };
+  const settingText = (s: ResolvedSetting<unknown>, value = s.raw) => shown(s.source, value);
+  /** A flag as given, or its default as the table applies it, for messages. */
+  const flagText = (name: string) => `--${name} ${given[name] ?? String(o[name])}`;
   for (const resource of spec.resources) {
     switch (resource) {
       case "kafka": {
-        const b = setting(flags, "brokers", env, "KAFKA_BROKERS", DEFAULT_BROKERS);
-        const brokers = parseBrokers(b.value, b.name);
-        for (const target of brokers) {
+        const b = base("brokers");
+        for (const target of b.value) {
           add({
             kind: "net",
             target,
             what: "Kafka",
-            setting: shown(b.name, brokers.join(",")),
+            setting: settingText(b, b.value.join(",")),
             settings: "KAFKA_BROKERS / --brokers",
           });
         }
@@ -252,67 +228,57 @@ export function commandAccess(
         break;
       }
       case "database": {
-        const d = setting(flags, "database-url", env, "DATABASE_URL", DEFAULT_DATABASE_URL);
-        const url = new URL(parseDatabaseUrl(d.value, d.name));
+        const d = base("database-url");
+        const url = new URL(d.value);
         // node-postgres: the URL's port, else PGPORT, else 5432.
         const port = Number(env("PGPORT")) > 0 ? Number(env("PGPORT")) : 5432;
         add({
           kind: "net",
           target: hostPortOf(url, port),
           what: "PostgreSQL",
-          setting: shown(d.name, redact(d.value)),
+          setting: settingText(d, redact(d.raw)),
           settings: "DATABASE_URL / --database-url",
         });
         break;
       }
       case "source": {
-        const s = setting(flags, "source", env, null, DEFAULT_SOURCE);
-        let url: URL | undefined;
-        try {
-          url = new URL(s.value);
-        } catch { /* reported below */ }
-        if (!/^wss?:\/\/[^\s]+$/.test(s.value) || url === undefined) {
-          throw new ConfigError(`--source "${s.value}" is not a ws:// or wss:// URL`);
-        }
+        // Validated by ingest's table (a ws:// or wss:// URL).
+        const source = o.source as string;
+        const url = new URL(source);
         add({
           kind: "net",
           target: hostPortOf(url, url.protocol === "wss:" ? 443 : 80),
           what: "WebSocket source",
-          setting: `--source ${s.value}`,
+          setting: `--source ${source}`,
           settings: "--source",
         });
         break;
       }
       case "listen": {
-        const h = setting(flags, "hostname", env, null, SIMULATOR_DEFAULT.hostname);
-        const p = setting(flags, "port", env, null, String(SIMULATOR_DEFAULT.port));
-        const port = Number(p.value);
-        if (!/^\d+$/.test(p.value) || port > 65535) {
-          throw new ConfigError(`--port "${p.value}" is invalid: expected a port from 0 to 65535`);
-        }
-        const host = h.value.includes(":") && !h.value.startsWith("[") ? `[${h.value}]` : h.value;
+        const hostname = o.hostname as string;
+        const port = o.port as number;
+        const host = hostname.includes(":") && !hostname.startsWith("[")
+          ? `[${hostname}]`
+          : hostname;
         add({
           kind: "net",
           // Port 0 (ephemeral) is only known once bound: the host, any port.
           target: port === 0 ? host : `${host}:${port}`,
           what: "listening address",
-          setting: `--hostname ${h.value} --port ${p.value}`,
+          setting: `--hostname ${hostname} --port ${given.port ?? port}`,
           settings: "--hostname / --port",
         });
         break;
       }
       case "kv": {
-        const k = setting(flags, "kv", env, "TICKPIPE_KV", DEFAULT_KV_PATH);
-        if (k.value.trim() === "") {
-          throw new ConfigError(`TICKPIPE_KV is empty: expected a file path`);
-        }
+        const k = base("kv");
         const folder = folderOf(k.value);
-        const kvSetting = shown(k.name, k.value);
+        const kvSetting = settingText(k);
         const settings = "TICKPIPE_KV / --kv";
         if (folder === "." || folder === "/") {
           // A KV in the working (or root) directory: the file and the aggregator's lock beside
           // it, not the whole directory (SQLite's own -wal/-shm files need no Deno permission).
-          const lock = `${k.value}.aggregate-${encodeURIComponent(topic())}.lock`;
+          const lock = `${k.value}.aggregate-${encodeURIComponent(base("topic").value)}.lock`;
           for (const target of [k.value, lock]) {
             for (const kind of ["read", "write"] as const) {
               add({ kind, target, what: "Deno KV file", setting: kvSetting, settings });
@@ -337,20 +303,20 @@ export function commandAccess(
         });
         break;
       case "spool": {
-        const s = setting(flags, "spool-dir", env, null, defaultSpoolDir(topic()));
+        const dir = spoolDirOf(o["spool-dir"] as string | undefined, base("topic").value);
         for (const kind of ["read", "write"] as const) {
           add({
             kind,
-            target: s.value,
+            target: dir,
             what: "spool directory",
-            setting: `--spool-dir ${s.value}`,
+            setting: `--spool-dir ${dir}`,
             settings: "--spool-dir",
           });
         }
         break;
       }
       case "record": {
-        const r = flags.record;
+        const r = o.record;
         if (typeof r === "string" && r !== "") {
           // Its folder, which ingest creates when missing; a file in the working (or root)
           // directory: the file only.
@@ -378,38 +344,28 @@ export function commandAccess(
         break;
       case "metrics": {
         // Only when asked for: --metrics-port (no default; the host defaults to loopback).
-        const p = flags["metrics-port"];
-        if (typeof p !== "string") break;
-        const port = parseMetricsPort(p)!;
-        const host = parseMetricsHost(str(flags["metrics-host"]));
+        const port = o["metrics-port"] as number | undefined;
+        if (port === undefined) break;
         add({
           kind: "net",
-          target: hostPort(host, port),
+          target: hostPort(o["metrics-host"] as string, port),
           what: "metrics address",
-          setting: `--metrics-port ${p}`,
+          setting: flagText("metrics-port"),
           settings: "--metrics-host / --metrics-port",
         });
         break;
       }
       case "treeMetrics": {
         // start serves the tree's metrics on P (default 9490; 0 = none) and reads its
-        // children's endpoints on 127.0.0.1, P+1..P+3.
-        const raw = str(flags["metrics-port"]) ?? String(METRICS_PORTS.start);
-        const port = parseMetricsPort(raw, { allowZero: true })!;
+        // children's endpoints on 127.0.0.1, P+1..P+3 (pipeline/options.ts).
+        const port = o["metrics-port"] as number;
         if (port === 0) break;
-        if (port > 65532) {
-          throw new ConfigError(
-            `--metrics-port "${port}" leaves no room for the children's ports (P+1..P+3): ` +
-              `expected at most 65532`,
-          );
-        }
-        const host = parseMetricsHost(str(flags["metrics-host"]));
         const settings = "--metrics-host / --metrics-port";
         add({
           kind: "net",
-          target: hostPort(host, port),
+          target: hostPort(o["metrics-host"] as string, port),
           what: "metrics address",
-          setting: `--metrics-port ${raw}`,
+          setting: flagText("metrics-port"),
           settings,
         });
         for (let i = 1; i <= 3; i++) {
@@ -417,19 +373,43 @@ export function commandAccess(
             kind: "net",
             target: hostPort("127.0.0.1", port + i),
             what: "child metrics endpoint",
-            setting: `--metrics-port ${raw} (children on P+1..P+3)`,
+            setting: `${flagText("metrics-port")} (children on P+1..P+3)`,
             settings,
           });
         }
         break;
       }
+      case "dashboard": {
+        // The web dashboard's address (default 127.0.0.1:8080; port 0 = none), as its table
+        // parses it (common/dashboard_flags.ts). start and demo only check it is free before
+        // their dashboard child binds it.
+        const port = o["dashboard-port"] as number;
+        if (port === 0) break;
+        add({
+          kind: "net",
+          target: hostPort(o["dashboard-host"] as string, port),
+          what: "dashboard address",
+          setting: flagText("dashboard-port"),
+          settings: "--dashboard-host / --dashboard-port",
+        });
+        break;
+      }
+      case "webAssets":
+        add({
+          kind: "read",
+          target: `${options.root ?? projectRoot()}pipeline/web`,
+          what: "dashboard page folder",
+          setting: "pipeline/web/",
+          settings: "the project's pipeline/web/ folder",
+        });
+        break;
       case "outDir": {
-        const o = setting(flags, "out-dir", env, null, "dist");
+        const out = o["out-dir"] as string;
         add({
           kind: "write",
-          target: o.value.replace(/(.)\/+$/, "$1"),
+          target: out.replace(/(.)\/+$/, "$1"),
           what: "output folder",
-          setting: `--out-dir ${o.value}`,
+          setting: `--out-dir ${out}`,
           settings: "--out-dir",
         });
         break;

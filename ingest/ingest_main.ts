@@ -5,55 +5,22 @@
  * @module
  */
 
-import { parseFlags, printOut, UsageError } from "../common/cli.ts";
 import {
-  DEFAULT_BROKERS,
-  DEFAULT_TOPIC,
-  parseBrokers,
-  parseDuration,
-  parsePositive,
-  parseTopic,
-  readEnv,
-} from "../common/config.ts";
+  CONNECTION_TITLE,
+  HELP_FLAG,
+  parseCommandLine,
+  printOut,
+  UsageError,
+} from "../common/cli.ts";
+import { readEnv, resolveSetting } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
+import { metricsFlags } from "../common/metrics_flags.ts";
+import { sectionsUsage } from "../common/options.ts";
 import { watchStopSignals } from "../common/signals.ts";
-import { DEFAULT_SOURCE } from "./client.ts";
-import { defaultSpoolDir } from "./spool.ts";
-import {
-  METRICS_OPTIONS,
-  metricsUsage,
-  parseMetricsHost,
-  parseMetricsPort,
-} from "../common/metrics_flags.ts";
+import { INGEST_COMMAND, INGEST_CONNECTION_FLAGS, INGEST_FLAGS, spoolDirOf } from "./options.ts";
 
-const DEFAULT_SYMBOLS = "AAPL,MSFT,NVDA,BTC-USD,ETH-USD";
 /** Time allowed for spooling what Kafka did not take, after the --flush-timeout wait. */
 const SPOOL_GRACE_MS = 10_000;
-
-/** Default of --max-record-bytes: below Kafka's default message.max.bytes of 1,048,588. */
-const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
-
-const OPTIONS = {
-  brokers: { type: "string" },
-  topic: { type: "string" },
-  help: { type: "boolean", short: "h" },
-  source: { type: "string" },
-  symbols: { type: "string" },
-  partitions: { type: "string" },
-  linger: { type: "string" },
-  "batch-size": { type: "string" },
-  "max-memory-ticks": { type: "string" },
-  "max-spool-bytes": { type: "string" },
-  "max-record-bytes": { type: "string" },
-  "spool-dir": { type: "string" },
-  "progress-every": { type: "string" },
-  record: { type: "string" },
-  duration: { type: "string" },
-  "silence-timeout": { type: "string" },
-  "max-future": { type: "string" },
-  "flush-timeout": { type: "string" },
-  ...METRICS_OPTIONS,
-} as const;
 
 const USAGE = `Usage: tickpipe ingest [flags]
 
@@ -66,32 +33,12 @@ before exiting: copies of the signal within 3 s are one request, and a later one
 "deno task ingest" it may reach exactly its Kafka brokers and --source, and write only its
 spool and the --record file's folder. A denied address exits 2.
 
-Flags:
-  --source URL               WebSocket URL (default ${DEFAULT_SOURCE})
-  --symbols A,B,...          symbols to subscribe to, sharded 100 per connection
-                             (default ${DEFAULT_SYMBOLS})
-  --partitions N             partitions of topics created here (default 3)
-  --linger DURATION          max wait for a batch to fill (default 5ms)
-  --batch-size N             max records per Kafka batch (default 5000)
-  --max-memory-ticks N       records held in memory before the oldest are spooled (default 100000);
-                             after 1 s of failing Kafka sends everything is spooled anyway
-  --max-spool-bytes N        disk spool bound; past it new ticks are dropped and counted (default 1073741824)
-  --max-record-bytes N       records over this many UTF-8 bytes go to <topic>.dlq as too_large
-                             (default ${DEFAULT_MAX_RECORD_BYTES}; Kafka's default limit is 1048588)
-  --spool-dir DIR            spool directory (default ${defaultSpoolDir("<topic>")})
-  --progress-every DURATION  progress line interval, 0 = none (default 10s)
-  --record FILE              save every raw frame received, one per line (replay with
-                             "deno task simulate --replay FILE")
-  --duration DURATION        stop after this long (default: until SIGINT/SIGTERM)
-  --silence-timeout DURATION reconnect after this long without frames (default 60s)
-  --max-future DURATION      reject ticks further ahead of the receive time (default 5m)
-  --flush-timeout DURATION   at shutdown, wait this long for Kafka before spooling (default 30s)
-${metricsUsage("ingest")}
-  -h, --help                 show this help
-
-Connection flags (override the environment):
-  --brokers HOST:PORT[,..]   Kafka bootstrap servers   (env KAFKA_BROKERS, default ${DEFAULT_BROKERS})
-  --topic NAME               ticks topic               (env TICKS_TOPIC, default ${DEFAULT_TOPIC})`;
+${
+  sectionsUsage([
+    { title: "Flags:", table: { ...INGEST_FLAGS, ...metricsFlags("ingest"), ...HELP_FLAG } },
+    { title: CONNECTION_TITLE, table: INGEST_CONNECTION_FLAGS },
+  ])
+}`;
 
 /** Ingest's settings from flags and environment: Kafka only, never a database setting. */
 export function loadIngestConfig(
@@ -100,71 +47,41 @@ export function loadIngestConfig(
 ): { brokers: string[]; topic: string } {
   const env = options.env ?? readEnv;
   return {
-    brokers: parseBrokers(
-      flags.brokers ?? env("KAFKA_BROKERS") ?? DEFAULT_BROKERS,
-      flags.brokers !== undefined ? "--brokers" : "KAFKA_BROKERS",
-    ),
-    topic: parseTopic(
-      flags.topic ?? env("TICKS_TOPIC") ?? DEFAULT_TOPIC,
-      flags.topic !== undefined ? "--topic" : "TICKS_TOPIC",
-    ),
+    brokers: resolveSetting(flags, "brokers", { env }).value,
+    topic: resolveSetting(flags, "topic", { env }).value,
   };
 }
 
 /** Runs `ingest` with `args`; resolves to the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, OPTIONS);
-  if (values.help) {
+  const { options: o, positionals } = parseCommandLine(args, INGEST_COMMAND);
+  if (o.help) {
     printOut(USAGE);
     return 0;
   }
   if (positionals.length > 0) {
     throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
   }
-  const base = loadIngestConfig(values);
-  const source = values.source ?? DEFAULT_SOURCE;
-  if (!/^wss?:\/\/[^\s]+$/.test(source)) {
-    throw new UsageError(`--source "${source}" is not a ws:// or wss:// URL`);
-  }
-  const symbols = (values.symbols ?? DEFAULT_SYMBOLS).split(",").map((s) => s.trim()).filter(
-    (s) => s !== "",
-  );
-  if (symbols.length === 0) throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
-  const int = (name: keyof typeof values, fallback: number, min = 1) =>
-    parsePositive(values[name] as string | undefined, `--${String(name)}`, {
-      fallback,
-      integer: true,
-      min,
-    });
-  const partitions = int("partitions", 3);
-  const batchSize = int("batch-size", 5000);
-  const maxMemoryTicks = int("max-memory-ticks", 100_000);
-  const maxSpoolBytes = int("max-spool-bytes", 1024 ** 3);
-  const maxRecordBytes = int("max-record-bytes", DEFAULT_MAX_RECORD_BYTES, 1024);
-  const lingerMs = values.linger === "0"
-    ? 0
-    : parseDuration(values.linger, "--linger", { fallbackMs: 5 });
-  const progressEveryMs = values["progress-every"] === "0"
-    ? 0
-    : parseDuration(values["progress-every"], "--progress-every", { fallbackMs: 10_000 });
-  const durationMs = values.duration === undefined
-    ? undefined
-    : parseDuration(values.duration, "--duration", { fallbackMs: 0 });
-  const silenceMs = parseDuration(values["silence-timeout"], "--silence-timeout", {
-    fallbackMs: 60_000,
-  });
-  const maxFutureMs = parseDuration(values["max-future"], "--max-future", {
-    fallbackMs: 300_000,
-  });
-  const flushTimeoutMs = parseDuration(values["flush-timeout"], "--flush-timeout", {
-    fallbackMs: 30_000,
-  });
+  const base = loadIngestConfig(o);
+  const source = o.source;
+  const symbols = o.symbols;
+  const partitions = o.partitions;
+  const batchSize = o["batch-size"];
+  const maxMemoryTicks = o["max-memory-ticks"];
+  const maxSpoolBytes = o["max-spool-bytes"];
+  const maxRecordBytes = o["max-record-bytes"];
+  const lingerMs = o.linger;
+  const progressEveryMs = o["progress-every"];
+  const durationMs = o.duration;
+  const silenceMs = o["silence-timeout"];
+  const maxFutureMs = o["max-future"];
+  const flushTimeoutMs = o["flush-timeout"];
 
   // Run through the launcher (deno task ingest), this process may read and write exactly these
   // paths; main.ts checked that before this command started.
-  const spoolDir = values["spool-dir"] ?? defaultSpoolDir(base.topic);
-  const metricsPort = parseMetricsPort(values["metrics-port"]);
-  const metricsHost = parseMetricsHost(values["metrics-host"]);
+  const spoolDir = spoolDirOf(o["spool-dir"], base.topic);
+  const metricsPort = o["metrics-port"];
+  const metricsHost = o["metrics-host"];
 
   const log = createLogger("ingest");
   // One stop request, however many copies arrive (a group kill plus deno task's forwarded copy):
@@ -194,7 +111,7 @@ export async function main(args: string[]): Promise<number> {
     maxSpoolBytes,
     maxRecordBytes,
     spoolDir,
-    recordFile: values.record,
+    recordFile: o.record,
     progressEveryMs,
     silenceMs,
     maxFutureMs,

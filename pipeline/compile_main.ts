@@ -5,7 +5,9 @@
  * @module
  */
 
-import { parseFlags, UsageError } from "../common/cli.ts";
+import { parseCommandLine, UsageError } from "../common/cli.ts";
+import { sectionsUsage } from "../common/options.ts";
+import { COMPILE_COMMAND } from "./options.ts";
 import { readEnv } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 
@@ -19,22 +21,13 @@ would allow them: build under the configuration the binaries will run with. Run 
   dist/tickpipe-sensor sensor --once ...   and   dist/tickpipe-aggregate aggregate ...
 deno compile downloads its runtime (denort) unless DENORT_BIN names one.
 
-Flags:
-  --out-dir DIR     output folder (default dist)
-  --target TRIPLE   cross-compile target (e.g. x86_64-unknown-linux-gnu)
-  -h, --help        show this help
+${sectionsUsage([{ title: "Flags:", table: COMPILE_COMMAND }])}
 
 Exit codes: 0 built, 1 deno compile failed (e.g. no denort runtime), 2 bad flags.`;
 
-const OPTIONS = {
-  "out-dir": { type: "string" },
-  target: { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, OPTIONS);
+  const { options: values, positionals } = parseCommandLine(args, COMPILE_COMMAND);
   if (values.help) {
     console.log(USAGE);
     return 0;
@@ -43,7 +36,7 @@ export async function main(args: string[]): Promise<number> {
   const log = createLogger("compile");
   const { compileSteps, DENORT_HINT, isRuntimeDownloadFailure } = await import("./compile.ts");
   const { projectFiles } = await import("../common/child.ts");
-  const outDir = values["out-dir"] ?? "dist";
+  const outDir = values["out-dir"];
   await Deno.mkdir(outDir, { recursive: true });
   const denort = readEnv("DENORT_BIN");
   const { launchFlags } = await import("../common/permissions.ts");

@@ -7,39 +7,44 @@
  * @module
  */
 
-import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
-import { loadBaseConfig, parseDuration, parsePositive, parseTopic } from "../common/config.ts";
-import { createLogger } from "../common/log.ts";
-import { parseOptionValue } from "../common/options.ts";
+import {
+  CONNECTION_FLAGS,
+  CONNECTION_TITLE,
+  HELP_FLAG,
+  parseCommandLine,
+  UsageError,
+} from "../common/cli.ts";
+import { loadBaseConfig, readEnv } from "../common/config.ts";
+import { dashboardUrl, resolveDashboardSettings } from "../common/dashboard_flags.ts";
+import { addSecret, createLogger } from "../common/log.ts";
+import { parseOptionValue, sectionsUsage, withPresets } from "../common/options.ts";
 import { AGGREGATOR_FLAGS } from "../aggregate/options.ts";
+import {
+  checkDemoTopic,
+  DASHBOARD_FLAGS,
+  DEMO_COMMAND,
+  DEMO_INGEST_FLAGS,
+  DEMO_OWN_FLAGS,
+  DEMO_OWN_SENSOR_FLAGS,
+  DEMO_REPLAY_MS,
+  DEMO_SETTINGS,
+  DEMO_SOURCE,
+  DEMO_TOPIC,
+  DEMO_TOPIC_FLAG,
+  demoForwarded,
+  pipelineChildren,
+} from "./options.ts";
 
-/** Demo symbols: stocks and crypto pairs (with volume) and an FX pair (without). */
-export const DEMO_SYMBOLS = "AAPL,MSFT,NVDA,TSLA,BTC-USD,ETH-USD,EURUSD=X";
+export {
+  DEMO_REPLAY_MS,
+  DEMO_SETTINGS,
+  DEMO_SOURCE,
+  DEMO_SPEED,
+  DEMO_SYMBOLS,
+  DEMO_TOPIC,
+} from "./options.ts";
 
-/** The demo's own topic, emptied at every start (with its checkpoint and rows). */
-export const DEMO_TOPIC = "tickpipe-demo";
-
-/** Where the demo's simulator listens (its children are allowed it from --source / --port). */
-export const DEMO_SOURCE = "ws://127.0.0.1:8765/?version=2";
-
-/**
- * The demo's pipeline settings (also documented in the usage text): at 20x event time a 1m
- * window lasts 3 s of wall time and the 2 min watermark 6 s, so windows turn final within
- * seconds.
- */
-export const DEMO_SETTINGS = {
-  trigger: "2s",
-  idleTimeout: "2m",
-  every: "2s",
-  windows: "1m,5m",
-  watermark: "2m",
-} as const;
-
-/** Event time runs this many times faster than the wall clock (until it catches up). */
-export const DEMO_SPEED = 20;
-
-/** How far the event clock starts in the past without --duration (then: duration x (N-1)). */
-export const DEMO_REPLAY_MS = 3_600_000;
+const REPLAY = `${DEMO_REPLAY_MS / 60_000} min`;
 
 const USAGE = `Usage: tickpipe demo [flags]
 
@@ -47,81 +52,66 @@ Brings up Kafka and PostgreSQL (deno task services, which also applies the migra
 empties the demo's topic (${DEMO_TOPIC}: its Kafka records, its checkpoint in KV and its rows
 in PostgreSQL), starts the simulator on 127.0.0.1:8765 with stock, crypto and FX symbols,
 and runs "start" against it with demo settings: windows ${DEMO_SETTINGS.windows}, watermark ${DEMO_SETTINGS.watermark},
-trigger ${DEMO_SETTINGS.trigger}, sensor --every ${DEMO_SETTINGS.every}, idle timeout ${DEMO_SETTINGS.idleTimeout}.
+trigger ${DEMO_SETTINGS.trigger}, sensor --every ${DEMO_SETTINGS.every}, idle timeout ${
+  DEMO_SETTINGS["idle-timeout"]
+}.
 
-The simulator's event clock runs ${DEMO_SPEED}x faster than the wall clock (--speed): it starts in
-the past (--duration x (speed - 1) ago, so it meets the wall clock as the run ends; an hour
+The simulator's event clock runs --speed times faster than the wall clock: it starts in
+the past (--duration x (speed - 1) ago, so it meets the wall clock as the run ends; ${REPLAY}
 ago without --duration) and goes on at wall-clock pace once it catches up, so no tick is
 ever in the future. A 1m window then lasts 3 s and the watermark delay 6 s: within a minute
 you see windows turning final, late ticks (1% of the ticks are 20 min late) landing in
 late_ticks, volume and VWAP (none for the FX pair), and the 1m and 5m candles side by side.
 In a terminal as a live screen, otherwise one line per refresh; a summary at the end.
-Child output goes to .data/demo.log.
+The live web dashboard (candles per symbol and resolution, partitions, processes) is at
+http://127.0.0.1:8080/ unless --dashboard-port 0.
+Child output goes to .data/demo.log. The ingest, sensor and aggregator flags below are
+passed on as "start" passes them (the demo's settings unless given).
 
-Flags:
-  --duration DUR     run this long (e.g. 60 or 90s), then stop everything and print a
-                     summary; exit 0 when windows were written. Default: until Ctrl-C
-  --rate N           simulator ticks per second (default 50)
-  --speed N          event time runs N times faster than the wall clock (default ${DEMO_SPEED})
-  --symbols A,B,...  default ${DEMO_SYMBOLS}
-  --windows LIST     window resolutions (default ${DEMO_SETTINGS.windows})
-  --watermark DUR    watermark delay, in event time (default ${DEMO_SETTINGS.watermark})
-  --refresh DUR      dashboard refresh (default 2s in a terminal, 5s when piped)
-
-${BASE_USAGE}
-The demo's topic defaults to ${DEMO_TOPIC} (not TICKS_TOPIC); since it is emptied at every
-start, --topic must name a topic whose name contains "demo".`;
+${
+  sectionsUsage([
+    { title: "Flags:", table: { ...DEMO_OWN_FLAGS, ...DASHBOARD_FLAGS, ...HELP_FLAG } },
+    { title: "Ingest flags:", table: DEMO_INGEST_FLAGS },
+    { title: "Sensor flags:", table: withPresets(DEMO_OWN_SENSOR_FLAGS, DEMO_SETTINGS) },
+    { title: "Aggregator flags:", table: withPresets(AGGREGATOR_FLAGS, DEMO_SETTINGS) },
+    { title: CONNECTION_TITLE, table: { ...CONNECTION_FLAGS, ...DEMO_TOPIC_FLAG } },
+  ])
+}`;
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    ...BASE_OPTIONS,
-    duration: { type: "string" },
-    rate: { type: "string" },
-    speed: { type: "string" },
-    symbols: { type: "string" },
-    windows: { type: "string" },
-    watermark: { type: "string" },
-    refresh: { type: "string" },
-  });
-  if (values.help) {
+  const { options: o, given, positionals } = parseCommandLine(args, DEMO_COMMAND);
+  if (o.help) {
     console.log(USAGE);
     return 0;
   }
   if (positionals.length > 0) {
     throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
   }
-  const topic = parseTopic(values.topic ?? DEMO_TOPIC, "--topic");
-  if (!topic.includes("demo")) {
-    throw new UsageError(
-      `--topic "${topic}" does not contain "demo": the demo empties its topic at start, so it ` +
-        `only runs on a topic named for it (default ${DEMO_TOPIC})`,
-    );
-  }
-  const config = { ...loadBaseConfig(values), topic };
-  const speed = parsePositive(values.speed, "--speed", { fallback: DEMO_SPEED });
-  const windowsText = values.windows ?? DEMO_SETTINGS.windows;
+  const config = { ...loadBaseConfig(o), topic: checkDemoTopic(o.topic) };
+  const durationMs = o.duration;
+  const rate = o.rate;
+  const speed = o.speed;
+  const tty = Deno.stdout.isTerminal();
+  const refreshMs = o.refresh ?? (tty ? 2000 : 5000);
+  const symbols = o.symbols;
+  // What the children get: the demo's settings, overridden by the flags given (validated with
+  // the command line); the screen shows the resolutions and the watermark they run with.
+  const forwarded = demoForwarded(given, symbols);
+  const windowsText = String(forwarded.windows);
+  const watermarkText = String(forwarded.watermark);
   const resolutions = parseOptionValue(
     "windows",
     AGGREGATOR_FLAGS.windows,
     windowsText,
   ) as number[];
-  const watermarkText = values.watermark ?? DEMO_SETTINGS.watermark;
   const watermarkDelayMs = parseOptionValue(
     "watermark",
     AGGREGATOR_FLAGS.watermark,
     watermarkText,
   ) as number;
-  const durationMs = values.duration === undefined
-    ? undefined
-    : parseDuration(values.duration, "--duration", { fallbackMs: 0 });
-  const rate = parsePositive(values.rate, "--rate", { fallback: 50 });
-  const tty = Deno.stdout.isTerminal();
-  const refreshMs = parseDuration(values.refresh, "--refresh", { fallbackMs: tty ? 2000 : 5000 });
-  const symbols = (values.symbols ?? DEMO_SYMBOLS).split(",").map((s) => s.trim()).filter(
-    (s) => s !== "",
-  );
-  if (symbols.length === 0) throw new UsageError(`--symbols "${values.symbols}" names no symbol`);
+  const dashboard = resolveDashboardSettings(o, { env: readEnv });
+  if (dashboard.token !== null) addSecret(dashboard.token);
   const { childPermissions, Supervisor, safeWriter } = await import("./supervisor.ts");
   const { denoRunArgs, projectFiles } = await import("../common/child.ts");
   const { EXIT_CUT, watchStopSignals } = await import("../common/signals.ts");
@@ -135,7 +125,9 @@ export async function main(args: string[]): Promise<number> {
   };
   const log = createLogger("demo", { write: errOut });
 
-  const { pipelineChildren, STOP_DEADLINE_MS } = await import("./start_main.ts");
+  const { dashboardBoard, STOP_DEADLINE_MS } = await import("./start_main.ts");
+  // A taken dashboard port fails fast (exit 2), before the services are even checked.
+  const board = await dashboardBoard(dashboard, "demo");
   const { collectStatus } = await import("./status.ts");
   const { renderDashboard, renderSummaryLine } = await import("./dashboard.ts");
   const { createKafka } = await import("../common/kafka.ts");
@@ -231,7 +223,7 @@ export async function main(args: string[]): Promise<number> {
     simulatorListening === null
       ? null
       : Math.min(Date.now(), eventStart + (Date.now() - simulatorListening) * speed);
-  const sup = new Supervisor({
+  const sup: InstanceType<typeof Supervisor> = new Supervisor({
     logger: createLogger("demo", { write }),
     write: (line) => {
       if (simulatorListening === null && line.includes("Simulator listening on")) {
@@ -240,6 +232,7 @@ export async function main(args: string[]): Promise<number> {
       write(line);
     },
     onEvent: (e) => {
+      board.event(e, (line) => sup.send("dashboard", line));
       if (sup.stopping) return;
       if (e.kind === "exited" && e.child === "simulate") {
         simulatorDied = `the simulator exited with code ${e.code} (is port 8765 in use?)`;
@@ -251,6 +244,7 @@ export async function main(args: string[]): Promise<number> {
     },
   });
   live.sup = sup;
+  board.track("simulate", { restart: false });
   sup.add({
     name: "simulate",
     command: "simulate",
@@ -275,25 +269,26 @@ export async function main(args: string[]): Promise<number> {
     ],
   });
   for (
-    const spec of pipelineChildren(config, {
-      source: DEMO_SOURCE,
-      symbols: symbols.join(","),
-      ...DEMO_SETTINGS,
-      windows: windowsText,
-      watermark: watermarkText,
+    const spec of pipelineChildren(config, forwarded, {
+      dashboard: { ...dashboard, refresh: "2s" },
     })
-  ) sup.add(spec);
+  ) {
+    board.track(spec.name, { restart: true });
+    sup.add(spec);
+  }
 
   const started = Date.now();
   const deadline = durationMs === undefined ? Infinity : started + durationMs;
+  const webUrl = dashboardUrl(dashboard);
   const header = {
     source: DEMO_SOURCE.replace(/\/\?.*$/, ""),
     symbols,
     topic: config.topic,
     logPath,
     settings: `windows ${windowsText}, watermark ${watermarkText}, event time ${speed}x, ` +
-      `trigger ${DEMO_SETTINGS.trigger}, sensor every ${DEMO_SETTINGS.every}, ` +
-      `idle timeout ${DEMO_SETTINGS.idleTimeout}`,
+      `trigger ${forwarded.trigger}, sensor every ${forwarded.every}, ` +
+      `idle timeout ${forwarded["idle-timeout"]}` +
+      (webUrl === null ? "" : `; web dashboard ${webUrl}`),
     resolutions,
     watermarkDelayMs,
     until: durationMs === undefined
@@ -357,6 +352,7 @@ export async function main(args: string[]): Promise<number> {
     if (tty) raw("\x1b[?25h\n");
   }
   signals.begin(simulatorDied ? "simulator" : "duration");
+  board.stopping((line) => sup.send("dashboard", line));
   errOut(
     simulatorDied
       ? `demo: ${simulatorDied}; stopping (details in ${logPath})`

@@ -22,7 +22,7 @@
 
 import { ConfigError, readEnv } from "../common/config.ts";
 import { denoRunArgs } from "../common/child.ts";
-import { createLogger, redact } from "../common/log.ts";
+import { addSecret, createLogger, redact } from "../common/log.ts";
 import {
   configuredBrokers,
   hasDerivedAccess,
@@ -83,7 +83,7 @@ export async function planLaunch(
       const probe = options.probe ??
         (async (b: string[]) =>
           (await import("../common/kafka_metadata.ts")).probeAdvertisedBrokers(b));
-      const learned = await probe(configuredBrokers(args, { env }));
+      const learned = await probe(configuredBrokers(command, args, { env }));
       if (learned !== null && learned.length > 0) {
         kafkaHosts = learned;
         extraEnv.TICKPIPE_KAFKA_HOSTS = learned.join(",");
@@ -127,6 +127,11 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   if (print) {
+    // A dashboard token given as a flag is a secret like a URL's password.
+    commandArgs.forEach((a, i) => {
+      if (a === "--dashboard-token" && commandArgs[i + 1]) addSecret(commandArgs[i + 1]);
+      if (a.startsWith("--dashboard-token=")) addSecret(a.slice("--dashboard-token=".length));
+    });
     console.log(redact(JSON.stringify(plan)));
     return 0;
   }

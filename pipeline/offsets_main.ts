@@ -4,7 +4,9 @@
  * @module
  */
 
-import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
+import { CONNECTION_FLAGS, CONNECTION_TITLE, parseCommandLine, UsageError } from "../common/cli.ts";
+import { sectionsUsage } from "../common/options.ts";
+import { OFFSETS_COMMAND, OFFSETS_FLAGS } from "./options.ts";
 import { loadBaseConfig } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 
@@ -24,28 +26,18 @@ recorded twice. It is also the way out of a topic identity mismatch (the topic
 was deleted and recreated, or the broker wiped, under the stored offsets). Refused
 (exit 3) while an aggregator holds a live lease; needs --yes (else exit 2).
 
-Flags:
-  --json        machine-readable output (one JSON document)
-  --all         every topic found in KV instead of --topic
-  --to TARGET   reset target: earliest, latest or an offset N
-  --yes         confirm the reset
-  -h, --help    show this help
+${
+  sectionsUsage([
+    { title: "Flags:", table: OFFSETS_FLAGS },
+    { title: CONNECTION_TITLE, table: CONNECTION_FLAGS },
+  ])
+}
 
-Exit codes: 0 ok, 1 error, 2 bad flags or missing --yes, 3 reset refused (lease held).
-
-${BASE_USAGE}`;
-
-const OPTIONS = {
-  ...BASE_OPTIONS,
-  json: { type: "boolean" },
-  all: { type: "boolean" },
-  to: { type: "string" },
-  yes: { type: "boolean" },
-} as const;
+Exit codes: 0 ok, 1 error, 2 bad flags or missing --yes, 3 reset refused (lease held).`;
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, OPTIONS);
+  const { options: values, positionals } = parseCommandLine(args, OFFSETS_COMMAND);
   if (values.help) {
     console.log(USAGE);
     return 0;

@@ -3,8 +3,10 @@
  * @module
  */
 
-import { BASE_OPTIONS, BASE_USAGE, parseFlags } from "../common/cli.ts";
-import { loadBaseConfig, parsePositive } from "../common/config.ts";
+import { CONNECTION_FLAGS, CONNECTION_TITLE, parseCommandLine } from "../common/cli.ts";
+import { loadBaseConfig } from "../common/config.ts";
+import { sectionsUsage } from "../common/options.ts";
+import { STATUS_COMMAND, STATUS_FLAGS } from "./options.ts";
 
 const USAGE = `Usage: tickpipe status [flags]
 
@@ -14,27 +16,22 @@ the aggregator lease and last progress record, the engine settings of the checkp
 the ingest rate on the topic, the topic's windows per resolution (rows, final rows)
 with their freshness, its late ticks, and the newest windows.
 
-Flags:
-  --json          print one JSON object
-  --newest N      how many newest windows to show (default 10)
-  --no-rate       skip the 1 s sampling of the ingest rate
-
-${BASE_USAGE}`;
+${
+  sectionsUsage([
+    { title: "Flags:", table: STATUS_FLAGS },
+    { title: CONNECTION_TITLE, table: CONNECTION_FLAGS },
+  ])
+}`;
 
 /** Runs the command; returns the exit code (0 when Kafka and PostgreSQL are reachable). */
 export async function main(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, {
-    ...BASE_OPTIONS,
-    json: { type: "boolean" },
-    newest: { type: "string" },
-    "no-rate": { type: "boolean" },
-  });
+  const { options: values } = parseCommandLine(args, STATUS_COMMAND);
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
   const config = loadBaseConfig(values);
-  const newest = parsePositive(values.newest, "--newest", { fallback: 10, integer: true, min: 0 });
+  const newest = values.newest;
   const { createKafka } = await import("../common/kafka.ts");
   const { createPool } = await import("../common/pg.ts");
   const { openKv } = await import("../common/kv.ts");

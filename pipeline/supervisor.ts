@@ -33,6 +33,8 @@ export interface ChildSpec {
   env?: Record<string, string>;
   /** Restart when it exits (default true). */
   restart?: boolean;
+  /** "piped": the child's stdin is kept open for {@linkcode Supervisor.send} (default "null"). */
+  stdin?: "piped" | "null";
 }
 
 /** Restart policy: consecutive failures back off; a run longer than `healthyAfterMs` resets it. */
@@ -89,6 +91,8 @@ export interface ChildState {
   lastExit?: number;
   /** Why the child's loop ended for good, if it did on its own (e.g. a usage error). */
   fatal?: string;
+  /** Writer of the running child's stdin (specs with `stdin: "piped"`). */
+  stdin?: WritableStreamDefaultWriter<Uint8Array>;
 }
 
 /** Something that happened to a child (for dashboards and tests). */
@@ -202,6 +206,7 @@ export class Supervisor {
         const child = this.#spawn(state.spec, denoFlags);
         pid = child.pid;
         state.process = child;
+        if (state.spec.stdin === "piped") state.stdin = child.stdin.getWriter();
         state.starts++;
         log.info("child started", { child: state.spec.name, pid, start: state.starts });
         this.#emit({ kind: "started", child: state.spec.name, pid, start: state.starts });
@@ -224,6 +229,8 @@ export class Supervisor {
         code = 1;
       }
       state.process = undefined;
+      state.stdin?.close().catch(() => {});
+      state.stdin = undefined;
       state.lastExit = code;
       if (pid) this.#emit({ kind: "exited", child: state.spec.name, pid, code, signal });
       if (this.#stopping) {
@@ -278,13 +285,22 @@ export class Supervisor {
       }),
       cwd: files.root,
       env: spec.env,
-      stdin: "null",
+      stdin: spec.stdin ?? "null",
       stdout: "piped",
       stderr: "piped",
       // Own session: terminal signals and group kills go to the supervisor only, which sends
       // each child exactly one SIGTERM.
       detached: true,
     }).spawn();
+  }
+
+  /**
+   * Writes `line` and a newline to the stdin of the running child `name` (a spec with
+   * `stdin: "piped"`); nothing when it is not running. Write errors (it just exited) are ignored.
+   */
+  send(name: string, line: string): void {
+    const w = this.#children.find((c) => c.spec.name === name)?.stdin;
+    w?.write(enc.encode(line + "\n")).catch(() => {});
   }
 
   /** Stops every child (SIGTERM, SIGKILL after the grace period) and waits for them. Idempotent. */

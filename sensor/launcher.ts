@@ -18,14 +18,13 @@ export interface AggregateCommandOptions {
   topic: string;
   /** KV file path. */
   kvPath: string;
-  /** `--trigger` for the aggregator, if set. */
-  trigger?: string;
-  /** `--idle-timeout` for the aggregator, if set. */
-  idleTimeout?: string;
+  /**
+   * Aggregator flags to pass on, as given to the sensor (sensor/options.ts `aggregatorArgs`:
+   * every aggregator flag that was set, and only those).
+   */
+  aggregatorArgs?: readonly string[];
   /** `--metrics-port` for the aggregator (it then serves metrics on 127.0.0.1), if set. */
   metricsPort?: number;
-  /** More aggregator flags, as given (e.g. `--windows 1m,5m`). */
-  extraFlags?: string[];
   /** True when the sensor runs as a `deno compile`d binary. */
   standalone: boolean;
   /** The sensor binary's path (used when standalone, to find `tickpipe-aggregate` beside it). */
@@ -74,10 +73,8 @@ export function buildAggregateCommand(options: AggregateCommandOptions): Aggrega
     "--kv",
     options.kvPath,
   ];
-  if (options.trigger !== undefined) flags.push("--trigger", options.trigger);
-  if (options.idleTimeout !== undefined) flags.push("--idle-timeout", options.idleTimeout);
+  flags.push(...(options.aggregatorArgs ?? []));
   if (options.metricsPort !== undefined) flags.push("--metrics-port", String(options.metricsPort));
-  flags.push(...options.extraFlags ?? []);
   const env = { DATABASE_URL: options.databaseUrl };
   if (options.standalone) {
     const slash = options.execPath.lastIndexOf("/");

@@ -5,21 +5,21 @@
  * @module
  */
 
-import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
 import {
-  ConfigError,
-  loadBaseConfig,
-  parseDuration,
-  parsePositive,
-  readEnv,
-} from "../common/config.ts";
+  CONNECTION_FLAGS,
+  CONNECTION_TITLE,
+  HELP_FLAG,
+  parseCommandLine,
+  UsageError,
+} from "../common/cli.ts";
+import { ConfigError, loadBaseConfig, readEnv } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
-import {
-  METRICS_OPTIONS,
-  metricsUsage,
-  parseMetricsHost,
-  parseMetricsPort,
-} from "../common/metrics_flags.ts";
+import { sectionsUsage } from "../common/options.ts";
+import { AGGREGATOR_FLAGS } from "../aggregate/options.ts";
+import { AGGREGATOR_DEFAULTS } from "../aggregate/defaults.ts";
+import { aggregatorArgs, SENSOR_COMMAND, SENSOR_FLAGS, SENSOR_RUN_FLAGS } from "./options.ts";
+
+export { DEFAULT_SCHEDULE } from "./options.ts";
 
 const USAGE = `Usage: tickpipe sensor [flags]
 
@@ -35,115 +35,54 @@ before any launch (exit 2, naming both), unless --rebuild; an aggregator that ex
 (it refused its configuration) stops the sensor too (exit 2): no launch with the same
 flags could succeed.
 
-Flags:
-  --schedule CRON        Deno.cron schedule of the checks (default "* * * * *")
-  --every DURATION       also check at this interval (e.g. 5s), for demos and tests where
-                         a minute between cron ticks is too coarse
-  --min-new N            launch when at least N ticks are unread (default 1)
-  --once                 one check (and launch) then exit; for systemd timers / CronJobs
-  --wait                 with --once: wait for the launched aggregator, exit with its code
-  --trigger DURATION     passed to the aggregator (e.g. 60s)
-  --idle-timeout DUR     passed to the aggregator (e.g. 15m)
-  --windows LIST         passed to the aggregator (e.g. 1m,5m; default 5m)
-  --watermark DUR        passed to the aggregator (default 15m)
-  --idle-finalize DUR    passed to the aggregator (default: the watermark delay; 0 = off)
-  --rebuild              when the checkpoint was made with other --windows/--watermark,
-                         launch the aggregator with --rebuild --yes (start over from the log
-                         start, final rows and watermarks kept) instead of refusing (exit 2)
-  --backoff-base DUR     pause after the first failed run (default 60s)
-  --backoff-max DUR      longest pause after repeated failures (default 30m)
-${metricsUsage("sensor", { column: 25 })}
-  --aggregate-metrics-port PORT
-                         --metrics-port of the aggregators it launches (served on 127.0.0.1)
-  -h, --help             show this help
+${
+  sectionsUsage([
+    { title: "Flags:", table: { ...SENSOR_FLAGS, ...SENSOR_RUN_FLAGS, ...HELP_FLAG } },
+    {
+      title: "Aggregator flags (passed on to every aggregator it launches, when set):",
+      table: AGGREGATOR_FLAGS,
+    },
+    { title: CONNECTION_TITLE, table: CONNECTION_FLAGS },
+  ])
+}
 
 SIGINT/SIGTERM stop the checks and the running aggregator (one SIGTERM; it checkpoints and
 releases its lease), then exit 0. Copies of the signal within 3 s are one request; a later
 request cuts the stop (SIGKILL to the aggregator, exit 130) only after 50 s.
 
-Exit codes: 0 ok (with --once --wait: the aggregator's exit code), 1 error, 2 bad flags,
-130 stop cut short by a later stop request.
-
-${BASE_USAGE}`;
-
-const OPTIONS = {
-  ...BASE_OPTIONS,
-  schedule: { type: "string" },
-  every: { type: "string" },
-  "min-new": { type: "string" },
-  once: { type: "boolean" },
-  wait: { type: "boolean" },
-  trigger: { type: "string" },
-  "idle-timeout": { type: "string" },
-  windows: { type: "string" },
-  watermark: { type: "string" },
-  "idle-finalize": { type: "string" },
-  rebuild: { type: "boolean" },
-  "backoff-base": { type: "string" },
-  "backoff-max": { type: "string" },
-  ...METRICS_OPTIONS,
-  "aggregate-metrics-port": { type: "string" },
-} as const;
+Exit codes: 0 ok (with --once --wait: the aggregator's exit code), 1 error, 2 bad flags or
+a configuration refused (see above), 130 stop cut short by a later stop request.`;
 
 /** How long stopping may take before a later stop request cuts it: the aggregator's 40 s
  * deadline plus 10 s. */
 const STOP_DEADLINE_MS = 50_000;
 
-/** Default check schedule: every minute. */
-export const DEFAULT_SCHEDULE = "* * * * *";
-
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, OPTIONS);
-  if (values.help) {
+  // Every flag is parsed (and the aggregator's validated) here: a typo fails now, with exit 2,
+  // not in an aggregator launched a minute later.
+  const { options: o, given, positionals } = parseCommandLine(args, SENSOR_COMMAND);
+  if (o.help) {
     console.log(USAGE);
     return 0;
   }
   if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
-  const config = loadBaseConfig(values);
-  const minNew = parsePositive(values["min-new"], "--min-new", {
-    fallback: 1,
-    integer: true,
-    min: 1,
-  });
-  if (values.trigger !== undefined) {
-    parseDuration(values.trigger, "--trigger", { fallbackMs: 0 });
-  }
-  if (values["idle-timeout"] !== undefined) {
-    parseDuration(values["idle-timeout"], "--idle-timeout", { fallbackMs: 0 });
-  }
-  // Engine flags, forwarded as given; the resolved windows and watermark are checked against the
-  // checkpoint's before each launch.
-  const { AGGREGATOR_FLAGS } = await import("../aggregate/options.ts");
-  const { AGGREGATOR_DEFAULTS } = await import("../aggregate/defaults.ts");
-  const { forwardArgs, resolveOptions } = await import("../common/options.ts");
-  const engineFlags = {
-    windows: AGGREGATOR_FLAGS.windows,
-    watermark: AGGREGATOR_FLAGS.watermark,
-    "idle-finalize": AGGREGATOR_FLAGS["idle-finalize"],
-  };
-  const engineValues = resolveOptions(engineFlags, values);
+  const config = loadBaseConfig(o);
+  const minNew = o["min-new"];
+  const baseMs = o["backoff-base"];
+  const maxMs = o["backoff-max"];
+  const schedule = o.schedule;
+  if (o.wait && !o.once) throw new UsageError(`--wait needs --once`);
+  const everyMs = o.every;
+  const metricsPort = o["metrics-port"];
+  const metricsHost = o["metrics-host"];
+  const aggregateMetricsPort = o["aggregate-metrics-port"];
+  // The window resolutions and watermark delay the aggregators will run with (theirs when not
+  // given), checked against the checkpoint's before each launch.
   const wantedEngine = {
-    windows: engineValues.windows ?? [...AGGREGATOR_DEFAULTS.windows],
-    watermarkDelayMs: engineValues.watermark ?? AGGREGATOR_DEFAULTS.watermarkDelayMs,
+    windows: o.windows ?? [...AGGREGATOR_DEFAULTS.windows],
+    watermarkDelayMs: o.watermark ?? AGGREGATOR_DEFAULTS.watermarkDelayMs,
   };
-  const baseMs = parseDuration(values["backoff-base"], "--backoff-base", { fallbackMs: 60_000 });
-  const maxMs = parseDuration(values["backoff-max"], "--backoff-max", { fallbackMs: 1_800_000 });
-  const schedule = values.schedule ?? DEFAULT_SCHEDULE;
-  if (schedule.trim().split(/\s+/).length !== 5) {
-    throw new UsageError(
-      `--schedule "${schedule}" is not a cron expression: expected 5 fields like "* * * * *"`,
-    );
-  }
-  if (values.wait && !values.once) throw new UsageError(`--wait needs --once`);
-  const everyMs = values.every === undefined
-    ? undefined
-    : parseDuration(values.every, "--every", { fallbackMs: 0 });
-  const metricsPort = parseMetricsPort(values["metrics-port"]);
-  const metricsHost = parseMetricsHost(values["metrics-host"]);
-  const aggregateMetricsPort = parseMetricsPort(values["aggregate-metrics-port"], {
-    flag: "--aggregate-metrics-port",
-  });
 
   const log = createLogger("sensor");
   // One stop request, however many copies arrive (common/signals.ts), listened for from the
@@ -192,10 +131,8 @@ export async function main(args: string[]): Promise<number> {
     databaseUrl: config.databaseUrl,
     topic: config.topic,
     kvPath: config.kvPath,
-    trigger: values.trigger,
-    idleTimeout: values["idle-timeout"],
+    aggregatorArgs: aggregatorArgs(given),
     metricsPort: aggregateMetricsPort,
-    extraFlags: forwardArgs(engineFlags, values),
     standalone: Deno.build.standalone ?? false,
     execPath: Deno.build.standalone ? Deno.execPath() : "",
     ...projectPaths(),
@@ -222,7 +159,7 @@ export async function main(args: string[]): Promise<number> {
   const admin = await Promise.race([connectAdmin(kafka, config.brokers), denial.promise]);
   const { withKvRetry } = await import("./_kv.ts");
   const kv = await withKvRetry(() => openKv(config.kvPath));
-  const detached = values.once === true && values.wait !== true;
+  const detached = o.once === true && o.wait !== true;
   // Launching cannot succeed with these flags (the checkpoint's windows/watermark differ, or the
   // aggregator refused its configuration): stop, exit 2 with the reason.
   let refused: string | undefined;
@@ -233,7 +170,7 @@ export async function main(args: string[]): Promise<number> {
     launch: (cmd) => spawnAggregator(cmd, { logger: log, detached }),
     onRefused: (message) => {
       refused ??= message;
-      if (!values.once) stops.begin("configuration refused");
+      if (!o.once) stops.begin("configuration refused");
     },
   }, {
     topic: config.topic,
@@ -241,7 +178,7 @@ export async function main(args: string[]): Promise<number> {
     backoff: { baseMs, maxMs },
     command,
     identity: `${hostname}:${Deno.pid}`,
-    engine: { wanted: wantedEngine, rebuild: values.rebuild === true },
+    engine: { wanted: wantedEngine, rebuild: o.rebuild },
   });
   const sensor = served === undefined
     ? checks
@@ -256,7 +193,7 @@ export async function main(args: string[]): Promise<number> {
     await served?.server.close();
   };
 
-  if (values.once) {
+  if (o.once) {
     try {
       if (denied !== undefined) throw denied;
       if (stopRequested) return 0; // stopped before the check: launch nothing
@@ -264,7 +201,7 @@ export async function main(args: string[]): Promise<number> {
       const { launched } = await Promise.race([sensor.check(), denial.promise]);
       if (refused !== undefined) throw new ConfigError(refused);
       // Without --wait the aggregator is detached and outlives the sensor: nothing to stop.
-      if (launched === null || !values.wait) return 0;
+      if (launched === null || !o.wait) return 0;
       // Stop the child on a request, including one that came during the check.
       stops.requested.then(stopChild);
       const code = await sensor.settled();

@@ -3,7 +3,9 @@
  * @module
  */
 
-import { BASE_OPTIONS, BASE_USAGE, parseFlags, UsageError } from "../common/cli.ts";
+import { BASE_USAGE, parseCommandLine, UsageError } from "../common/cli.ts";
+import { sectionsUsage } from "../common/options.ts";
+import { SERVICES_COMMAND, SERVICES_FLAGS } from "./options.ts";
 import { loadBaseConfig, readEnv } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 import { DEFAULT_KAFKA_VERSION, KAFKA_VERSIONS, parseKafkaVersion } from "./kafka.ts";
@@ -15,10 +17,7 @@ const USAGE = `Usage: tickpipe services [up|down|status] [flags]
   down     stop the local services started by "up"
   status   say what runs where (--json for scripts)
 
-Flags:
-  --json            print status as JSON
-  --upgrade-kafka   let "up" start the selected Kafka on data an older version formatted
-                    (in place, one-way); without it "up" refuses and says what to do
+${sectionsUsage([{ title: "Flags:", table: SERVICES_FLAGS }])}
 
 Environment:
   KAFKA_VERSION     the local broker's version: ${
@@ -29,11 +28,7 @@ ${BASE_USAGE}`;
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    ...BASE_OPTIONS,
-    json: { type: "boolean" },
-    "upgrade-kafka": { type: "boolean" },
-  });
+  const { options: values, positionals } = parseCommandLine(args, SERVICES_COMMAND);
   if (values.help) {
     console.log(USAGE);
     return 0;
@@ -50,7 +45,7 @@ export async function main(args: string[]): Promise<number> {
     const t0 = performance.now();
     const r = await servicesUp(config, log, {
       kafkaVersion,
-      upgradeKafka: values["upgrade-kafka"] === true,
+      upgradeKafka: values["upgrade-kafka"],
     });
     const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-services" });
     try {

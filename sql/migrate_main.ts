@@ -3,7 +3,14 @@
  * @module
  */
 
-import { BASE_OPTIONS, BASE_USAGE, parseFlags } from "../common/cli.ts";
+import {
+  BASE_COMMAND,
+  CONNECTION_FLAGS,
+  CONNECTION_TITLE,
+  HELP_FLAG,
+  parseCommandLine,
+} from "../common/cli.ts";
+import { sectionsUsage } from "../common/options.ts";
 import { loadBaseConfig } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
 
@@ -11,11 +18,16 @@ const USAGE = `Usage: tickpipe migrate [flags]
 
 Applies pending SQL migrations from sql/ (recorded in schema_migrations).
 
-${BASE_USAGE}`;
+${
+  sectionsUsage([
+    { title: "Flags:", table: HELP_FLAG },
+    { title: CONNECTION_TITLE, table: CONNECTION_FLAGS },
+  ])
+}`;
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, BASE_OPTIONS);
+  const { options: values } = parseCommandLine(args, BASE_COMMAND);
   if (values.help) {
     console.log(USAGE);
     return 0;

@@ -420,12 +420,15 @@ Deno.test({
     const kvPath = await tempKvPath("launch-start");
     const pool = testPool();
     const metrics = freePorts(4);
+    const dashboard = `127.0.0.1:${freePort()}`;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "task",
         "start",
         "--metrics-port",
         String(metrics),
+        "--dashboard-port",
+        dashboard.split(":")[1],
         "--brokers",
         kafkaProxy.address,
         "--source",
@@ -472,12 +475,22 @@ Deno.test({
           const p = [...seen.values()].find((p) => re.test(p.cmdline));
           return p ? p.cmdline.split(" ") : null;
         }, { timeoutMs: 60_000 });
-      // start itself: its metrics endpoint and its children's (it merges them), nothing else.
+      // start itself: its metrics endpoint and its children's (it merges them), and the
+      // dashboard's address (it checks it is free), nothing else.
       const start = await argsOf(/main\.ts start /);
       assert.deepEqual(
         allowList(start, "net"),
-        [0, 1, 2, 3].map((i) => `127.0.0.1:${metrics + i}`).sort(),
+        [...[0, 1, 2, 3].map((i) => `127.0.0.1:${metrics + i}`), dashboard].sort(),
       );
+      // the dashboard: Kafka, the database's proxy, its address; the KV folder and its page.
+      const dash = await argsOf(/main\.ts dashboard /);
+      assert.deepEqual(
+        allowList(dash, "net"),
+        [BROKER, kafkaProxy.address, pgProxy.address, dashboard].sort(),
+      );
+      assert.deepEqual(allowList(dash, "read"), [".data/test", `${ROOT}pipeline/web`].sort());
+      assert.deepEqual(allowList(dash, "write"), [".data/test"]);
+      assert.ok(!dash.some((a) => a.includes("postgres:postgres")), "no password on argv");
       // ingest: the Kafka proxy, the broker it advertises, the simulator, its metrics port.
       const ingest = await argsOf(/main\.ts ingest /);
       assert.deepEqual(

@@ -686,6 +686,9 @@ Deno.test({
       "1s",
       "--idle-timeout",
       "5s",
+      // Not about the dashboard: no port 8080.
+      "--dashboard-port",
+      "0",
     ]);
     try {
       const first = await waitFor("ingest and the sensor in start's endpoint", async () => {

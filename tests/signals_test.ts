@@ -292,10 +292,11 @@ Deno.test({
         [],
         "no process of start's tree outlives it",
       );
-      // The children exit cleanly: ingest and the sensor 0, the sensor's aggregator 0.
+      // The children exit cleanly: ingest, the sensor and the dashboard 0, the sensor's
+      // aggregator 0.
       const stoppedRec = recs.find((r) => r.component === "start" && r.msg === "stopped");
       assert.ok(stoppedRec, out.slice(-4000));
-      assert.deepEqual(stoppedRec.exits, { ingest: 0, sensor: 0 });
+      assert.deepEqual(stoppedRec.exits, { ingest: 0, sensor: 0, dashboard: 0 });
       assert.ok(
         recs.some((r) =>
           r.msg === "aggregator stopped" && r.reason === "stopped" && r.child === "sensor/aggregate"

@@ -300,6 +300,12 @@ Deno.test("CLI: --help, bad flags, and a short run with --log", async () => {
     assert.equal(await main(["--rate", "fast"]), 2);
     assert.equal(await main(["--duration", "0"]), 2);
     assert.equal(await main(["--port", "0", "--late-fraction", "2"]), 2);
+    assert.equal(await main(["--port", "0", "--speed", "0"]), 2);
+    assert.equal(
+      await main(["--port", "0", "--from", new Date(Date.now() + 60_000).toISOString()]),
+      2,
+    );
+    assert.equal(await main(["--port", "0", "--from", "later"]), 2);
     assert.equal(await main(["--replay", `${dir}/missing.txt`]), 1);
     assert.equal(await main(["--port", "0", "--duration", "0.2", "--log", `${dir}/log.jsonl`]), 0);
     assert.equal(await Deno.readTextFile(`${dir}/log.jsonl`), "");

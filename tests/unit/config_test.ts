@@ -6,7 +6,6 @@ import {
   loadBaseConfig,
   parseBrokers,
   parseDuration,
-  parsePositive,
 } from "../../common/config.ts";
 import { createLogger, redact } from "../../common/log.ts";
 import { backoffDelay } from "../../common/backoff.ts";
@@ -52,7 +51,7 @@ Deno.test("config: bad values name the variable and the value", () => {
   );
 });
 
-Deno.test("config: durations and positive numbers", () => {
+Deno.test("config: durations", () => {
   assert.equal(parseDuration("5s", "--trigger", { fallbackMs: 1 }), 5000);
   assert.equal(parseDuration("15m", "--x", { fallbackMs: 1 }), 900_000);
   assert.equal(parseDuration("250ms", "--x", { fallbackMs: 1 }), 250);
@@ -60,11 +59,6 @@ Deno.test("config: durations and positive numbers", () => {
   assert.equal(parseDuration(undefined, "--x", { fallbackMs: 7 }), 7);
   assert.throws(() => parseDuration("soon", "--trigger", { fallbackMs: 1 }), /--trigger "soon"/);
   assert.throws(() => parseDuration("0s", "--trigger", { fallbackMs: 1 }), /greater than zero/);
-  assert.equal(parsePositive("3", "--partitions", { fallback: 1, integer: true }), 3);
-  assert.throws(
-    () => parsePositive("2.5", "--partitions", { fallback: 1, integer: true }),
-    /--partitions/,
-  );
 });
 
 Deno.test("log: passwords in URLs are redacted from every line", () => {

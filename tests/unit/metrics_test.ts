@@ -24,7 +24,9 @@ import {
   type TriggerProgress,
 } from "../../aggregate/metrics.ts";
 import { childMetricsTargets, mergedMetricsSource } from "../../pipeline/metrics.ts";
-import { pipelineChildren, validateStartOptions } from "../../pipeline/start_main.ts";
+import { pipelineChildren } from "../../pipeline/start_main.ts";
+import { parseCommandLine } from "../../common/cli.ts";
+import { START_COMMAND } from "../../pipeline/options.ts";
 import { buildAggregateCommand } from "../../sensor/launcher.ts";
 import { loadBaseConfig } from "../../common/config.ts";
 import { prng as mulberry32 } from "../_helpers/hostile.ts";
@@ -98,19 +100,25 @@ Deno.test("start gives its children the metrics ports P+1..P+3, and none when P 
     const i = args.indexOf(name);
     return i < 0 ? undefined : args[i + 1];
   };
-  const [ingest, sensor] = pipelineChildren(config, { metricsPort: 9490 });
+  const [ingest, sensor] = pipelineChildren(config, {}, { metricsPort: 9490 });
   assert.equal(flag(ingest.args, "--metrics-port"), "9491");
   assert.equal(flag(sensor.args, "--metrics-port"), "9492");
   assert.equal(flag(sensor.args, "--aggregate-metrics-port"), "9493");
-  const [i2, s2] = pipelineChildren(config, { metricsPort: 20_000 });
+  const [i2, s2] = pipelineChildren(config, {}, { metricsPort: 20_000 });
   assert.deepEqual(
     [flag(i2.args, "--metrics-port"), flag(s2.args, "--metrics-port")],
     ["20001", "20002"],
   );
-  for (const off of [pipelineChildren(config, { metricsPort: 0 }), pipelineChildren(config, {})]) {
+  for (
+    const off of [pipelineChildren(config, {}, { metricsPort: 0 }), pipelineChildren(config, {})]
+  ) {
     for (const c of off) assert.ok(!c.args.join(" ").includes("metrics"), c.args.join(" "));
   }
-  assert.throws(() => validateStartOptions({ metricsPort: 65533 }), /leaves no room/);
+  assert.throws(
+    () => parseCommandLine(["--metrics-port", "65533"], START_COMMAND),
+    /leaves no room/,
+  );
+  assert.equal(parseCommandLine([], START_COMMAND).options["metrics-port"], 9490, "the default");
   const cmd = (metricsPort?: number) =>
     buildAggregateCommand({
       brokers: ["a:1"],

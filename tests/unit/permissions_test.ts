@@ -20,6 +20,8 @@ import {
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "../../ingest/simulator.ts";
 import { METRICS_PORTS } from "../../common/metrics_flags.ts";
 import { prng as mulberry32 } from "../_helpers/aggregate_stream.ts";
+import { sampleRaw } from "../_helpers/option_samples.ts";
+import { COMMAND_OPTIONS } from "../../pipeline/options.ts";
 
 const ROOT = "/repo/";
 
@@ -39,6 +41,25 @@ function lists(flags: string[]): Record<string, string[]> {
 }
 
 const sorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
+
+/** The flags the oracle below derives permissions from (and `--help`, which skips it all). */
+const DERIVING = new Set([
+  "brokers",
+  "database-url",
+  "topic",
+  "kv",
+  "source",
+  "spool-dir",
+  "record",
+  "port",
+  "hostname",
+  "out-dir",
+  "metrics-port",
+  "metrics-host",
+  "dashboard-port",
+  "dashboard-host",
+  "help",
+]);
 
 /** Random configuration pieces. */
 function generator(seed: number) {
@@ -70,19 +91,28 @@ function randomCase(seed: number) {
     "demo",
     "start",
     "compile",
+    "dashboard",
   ]);
   const args: string[] = [];
   const env: Env = {};
-  // Irrelevant flags the loose parse must skip (with and without values).
+  // Flags of the command that grant nothing (with and without values): the derivation parses
+  // them with the command's own table and must not be confused by them.
+  const table = COMMAND_OPTIONS[command];
+  const inert = Object.keys(table).filter((n) => !DERIVING.has(n));
   const noise = () => {
-    if (rnd() < 0.5) args.push(pick(["--symbols", "--linger", "--trigger"]), pick(["A,B", "5ms"]));
-    if (rnd() < 0.3) args.push(pick(["--once", "--json", "--wait"]));
+    if (inert.length === 0 || rnd() < 0.3) return;
+    const name = pick(inert);
+    const raw = sampleRaw(name, table[name], rnd);
+    if (raw === true) args.push(`--${name}`);
+    else if (raw.startsWith("-")) args.push(`--${name}=${raw}`);
+    else args.push(`--${name}`, raw);
   };
   noise();
   // Each setting: from a flag, the environment, or the default.
   const source = <T>(flag: string, variable: string | null, value: string, fallback: T) => {
     const r = rnd();
-    if (r < 0.4) {
+    // A flag only where the command takes it (it rejects any other: exit 2).
+    if (r < 0.4 && Object.hasOwn(table, flag)) {
       args.push(rnd() < 0.5 ? `--${flag}=${value}` : `--${flag}`, value);
       if (args.at(-2)!.includes("=")) args.pop();
       if (variable !== null && rnd() < 0.5) env[variable] = "ignored:1"; // the flag wins
@@ -141,6 +171,19 @@ function randomCase(seed: number) {
     }
     return [`127.0.0.1:${p}`];
   };
+  // --dashboard-port / --dashboard-host of start, demo and dashboard (default 127.0.0.1:8080;
+  // 0 = none).
+  const dashboard = () => {
+    const p = pick([undefined, "0", "8181"]);
+    if (p !== undefined) args.push(pick(["--dashboard-port", "--dashboard-port="]), p);
+    if (args.at(-2) === "--dashboard-port=") args.splice(-2, 2, `--dashboard-port=${p}`);
+    const h = rnd() < 0.3 ? pick(["0.0.0.0", "::1", "[::1]"]) : undefined;
+    if (h !== undefined) args.push("--dashboard-host", h);
+    const port = Number(p ?? 8080);
+    if (port === 0) return [];
+    const bare = (h ?? "127.0.0.1").replace(/^\[(.*)\]$/, "$1");
+    return [bare.includes(":") ? `[${bare}]:${port}` : `${bare}:${port}`];
+  };
   switch (command) {
     case "ingest": {
       const src = pick([
@@ -182,9 +225,14 @@ function randomCase(seed: number) {
       put("write", kvTargets);
       break;
     case "demo":
-      put("net", [...kafka, dbTarget]);
+      put("net", [...kafka, dbTarget, ...dashboard()]);
       put("read", [...kvTargets, ".data"]);
       put("write", [...kvTargets, ".data"]);
+      break;
+    case "dashboard":
+      put("net", [...kafka, dbTarget, ...dashboard()]);
+      put("read", [...kvTargets, `${ROOT}pipeline/web`]);
+      put("write", kvTargets);
       break;
     case "migrate":
       put("net", [dbTarget]);
@@ -213,6 +261,7 @@ function randomCase(seed: number) {
       if (p !== undefined) args.push("--metrics-port", p);
       const port = Number(p ?? 9490);
       if (port > 0) put("net", [0, 1, 2, 3].map((i) => `127.0.0.1:${port + i}`));
+      put("net", dashboard());
       break;
     }
   }
@@ -237,9 +286,9 @@ Deno.test("permissions: an explicit kafkaHosts option wins over TICKPIPE_KAFKA_H
   const env: Env = { KAFKA_BROKERS: "b:1", TICKPIPE_KAFKA_HOSTS: "x:1" };
   const f = lists(launchFlags("sensor", [], { env: (n) => env[n], kafkaHosts: ["k:2", "b:1"] }));
   assert.deepEqual(f.net, ["b:1", "k:2"]);
-  assert.deepEqual(configuredBrokers(["--brokers=a:1,b:2"], {}), ["a:1", "b:2"]);
-  assert.deepEqual(configuredBrokers([], { env: (n) => env[n] }), ["b:1"]);
-  assert.deepEqual(configuredBrokers([]), ["127.0.0.1:9092"]);
+  assert.deepEqual(configuredBrokers("sensor", ["--brokers=a:1,b:2"], {}), ["a:1", "b:2"]);
+  assert.deepEqual(configuredBrokers("ingest", [], { env: (n) => env[n] }), ["b:1"]);
+  assert.deepEqual(configuredBrokers("start", []), ["127.0.0.1:9092"]);
 });
 
 Deno.test("permissions: bad values are configuration errors naming them", () => {
@@ -252,6 +301,12 @@ Deno.test("permissions: bad values are configuration errors naming them", () => 
     ["aggregate", ["--kv", "/a,b/k.kv"], {}, /--kv \/a,b\/k\.kv contains a comma/],
     ["simulate", ["--port", "70000"], {}, /--port "70000" is invalid/],
     ["aggregate", ["--kv", "k.kv", "--topic", "a b"], {}, /--topic "a b" is not a valid Kafka/],
+    // The command line is parsed with the command's own table: what the command would reject.
+    ["sensor", ["--trigger", "soon"], {}, /--trigger "soon" is not a duration/],
+    ["start", ["--windows", "1m,1m"], {}, /--windows "1m,1m" repeats a duration/],
+    ["aggregate", ["--bogus"], {}, /Unknown option '--bogus'/],
+    ["simulate", ["--brokers", "a:1"], {}, /Unknown option '--brokers'/],
+    ["start", ["--metrics-port", "65533"], {}, /--metrics-port "65533" leaves no room/],
   ];
   for (const [command, args, env, re] of bad) {
     assert.throws(
@@ -394,6 +449,7 @@ Deno.test("permissions: deno.json's sets hold exactly the lists of the default c
       "status",
       "start",
       "demo",
+      "dashboard",
       "compile",
     ]
   ) {

@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { nextFailures, Supervisor, type SupervisorEvent } from "../../pipeline/supervisor.ts";
 import { denoRunArgs } from "../../common/child.ts";
-import { pipelineChildren, validateStartOptions } from "../../pipeline/start_main.ts";
+import { pipelineChildren } from "../../pipeline/start_main.ts";
+import { parseCommandLine } from "../../common/cli.ts";
+import { START_COMMAND } from "../../pipeline/options.ts";
 import { ConfigError, loadBaseConfig } from "../../common/config.ts";
 import { createLogger } from "../../common/log.ts";
 import { fmtAge, partitionLag, type PipelineStatus } from "../../pipeline/status.ts";
@@ -183,17 +185,18 @@ Deno.test("supervisor: children run main.ts under their permission set with expl
 });
 
 Deno.test("start: bad flags are rejected before any child starts, naming the flag", () => {
-  assert.throws(() => validateStartOptions({ every: "soon" }), (e: Error) => {
+  const validate = (...args: string[]) => parseCommandLine(args, START_COMMAND);
+  assert.throws(() => validate("--every", "soon"), (e: Error) => {
     assert.ok(e instanceof ConfigError);
     assert.match(e.message, /--every "soon"/);
     return true;
   });
-  assert.throws(() => validateStartOptions({ schedule: "* *" }), /--schedule "\* \*"/);
-  assert.throws(() => validateStartOptions({ source: "http://x" }), /--source "http:\/\/x"/);
-  assert.throws(() => validateStartOptions({ partitions: "0" }), /--partitions "0"/);
-  validateStartOptions({ every: "5s", trigger: "1s", idleTimeout: "10s", symbols: "A" });
+  assert.throws(() => validate("--schedule", "* *"), /--schedule "\* \*"/);
+  assert.throws(() => validate("--source", "http://x"), /--source "http:\/\/x"/);
+  assert.throws(() => validate("--partitions", "0"), /--partitions "0"/);
+  validate("--every", "5s", "--trigger", "1s", "--idle-timeout", "10s", "--symbols", "A");
   const config = loadBaseConfig({ kv: ".data/k.kv", topic: "t" }, { env: () => undefined });
-  const [ingest, sensor] = pipelineChildren(config, { every: "2s", idleTimeout: "10s" });
+  const [ingest, sensor] = pipelineChildren(config, { every: "2s", "idle-timeout": "10s" });
   assert.ok(!ingest.args.includes("--kv"), "ingest does not use KV");
   assert.deepEqual(sensor.args.slice(4, 6), ["--kv", ".data/k.kv"]);
   assert.ok(sensor.args.join(" ").includes("--every 2s"));

@@ -257,7 +257,11 @@ Deno.test("sensor launcher: deno by name, -P=aggregate with derived lists, abs c
     mainPath: "/repo/main.ts",
     execPath: "/opt/bin/tickpipe-sensor",
   };
-  const c = buildAggregateCommand({ ...base, standalone: false, trigger: "1s", idleTimeout: "3s" });
+  const c = buildAggregateCommand({
+    ...base,
+    standalone: false,
+    aggregatorArgs: ["--trigger", "1s", "--idle-timeout", "3s"],
+  });
   assert.equal(c.command, "deno");
   assert.deepEqual(c.args, [
     "run",
@@ -288,7 +292,7 @@ Deno.test("sensor launcher: deno by name, -P=aggregate with derived lists, abs c
   const s = buildAggregateCommand({
     ...base,
     standalone: true,
-    extraFlags: ["--windows", "1m,5m", "--idle-finalize", "0"],
+    aggregatorArgs: ["--windows", "1m,5m", "--idle-finalize", "0"],
   });
   assert.equal(s.command, "/opt/bin/tickpipe-aggregate");
   assert.deepEqual(s.args.slice(-4), ["--windows", "1m,5m", "--idle-finalize", "0"]);

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { DEFAULT_RESTART_POLICY, restartDelay } from "../../pipeline/supervisor.ts";
 import { relayOutput } from "../../common/child.ts";
-import { pipelineChildren, validateStartOptions } from "../../pipeline/start_main.ts";
+import { pipelineChildren } from "../../pipeline/start_main.ts";
+import { parseCommandLine } from "../../common/cli.ts";
+import { START_COMMAND } from "../../pipeline/options.ts";
 import { loadBaseConfig } from "../../common/config.ts";
 import { renderCandles } from "../../pipeline/status.ts";
 
@@ -55,12 +57,13 @@ Deno.test("start: children get explicit config; DATABASE_URL only via the sensor
     ],
   );
   // The engine flags reach the sensor (which forwards them to the aggregator), as given.
-  const [, s2] = pipelineChildren(config, {
-    windows: "1m,5m",
-    watermark: "2m",
-    idleFinalize: "0",
-    rebuild: true,
-  });
+  const [, s2] = pipelineChildren(
+    config,
+    parseCommandLine(
+      ["--windows", "1m,5m", "--watermark", "2m", "--idle-finalize", "0", "--rebuild"],
+      START_COMMAND,
+    ).given,
+  );
   const after = (flag: string) => s2.args[s2.args.indexOf(flag) + 1];
   assert.equal(after("--windows"), "1m,5m");
   assert.equal(after("--watermark"), "2m");
@@ -68,13 +71,11 @@ Deno.test("start: children get explicit config; DATABASE_URL only via the sensor
   assert.ok(s2.args.includes("--rebuild"));
   assert.ok(!sensor.args.includes("--windows") && !sensor.args.includes("--rebuild"));
   // Bad engine flags fail fast in start, naming the flag.
-  assert.throws(
-    () => validateStartOptions({ windows: "1m,fast" }),
-    /--windows "fast" is not a duration/,
-  );
-  assert.throws(() => validateStartOptions({ windows: "1m,1m" }), /repeats a duration/);
-  assert.throws(() => validateStartOptions({ watermark: "-1" }), /--watermark "-1"/);
-  validateStartOptions({ windows: "10s,30s", watermark: "20s", idleFinalize: "0" });
+  const validate = (...args: string[]) => parseCommandLine(args, START_COMMAND);
+  assert.throws(() => validate("--windows", "1m,fast"), /--windows "fast" is not a duration/);
+  assert.throws(() => validate("--windows", "1m,1m"), /repeats a duration/);
+  assert.throws(() => validate("--watermark=-1"), /--watermark "-1"/);
+  validate("--windows", "10s,30s", "--watermark", "20s", "--idle-finalize", "0");
 });
 
 Deno.test("status: candle table renders one line per window with its values", () => {
