@@ -17,8 +17,11 @@ import {
   type OutRecord,
   recordBytes,
   type SendBatch,
+  type SpooledRecord,
   type TooLargeHandler,
 } from "./producer.ts";
+import { encodeTick, FORMAT_HEADER, type ValueFormat } from "../proto/tick.ts";
+import { createCachedPartitioner } from "./partitioner.ts";
 import { percentile } from "../common/stats.ts";
 import { DEFAULT_MAX_SPOOL_BYTES, openSpool } from "./spool.ts";
 import { surelyWithin, truncateUtf8, utf8Length } from "./_utf8.ts";
@@ -39,6 +42,14 @@ export interface IngestOptions {
   lingerMs?: number;
   /** Max records per batch (default 5000). */
   batchSize?: number;
+  /** Max bytes per batch, as recordBytes counts them (default 512 KiB). */
+  maxBatchBytes?: number;
+  /**
+   * Record value of a tick (default "json"): `json` is JSON.stringify of the decoded quote,
+   * without a `tp-format` header; `tick-v1` is the binary tickpipe.v1.Tick (proto/tick.proto)
+   * with header `tp-format: tick-v1`.
+   */
+  valueFormat?: ValueFormat;
   /** Records held in memory before spooling to disk (default 100_000). */
   maxMemoryTicks?: number;
   /** Records over this many UTF-8 bytes go to the DLQ as too_large (default 1_000_000). */
@@ -109,14 +120,34 @@ export interface Ingest {
   stop(options?: { flushTimeoutMs?: number }): Promise<IngestStats>;
 }
 
-/** Builds the Kafka record of a valid tick. */
-export function tickRecord(topic: string, tick: Tick, receivedMs: number): OutRecord {
+/**
+ * Builds the Kafka record of a valid tick: key = symbol, timestamp = event time, header
+ * `ingest_ms` = receive time; the value in `format` (default "json": JSON.stringify of the
+ * tick and no `tp-format` header, which means JSON; "tick-v1": proto/tick.ts encodeTick and
+ * header `tp-format: tick-v1`). `receivedText` is `String(receivedMs)` when the caller has it.
+ */
+export function tickRecord(
+  topic: string,
+  tick: Tick,
+  receivedMs: number,
+  options: { format?: ValueFormat; receivedText?: string } = {},
+): OutRecord {
+  const ingestMs = options.receivedText ?? String(receivedMs);
+  if (options.format === "tick-v1") {
+    return {
+      topic,
+      key: tick.id,
+      value: encodeTick(tick),
+      timestamp: String(tick.time),
+      headers: { ingest_ms: ingestMs, [FORMAT_HEADER]: "tick-v1" },
+    };
+  }
   return {
     topic,
     key: tick.id,
     value: JSON.stringify(tick),
     timestamp: String(tick.time),
-    headers: { ingest_ms: String(receivedMs) },
+    headers: { ingest_ms: ingestMs },
   };
 }
 
@@ -137,6 +168,8 @@ export interface Rejection {
   receivedMs: number;
   /** Budget of the whole record in UTF-8 bytes (recordBytes); default 1_000_000. */
   maxBytes?: number;
+  /** More headers of the dead letter (counted in its budget). */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -151,6 +184,7 @@ export function dlqRecord(topic: string, raw: string, rejection: Rejection): Out
       ? rejection.detail
       : truncateUtf8(rejection.detail, MAX_DETAIL_BYTES),
     ingest_ms: String(rejection.receivedMs),
+    ...rejection.headers,
   };
   const record: OutRecord = {
     topic: `${topic}.dlq`,
@@ -187,28 +221,40 @@ export function tooLargeHandler(
   const dlqTopic = `${topic}.dlq`;
   return (record, info) => {
     if (record.topic === dlqTopic) {
-      const valueBytes = utf8Length(record.value);
-      if (valueBytes === 0) return null;
+      // Dead letters are text (ingest writes them so); bytes are cut as their base64 text.
+      const text = typeof record.value === "string" ? record.value : record.value.toBase64();
+      const bytes = utf8Length(text);
+      if (bytes === 0) return null;
       const keep = info.cause === "broker"
-        ? Math.floor(valueBytes / 2)
-        : valueBytes - (info.bytes - info.limit) - TRUNCATED_HEADER_BYTES;
+        ? Math.floor(bytes / 2)
+        : bytes - (info.bytes - info.limit) - TRUNCATED_HEADER_BYTES;
       return {
         ...record,
-        value: truncateUtf8(record.value, keep),
-        headers: { ...record.headers, truncated: record.headers.truncated ?? String(valueBytes) },
+        value: truncateUtf8(text, keep),
+        headers: { ...record.headers, truncated: record.headers.truncated ?? String(bytes) },
       };
     }
     const why = info.cause === "broker"
       ? `was refused by Kafka (${info.error ?? "too large"})`
       : `exceeds the record limit of ${info.limit} bytes`;
     const receivedMs = Number(record.headers.ingest_ms);
-    const dead = dlqRecord(topic, record.value, {
+    // A binary value (tick-v1) is dead-lettered as its base64 text, marked by two headers.
+    const binary = typeof record.value !== "string";
+    const text = typeof record.value === "string" ? record.value : record.value.toBase64();
+    const marks: Record<string, string> = {};
+    if (binary) {
+      marks.encoding = "base64";
+      const format = record.headers[FORMAT_HEADER];
+      if (format !== undefined) marks[FORMAT_HEADER] = format;
+    }
+    const dead = dlqRecord(topic, text, {
       reason: "too_large",
       detail: `Record of ${info.bytes} UTF-8 bytes for topic ${record.topic} key ${
         JSON.stringify(record.key)
       } ${why}`,
       receivedMs: Number.isFinite(receivedMs) && receivedMs > 0 ? receivedMs : options.now(),
       maxBytes: info.cause === "broker" ? Math.floor(info.bytes / 2) : info.limit,
+      headers: marks,
     });
     options.onDeadLetter?.(dead);
     return dead;
@@ -264,7 +310,10 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
     logger: log.child("kafka"),
   });
   const admin = kafka.admin();
-  const newProducer = () => kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  // Same partitions as kafkajs' DefaultPartitioner, without its per-record BigInt murmur2.
+  const createPartitioner = createCachedPartitioner();
+  const newProducer = () =>
+    kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner });
   let producer = newProducer();
   try {
     await admin.connect();
@@ -281,7 +330,7 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
   }
   await admin.disconnect();
 
-  const spool = await openSpool<OutRecord>(options.spoolDir ?? `.data/spool/${topic}`, {
+  const spool = await openSpool<SpooledRecord>(options.spoolDir ?? `.data/spool/${topic}`, {
     maxBytes: options.maxSpoolBytes ?? DEFAULT_MAX_SPOOL_BYTES,
   });
   if (spool.count() > 0) {
@@ -323,6 +372,7 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
   const batcher: Batcher = createBatcher({
     send: options.wrapSend ? options.wrapSend(baseSend) : baseSend,
     batchSize: options.batchSize,
+    maxBatchBytes: options.maxBatchBytes,
     lingerMs: options.lingerMs,
     maxMemory: options.maxMemoryTicks,
     maxRecordBytes,
@@ -366,12 +416,36 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
       dlqRecord(topic, raw, { reason, detail, receivedMs, maxBytes: maxRecordBytes }),
     );
   };
+  const format: ValueFormat = options.valueFormat ?? "json";
+  const parseOptions = { nowMs: 0, maxFutureMs };
+  // Frames arrive many per millisecond: the ingest_ms text is made once per millisecond.
+  let lastMs = NaN;
+  let lastMsText = "";
   const onFrame = (raw: string, receivedMs: number) => {
     counts.frames++;
     if (recorder) recordBuf.push(raw.replace(/\r?\n/g, " ") + "\n");
-    const r = parseFrame(raw, { nowMs: receivedMs, maxFutureMs });
+    parseOptions.nowMs = receivedMs;
+    const r = parseFrame(raw, parseOptions);
     if (r.ok === true) {
-      const record = tickRecord(topic, r.tick, receivedMs);
+      if (receivedMs !== lastMs) {
+        lastMs = receivedMs;
+        lastMsText = String(receivedMs);
+      }
+      let record: OutRecord;
+      try {
+        record = tickRecord(topic, r.tick, receivedMs, { format, receivedText: lastMsText });
+      } catch (e) {
+        // encodeTick refuses values tick-v1 cannot hold; validated ticks should never get here.
+        deadLetter(
+          raw,
+          "bad_protobuf",
+          `Tick ${JSON.stringify(r.tick.id)} cannot be written as ${format}: ${
+            (e as Error).message
+          }`,
+          receivedMs,
+        );
+        return;
+      }
       // Field caps keep ticks far below the limit: measure only when it could matter.
       const bound = (record.value.length + (record.key?.length ?? 0)) * 3 + 200;
       const bytes = bound > maxRecordBytes ? recordBytes(record) : 0;

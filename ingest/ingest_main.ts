@@ -39,6 +39,7 @@ const OPTIONS = {
   partitions: { type: "string" },
   linger: { type: "string" },
   "batch-size": { type: "string" },
+  "value-format": { type: "string" },
   "max-memory-ticks": { type: "string" },
   "max-spool-bytes": { type: "string" },
   "max-record-bytes": { type: "string" },
@@ -68,6 +69,9 @@ Flags:
   --partitions N             partitions of topics created here (default 3)
   --linger DURATION          max wait for a batch to fill (default 5ms)
   --batch-size N             max records per Kafka batch (default 5000)
+  --value-format FORMAT      record value of a tick: json (JSON of the decoded quote, readable by
+                             any tool) or tick-v1 (binary tickpipe.v1.Tick, header tp-format:
+                             tick-v1; about 6x smaller, cheaper for the aggregator) (default json)
   --max-memory-ticks N       records held in memory before the oldest are spooled (default 100000);
                              after 1 s of failing Kafka sends everything is spooled anyway
   --max-spool-bytes N        disk spool bound; past it new ticks are dropped and counted (default 1073741824)
@@ -163,6 +167,12 @@ export async function main(args: string[]): Promise<number> {
     });
   const partitions = int("partitions", 3);
   const batchSize = int("batch-size", 5000);
+  const valueFormat = values["value-format"] ?? "json";
+  if (valueFormat !== "json" && valueFormat !== "tick-v1") {
+    throw new UsageError(
+      `--value-format "${valueFormat}" is not a value format: expected json or tick-v1`,
+    );
+  }
   const maxMemoryTicks = int("max-memory-ticks", 100_000);
   const maxSpoolBytes = int("max-spool-bytes", 1024 ** 3);
   const maxRecordBytes = int("max-record-bytes", DEFAULT_MAX_RECORD_BYTES, 1024);
@@ -202,6 +212,7 @@ export async function main(args: string[]): Promise<number> {
     partitions,
     lingerMs,
     batchSize,
+    valueFormat,
     maxMemoryTicks,
     maxSpoolBytes,
     maxRecordBytes,
