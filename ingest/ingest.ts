@@ -21,6 +21,7 @@ import {
   type TooLargeHandler,
 } from "./producer.ts";
 import { encodeTick, FORMAT_HEADER, type ValueFormat } from "../proto/tick.ts";
+import { Buffer } from "node:buffer";
 import { createCachedPartitioner } from "./partitioner.ts";
 import { percentile } from "../common/stats.ts";
 import { DEFAULT_MAX_SPOOL_BYTES, openSpool } from "./spool.ts";
@@ -137,7 +138,7 @@ export function tickRecord(
     return {
       topic,
       key: tick.id,
-      value: encodeTick(tick),
+      value: asBuffer(encodeTick(tick)),
       timestamp: String(tick.time),
       headers: { ingest_ms: ingestMs, [FORMAT_HEADER]: "tick-v1" },
     };
@@ -149,6 +150,11 @@ export function tickRecord(
     timestamp: String(tick.time),
     headers: { ingest_ms: ingestMs },
   };
+}
+
+/** The bytes as a Buffer view (what kafkajs sends as raw bytes; no copy). */
+function asBuffer(v: Uint8Array): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
 /** DLQ values are cut to this many UTF-8 bytes (header `truncated` = original UTF-8 length). */

@@ -701,29 +701,57 @@ export function createBatcher(options: BatcherOptions): Batcher {
   };
 }
 
+/** A record as kafkaSend hands it to kafkajs. */
+export interface KafkaMessage {
+  /** Message key, or null. */
+  key: string | null;
+  /** Text or bytes. */
+  value: string | Buffer;
+  /** Epoch ms as a string. */
+  timestamp: string;
+  /** Headers. */
+  headers: Record<string, string>;
+}
+
 /** The minimal kafkajs producer surface kafkaSend needs. */
 export interface KafkaBatchProducer {
   /** kafkajs Producer.sendBatch. */
   sendBatch(batch: {
     acks: number;
-    topicMessages: {
-      topic: string;
-      messages: {
-        key: string | null;
-        value: string | Buffer;
-        timestamp: string;
-        headers: Record<string, string>;
-      }[];
-    }[];
+    topicMessages: { topic: string; messages: KafkaMessage[] }[];
   }): Promise<unknown>;
+}
+
+/** Buffer of a binary value: the value itself when it is one, else a view of its bytes. */
+function asBuffer(v: Uint8Array): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
 /**
  * A SendBatch over a kafkajs producer: one sendBatch per batch, acks=all. A binary value goes
- * as a Buffer view of its bytes (kafkajs writes anything that is not a Buffer as a string).
+ * as a Buffer (kafkajs writes anything that is not a Buffer as a string). Records already in
+ * kafkajs' shape (one topic, text or Buffer values: what ingest builds) are handed over as they
+ * are, without a copy per record: kafkajs reads only key, value, timestamp, headers and
+ * partition.
  */
 export function kafkaSend(producer: KafkaBatchProducer): SendBatch {
   return async (records) => {
+    const first = records[0]?.topic;
+    let asIs = true;
+    for (const r of records) {
+      if (r.topic !== first || (typeof r.value !== "string" && !Buffer.isBuffer(r.value))) {
+        asIs = false;
+        break;
+      }
+    }
+    if (asIs) {
+      if (records.length === 0) return;
+      await producer.sendBatch({
+        acks: -1,
+        topicMessages: [{ topic: first, messages: records as KafkaMessage[] }],
+      });
+      return;
+    }
     const byTopic = new Map<string, OutRecord[]>();
     for (const r of records) {
       let list = byTopic.get(r.topic);
@@ -736,9 +764,7 @@ export function kafkaSend(producer: KafkaBatchProducer): SendBatch {
         topic,
         messages: list.map((r) => ({
           key: r.key,
-          value: typeof r.value === "string"
-            ? r.value
-            : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength),
+          value: typeof r.value === "string" ? r.value : asBuffer(r.value),
           timestamp: r.timestamp,
           headers: r.headers,
         })),

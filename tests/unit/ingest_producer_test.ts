@@ -2,9 +2,11 @@
 // flight, a failing send retried as-is, overflow spilled to the disk spool and delivered in
 // order (spool first, then memory), and refusal counted when memory and spool are full.
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import {
   createBatcher,
   fromSpooled,
+  kafkaSend,
   type OutRecord,
   RECORD_OVERHEAD_BYTES,
   recordBytes,
@@ -696,4 +698,32 @@ Deno.test("recordBytes counts a binary value by its length", () => {
   const r: OutRecord = { ...rec(1), value: new Uint8Array(123) };
   assert.equal(recordBytes(r), recordBytes({ ...rec(1), value: "x".repeat(123) }));
   assert.equal(recordBytes(r), oracleBytes(r));
+});
+
+Deno.test("kafkaSend: ingest's records go to kafkajs as they are; other shapes are grouped by topic, bytes as Buffers", async () => {
+  const sent: { topic: string; messages: { value: unknown; key: unknown }[] }[][] = [];
+  const send = kafkaSend({
+    sendBatch: (b) => {
+      assert.equal(b.acks, -1);
+      sent.push(b.topicMessages);
+      return Promise.resolve();
+    },
+  });
+  const text = [rec(1), rec(2)];
+  const buf = { ...rec(3), value: Buffer.from([1, 2, 3]) };
+  await send([...text, buf]);
+  assert.equal(sent[0].length, 1);
+  assert.equal(sent[0][0].topic, "t");
+  assert.equal(sent[0][0].messages[0], text[0], "the record itself, no copy");
+  assert.equal(sent[0][0].messages[2], buf);
+  // Two topics and a plain Uint8Array value: grouped, copied, the bytes as a Buffer view.
+  const bytes = new Uint8Array([9, 8, 7]);
+  await send([rec(4), { ...rec(5), topic: "t.dlq" }, { ...rec(6), value: bytes }]);
+  assert.deepEqual(sent[1].map((t) => [t.topic, t.messages.length]), [["t", 2], ["t.dlq", 1]]);
+  const v = sent[1][0].messages[1].value;
+  assert.ok(Buffer.isBuffer(v));
+  assert.deepEqual([...(v as Buffer)], [9, 8, 7]);
+  assert.equal((v as Buffer).buffer, bytes.buffer, "a view, not a copy");
+  await send([]);
+  assert.equal(sent.length, 2, "nothing sent for an empty batch");
 });
