@@ -76,6 +76,7 @@ export async function main(args: string[]): Promise<number> {
   const silenceMs = o["silence-timeout"];
   const maxFutureMs = o["max-future"];
   const flushTimeoutMs = o["flush-timeout"];
+  const valueFormat = o["value-format"];
 
   // Run through the launcher (deno task ingest), this process may read and write exactly these
   // paths; main.ts checked that before this command started.
@@ -107,6 +108,7 @@ export async function main(args: string[]): Promise<number> {
     partitions,
     lingerMs,
     batchSize,
+    valueFormat,
     maxMemoryTicks,
     maxSpoolBytes,
     maxRecordBytes,

@@ -1,6 +1,6 @@
 /**
  * Public surface of ingest: frame parsing, the simulator, the WebSocket client, the batching
- * producer, the disk spool and the ingest wiring.
+ * producer, the Kafka partitioner, the disk spool and the ingest wiring.
  * @module
  */
 
@@ -53,17 +53,30 @@ export {
   DEFAULT_MAX_BATCH_BYTES,
   DEFAULT_MAX_RECORD_BYTES,
   DEFAULT_SPOOL_AFTER_MS,
+  fromSpooled,
   type KafkaBatchProducer,
   kafkaSend,
   type OutRecord,
   RECORD_OVERHEAD_BYTES,
   recordBytes,
   type SendBatch,
+  type SpooledRecord,
   TOO_LARGE_ERRORS,
   tooLargeError,
   type TooLargeHandler,
   type TooLargeInfo,
+  toSpooled,
+  valueBytes,
 } from "./producer.ts";
+export {
+  type CachedPartitionerOptions,
+  createCachedPartitioner,
+  murmur2,
+  murmur2String,
+  type PartitionerArgs,
+  type PartitionerFactory,
+  type PartitionInfo,
+} from "./partitioner.ts";
 export {
   type AppendResult,
   DEFAULT_MAX_SPOOL_BYTES,

@@ -25,21 +25,86 @@
 import { TOO_LARGE_ERRORS, tooLargeError } from "../common/kafka_errors.ts";
 import { backoffDelay, type BackoffOptions } from "../common/backoff.ts";
 import { createLogger, type Logger } from "../common/log.ts";
+import { Buffer } from "node:buffer";
 import type { AppendResult, Spool } from "./spool.ts";
 import { utf8Length } from "./_utf8.ts";
 
-/** One outgoing Kafka record (JSON-serializable, as stored in the spool). */
+/** One outgoing Kafka record. */
 export interface OutRecord {
   /** Destination topic. */
   topic: string;
   /** Message key (the symbol), or null. */
   key: string | null;
-  /** Message value. */
-  value: string;
+  /** Message value: text (sent as UTF-8) or bytes (e.g. a tick-v1 value). */
+  value: string | Uint8Array;
   /** Record timestamp, epoch ms as a string. */
   timestamp: string;
   /** Headers (string values). */
   headers: Record<string, string>;
+}
+
+/**
+ * An OutRecord as one spool line holds it (JSON): a binary value is stored as base64 text with
+ * `valueEncoding: "base64"`; a text value as it is (so spools of earlier versions still read).
+ */
+export interface SpooledRecord {
+  /** Destination topic. */
+  topic: string;
+  /** Message key, or null. */
+  key: string | null;
+  /** The value text, or the base64 of a binary value. */
+  value: string;
+  /** "base64" for a binary value; absent for text. */
+  valueEncoding?: "base64";
+  /** Record timestamp, epoch ms as a string. */
+  timestamp: string;
+  /** Headers (string values). */
+  headers: Record<string, string>;
+}
+
+/** The spool form of a record (binary values as base64). */
+export function toSpooled(r: OutRecord): SpooledRecord {
+  if (typeof r.value === "string") return r as SpooledRecord;
+  return {
+    topic: r.topic,
+    key: r.key,
+    value: r.value.toBase64(),
+    valueEncoding: "base64",
+    timestamp: r.timestamp,
+    headers: r.headers,
+  };
+}
+
+/** The record a spool line holds, or null when the line is not one (not written by us). */
+export function fromSpooled(x: unknown): OutRecord | null {
+  const r = x as SpooledRecord;
+  if (typeof r !== "object" || r === null || typeof r.topic !== "string") return null;
+  if (typeof r.value !== "string" || typeof r.timestamp !== "string") return null;
+  if (r.key !== null && typeof r.key !== "string") return null;
+  if (typeof r.headers !== "object" || r.headers === null) return null;
+  for (const k in r.headers) if (typeof r.headers[k] !== "string") return null;
+  if (r.valueEncoding === undefined) {
+    return {
+      topic: r.topic,
+      key: r.key,
+      value: r.value,
+      timestamp: r.timestamp,
+      headers: r.headers,
+    };
+  }
+  if (r.valueEncoding !== "base64") return null;
+  let value: Uint8Array;
+  try {
+    value = Uint8Array.fromBase64(r.value);
+  } catch {
+    return null;
+  }
+  return { topic: r.topic, key: r.key, value, timestamp: r.timestamp, headers: r.headers };
+}
+
+/** UTF-8 bytes of a text value, or the length of a binary one. */
+export function valueBytes(value: string | Uint8Array): number {
+  return typeof value === "string" ? utf8Length(value) : value.byteLength;
 }
 
 /** Delivers one batch; resolves once every record is acknowledged, rejects otherwise. */
@@ -72,7 +137,7 @@ export { TOO_LARGE_ERRORS, tooLargeError };
 
 /** Size of a record as Kafka counts it: UTF-8 bytes of key, value and headers, plus framing. */
 export function recordBytes(r: OutRecord): number {
-  let n = RECORD_OVERHEAD_BYTES + utf8Length(r.value) + (r.key === null ? 0 : utf8Length(r.key));
+  let n = RECORD_OVERHEAD_BYTES + valueBytes(r.value) + (r.key === null ? 0 : utf8Length(r.key));
   for (const k in r.headers) n += 10 + utf8Length(k) + utf8Length(r.headers[k]);
   return n;
 }
@@ -93,8 +158,11 @@ export interface BatcherOptions {
   lingerMs?: number;
   /** Records held in memory before spilling the oldest to the spool (default 100_000). */
   maxMemory?: number;
-  /** Disk spool for outages and overflow; without one, records beyond maxMemory are refused. */
-  spool?: Spool<OutRecord>;
+  /**
+   * Disk spool for outages and overflow (records in their spool form, see toSpooled); without
+   * one, records beyond maxMemory are refused.
+   */
+  spool?: Spool<SpooledRecord>;
   /** Sends failing or hanging this long, ms, mean an outage: memory goes to the spool (default 1000). */
   spoolAfterMs?: number;
   /** During an outage, new records are spooled this often, ms (default 100). */
@@ -171,10 +239,14 @@ const BROKEN: OutRecord = Object.freeze({
   headers: {},
 }) as OutRecord;
 
+// Fills the consumed slots of the memory queue (never read: they are before its head).
+const RELEASED = BROKEN;
+
 function isOutRecord(r: unknown): r is OutRecord {
   const x = r as OutRecord;
   if (typeof x !== "object" || x === null || typeof x.topic !== "string") return false;
-  if (typeof x.value !== "string" || typeof x.timestamp !== "string") return false;
+  if (typeof x.value !== "string" && !(x.value instanceof Uint8Array)) return false;
+  if (typeof x.timestamp !== "string") return false;
   if (x.key !== null && typeof x.key !== "string") return false;
   if (typeof x.headers !== "object" || x.headers === null) return false;
   for (const k in x.headers) if (typeof x.headers[k] !== "string") return false;
@@ -256,9 +328,25 @@ export function createBatcher(options: BatcherOptions): Batcher {
     });
   }
 
-  function compact(): void {
-    if (memHead > 4096 && memHead * 2 > memory.length) {
+  /**
+   * Drops the `n` oldest records of memory (taken into a batch or spooled). Every slot a record
+   * leaves is overwritten at once, also in an array that is being abandoned: the queue array
+   * lives long, so V8 moves it to the old generation, and a record still referenced from a
+   * slot there (even of a dead array) survives every young-generation GC until the next full
+   * one, which grew the heap by the whole stream (bench/README.md, "Ingest: where the time and
+   * memory go").
+   */
+  function release(n: number): void {
+    const end = memHead + n;
+    for (let i = memHead; i < end; i++) memory[i] = RELEASED;
+    memHead = end;
+    if (memHead >= memory.length) {
+      memory = [];
+      memHead = 0;
+    } else if (memHead > 4096 && memHead * 2 > memory.length) {
+      const old = memory;
       memory = memory.slice(memHead);
+      old.fill(RELEASED, memHead);
       memHead = 0;
     }
   }
@@ -289,7 +377,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
     if (b) {
       const from = Math.max(b.done, b.spooledTo);
       if (from < b.records.length) {
-        const r = await spool.append(b.records.slice(from));
+        const r = await spool.append(b.records.slice(from).map(toSpooled));
         b.spooledTo = from + r.written;
         noteSpooled(r);
         // The rest of that batch stays in memory's place (requeue): memory cannot pass it.
@@ -298,9 +386,8 @@ export function createBatcher(options: BatcherOptions): Batcher {
     }
     const n = all ? memCount() : memCount() - Math.floor(maxMemory / 2);
     if (n <= 0) return;
-    const r = await spool.append(memory.slice(memHead, memHead + n));
-    memHead += r.written;
-    compact();
+    const r = await spool.append(memory.slice(memHead, memHead + n).map(toSpooled));
+    release(r.written);
     noteSpooled(r);
   }
 
@@ -338,15 +425,14 @@ export function createBatcher(options: BatcherOptions): Batcher {
       const peeked = await spool.peek(batchSize);
       // Counted but unreadable (should not happen): avoid a busy loop.
       if (peeked.length === 0) return 100;
-      const records = peeked.map((r) => (isOutRecord(r) ? r : BROKEN));
+      const records = peeked.map((r) => fromSpooled(r) ?? BROKEN);
       return inflight = { records, done: 0, spooledTo: records.length };
     }
     if (memCount() === 0) return "idle";
     const age = performance.now() - firstQueuedAt;
     if (memCount() < batchSize && age < lingerMs && !closing) return lingerMs - age;
     const records = memory.slice(memHead, memHead + Math.min(batchSize, memCount()));
-    memHead += records.length;
-    compact();
+    release(records.length);
     firstQueuedAt = performance.now();
     return inflight = { records, done: 0, spooledTo: 0 };
   }
@@ -366,7 +452,9 @@ export function createBatcher(options: BatcherOptions): Batcher {
   function requeue(b: Inflight): void {
     const from = Math.max(b.done, b.spooledTo);
     if (from < b.records.length) {
+      const old = memory;
       memory = b.records.slice(from).concat(memory.slice(memHead));
+      old.fill(RELEASED);
       memHead = 0;
     }
     inflight = undefined;
@@ -590,7 +678,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
         const lost = memCount();
         if (lost > 0) {
           stats.dropped += lost;
-          memHead += lost;
+          release(lost);
           log.error("Spool full at shutdown: records lost", { lost, of: left });
         }
       }
@@ -601,26 +689,57 @@ export function createBatcher(options: BatcherOptions): Batcher {
   };
 }
 
+/** A record as kafkaSend hands it to kafkajs. */
+export interface KafkaMessage {
+  /** Message key, or null. */
+  key: string | null;
+  /** Text or bytes. */
+  value: string | Buffer;
+  /** Epoch ms as a string. */
+  timestamp: string;
+  /** Headers. */
+  headers: Record<string, string>;
+}
+
 /** The minimal kafkajs producer surface kafkaSend needs. */
 export interface KafkaBatchProducer {
   /** kafkajs Producer.sendBatch. */
   sendBatch(batch: {
     acks: number;
-    topicMessages: {
-      topic: string;
-      messages: {
-        key: string | null;
-        value: string;
-        timestamp: string;
-        headers: Record<string, string>;
-      }[];
-    }[];
+    topicMessages: { topic: string; messages: KafkaMessage[] }[];
   }): Promise<unknown>;
 }
 
-/** A SendBatch over a kafkajs producer: one sendBatch per batch, acks=all. */
+/** Buffer of a binary value: the value itself when it is one, else a view of its bytes. */
+function asBuffer(v: Uint8Array): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/**
+ * A SendBatch over a kafkajs producer: one sendBatch per batch, acks=all. A binary value goes
+ * as a Buffer (kafkajs writes anything that is not a Buffer as a string). Records already in
+ * kafkajs' shape (one topic, text or Buffer values: what ingest builds) are handed over as they
+ * are, without a copy per record: kafkajs reads only key, value, timestamp, headers and
+ * partition.
+ */
 export function kafkaSend(producer: KafkaBatchProducer): SendBatch {
   return async (records) => {
+    const first = records[0]?.topic;
+    let asIs = true;
+    for (const r of records) {
+      if (r.topic !== first || (typeof r.value !== "string" && !Buffer.isBuffer(r.value))) {
+        asIs = false;
+        break;
+      }
+    }
+    if (asIs) {
+      if (records.length === 0) return;
+      await producer.sendBatch({
+        acks: -1,
+        topicMessages: [{ topic: first, messages: records as KafkaMessage[] }],
+      });
+      return;
+    }
     const byTopic = new Map<string, OutRecord[]>();
     for (const r of records) {
       let list = byTopic.get(r.topic);
@@ -633,7 +752,7 @@ export function kafkaSend(producer: KafkaBatchProducer): SendBatch {
         topic,
         messages: list.map((r) => ({
           key: r.key,
-          value: r.value,
+          value: typeof r.value === "string" ? r.value : asBuffer(r.value),
           timestamp: r.timestamp,
           headers: r.headers,
         })),

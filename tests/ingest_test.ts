@@ -11,6 +11,7 @@ import { type SentFrame, startSimulator } from "../ingest/simulator.ts";
 import { connectFeed } from "../ingest/client.ts";
 import type { OutRecord, SendBatch } from "../ingest/producer.ts";
 import { openSpool } from "../ingest/spool.ts";
+import { decodeTick } from "../proto/mod.ts";
 import { config, quietLogger, testKafka, uniqueName } from "./_helpers/env.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -20,6 +21,8 @@ interface Msg {
   offset: number;
   key: string | null;
   value: string;
+  /** The value's bytes. */
+  bytes: Uint8Array;
   timestamp: string;
   headers: Record<string, string>;
 }
@@ -51,6 +54,7 @@ async function readTopic(kafka: Kafka, topic: string): Promise<Msg[]> {
           offset: Number(message.offset),
           key: message.key?.toString() ?? null,
           value: message.value!.toString(),
+          bytes: new Uint8Array(message.value!),
           timestamp: message.timestamp,
           headers,
         });
@@ -866,6 +870,114 @@ Deno.test({
       await sim.close();
       await cleanup(kafka, topic);
       for (const d of [spoolA, spoolB]) await Deno.remove(d, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+/** The fields of a tick that a tick-v1 value carries. */
+function tickV1Fields(t: Record<string, unknown>): string {
+  const out: Record<string, unknown> = {};
+  for (
+    const f of [
+      "id",
+      "price",
+      "time",
+      "dayVolume",
+      "lastSize",
+      "exchange",
+      "currency",
+      "quoteType",
+      "marketHours",
+    ]
+  ) if (t[f] !== undefined) out[f] = t[f];
+  return JSON.stringify(out);
+}
+
+Deno.test({
+  name:
+    "ingest --value-format tick-v1: every tick lands once as a tickpipe.v1.Tick with header tp-format, across a Kafka outage, the disk spool and a restart",
+  ...opts,
+  async fn() {
+    const kafka = testKafka();
+    const topic = uniqueName("t-tickv1");
+    const spoolDir = `.data/test/spool-${topic}`;
+    const sim = await startSimulator({ port: 0, rate: 600, malformedFraction: 0.05 });
+    let down = false;
+    const wrapSend = (send: SendBatch): SendBatch => async (records) => {
+      if (down) {
+        await sleep(5);
+        const e = new Error("Connection error: connect ECONNREFUSED 127.0.0.1:9092");
+        e.name = "KafkaJSConnectionError";
+        throw e;
+      }
+      await send(records);
+    };
+    const options = ingestOptions(topic, `${sim.url}?version=2`, {
+      spoolDir,
+      maxMemoryTicks: 200,
+      batchSize: 100,
+      wrapSend,
+      valueFormat: "tick-v1",
+    });
+    let a: Ingest | undefined;
+    let b: Ingest | undefined;
+    try {
+      a = await startIngest(options);
+      await sleep(500);
+      down = true;
+      await sleep(1500);
+      const sa = await a.stop({ flushTimeoutMs: 100 });
+      a = undefined;
+      assert.ok(sa.spooled > 0, `binary records left in the spool (${JSON.stringify(sa)})`);
+      down = false;
+      b = await startIngest(options);
+      await sleep(800);
+      await sim.close();
+      await sleep(300);
+      const sb = await b.stop();
+      b = undefined;
+      assert.equal(sb.spooled, 0, "spool drained");
+      assert.equal(sb.dropped, 0);
+      const ticks = await readTopic(kafka, topic);
+      const dlq = await readTopic(kafka, `${topic}.dlq`);
+      const want: string[] = [];
+      const wantDlq: string[] = [];
+      const bySymbol = new Map<string, string[]>();
+      for (const f of sentFrames(sim.sent())) {
+        const r = parseFrame(f, { nowMs: Date.now() });
+        if (r.ok === true) {
+          const v = tickV1Fields(r.tick as unknown as Record<string, unknown>);
+          want.push(v);
+          bySymbol.set(r.tick.id, [...(bySymbol.get(r.tick.id) ?? []), v]);
+        } else if (r.ok === false) wantDlq.push(`${r.reason}|${f}`);
+      }
+      const got = ticks.map((m) => JSON.stringify(decodeTick(m.bytes)));
+      assert.ok(want.length > 300, `enough ticks (${want.length})`);
+      assert.deepEqual(got.slice().sort(), want.sort(), "every tick once, decoded field by field");
+      for (const [symbol, values] of bySymbol) {
+        const mine = ticks.filter((m) => m.key === symbol).map((m) =>
+          JSON.stringify(decodeTick(m.bytes))
+        );
+        assert.deepEqual(mine, values, `order of ${symbol}`);
+      }
+      for (const m of ticks) {
+        assert.equal(m.headers["tp-format"], "tick-v1");
+        assert.match(m.headers.ingest_ms, /^\d{13}$/);
+        assert.equal(
+          m.timestamp,
+          String(decodeTick(m.bytes).time),
+          "record timestamp = event time",
+        );
+        assert.ok(m.bytes.length < 80, `a compact value (${m.bytes.length} bytes)`);
+      }
+      assert.deepEqual(dlq.map((m) => `${m.headers.reason}|${m.value}`).sort(), wantDlq.sort());
+    } finally {
+      down = false;
+      await a?.stop();
+      await b?.stop();
+      await sim.close();
+      await cleanup(kafka, topic);
+      await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
     }
   },
 });

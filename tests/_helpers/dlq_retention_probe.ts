@@ -28,7 +28,7 @@ for (let i = 0; i < 40; i++) {
       reason: "too_large",
       detail: "Frame too large",
       receivedMs: 1,
-    }).value,
+    }).value as string, // a frame's dead letter keeps text
   );
 }
 gc();

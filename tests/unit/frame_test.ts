@@ -230,3 +230,37 @@ Deno.test("thousands of garbage frames are rejected with a reason; valid ticks a
   assert.ok((seen.get("future_time") ?? 0) > 50);
   assert.ok((seen.get("bad_price") ?? 0) > 50);
 });
+
+Deno.test("the exact-envelope fast path gives the same results as the general JSON path (randomized)", () => {
+  const rnd = prng(99);
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="\\ {}';
+  const messages: string[] = VECTORS.map((v) => v.frame_base64);
+  for (let i = 0; i < 400; i++) {
+    messages.push(b64({ ...GOOD, id: `S${i}`, price: 1 + i, dayVolume: i * 1000 }));
+    // Near misses: base64 with a stray character, a bad length or bad padding.
+    let m = b64({ ...GOOD, id: `N${i}` });
+    const at = Math.floor(rnd() * m.length);
+    m = m.slice(0, at) + alphabet[Math.floor(rnd() * alphabet.length)] + m.slice(at + 1);
+    messages.push(m, m.slice(0, -1), `${m}=`);
+  }
+  let fast = 0;
+  for (const m of messages) {
+    const exact = `{"type":"pricing","message":"${m.replace(/["\\]/g, (c) => `\\${c}`)}"}`;
+    // The same envelope as the general path reads it: spaced out, '/' escaped, keys reordered.
+    const spaced = `{ "type" : "pricing" , "message" : ${JSON.stringify(m)} }`;
+    const escaped = `{"type":"pricing","message":${JSON.stringify(m).replaceAll("/", "\\/")}}`;
+    const reordered = JSON.stringify({ message: m, type: "pricing" });
+    const want = parseFrame(spaced, { nowMs: NOW });
+    for (const f of [exact, escaped, reordered, `${exact} `]) {
+      assert.deepStrictEqual(parseFrame(f, { nowMs: NOW }), want, f);
+    }
+    if (want.ok === true) fast++;
+  }
+  assert.ok(fast > 400, `${fast} valid envelopes among the cases`);
+  // A quote inside the message makes another JSON document: the general path decides.
+  const dup = `{"type":"pricing","message":"QUFB","message":"${b64(GOOD)}"}`;
+  const last = parseFrame(v2(b64(GOOD)), { nowMs: NOW });
+  assert.equal(last.ok, true);
+  assert.deepStrictEqual(parseFrame(dup, { nowMs: NOW }), last, "JSON's last key wins");
+  assertRejected(parseFrame('{"type":"pricing","message":"QUFB"x}', { nowMs: NOW }), "bad_json");
+});

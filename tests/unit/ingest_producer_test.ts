@@ -2,11 +2,17 @@
 // flight, a failing send retried as-is, overflow spilled to the disk spool and delivered in
 // order (spool first, then memory), and refusal counted when memory and spool are full.
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import {
   createBatcher,
+  fromSpooled,
+  kafkaSend,
   type OutRecord,
   RECORD_OVERHEAD_BYTES,
   recordBytes,
+  type SpooledRecord,
+  toSpooled,
+  valueBytes,
 } from "../../ingest/producer.ts";
 import { openSpool, parseSegment } from "../../ingest/spool.ts";
 import { createLogger } from "../../common/log.ts";
@@ -53,7 +59,7 @@ Deno.test("batcher: batches of at most batchSize, one in flight, everything in o
 Deno.test("batcher: a Kafka outage spills to the spool; recovery delivers spool then memory, in order, once", async () => {
   const dir = await tempDir();
   try {
-    const spool = await openSpool<OutRecord>(dir);
+    const spool = await openSpool<SpooledRecord>(dir);
     let down = true;
     const delivered: number[] = [];
     const b = createBatcher({
@@ -90,7 +96,7 @@ Deno.test("batcher: a Kafka outage spills to the spool; recovery delivers spool 
 Deno.test("batcher: memory and spool full -> newest refused and counted; close spools the rest", async () => {
   const dir = await tempDir();
   try {
-    const spool = await openSpool<OutRecord>(dir, { maxBytes: 2000 });
+    const spool = await openSpool<SpooledRecord>(dir, { maxBytes: 2000 });
     const b = createBatcher({
       batchSize: 10,
       lingerMs: 1,
@@ -109,7 +115,7 @@ Deno.test("batcher: memory and spool full -> newest refused and counted; close s
     assert.equal(b.stats().dropped, refused);
     const left = await b.close({ timeoutMs: 20 });
     assert.ok(left > 0, "undelivered records reported at close");
-    const again = await openSpool<OutRecord>(dir, { maxBytes: 2000 });
+    const again = await openSpool<SpooledRecord>(dir, { maxBytes: 2000 });
     const kept = (await again.peek(1000)).map((r) => Number(r.value));
     assert.deepEqual(kept, [...kept].sort((x, y) => x - y), "spool kept in order");
     assert.equal(kept[0], 0, "the oldest records are kept, the newest refused");
@@ -129,7 +135,8 @@ function text(rnd: () => number, n: number): string {
   return s;
 }
 
-const utf8 = (s: string) => new TextEncoder().encode(s).length;
+const utf8 = (s: string | Uint8Array) =>
+  typeof s === "string" ? new TextEncoder().encode(s).length : s.length;
 /** Oracle of recordBytes: TextEncoder over key, value and headers plus the stated framing. */
 function oracleBytes(r: OutRecord): number {
   let n = RECORD_OVERHEAD_BYTES + utf8(r.value) + (r.key === null ? 0 : utf8(r.key));
@@ -330,19 +337,19 @@ Deno.test("batcher: a too-large batch left in the spool by an earlier version is
   const dir = await tempDir();
   try {
     // What an earlier version (batches cut by UTF-16 length) left on disk.
-    const old = await openSpool<OutRecord>(dir);
+    const old = await openSpool<SpooledRecord>(dir);
     const input = Array.from({ length: 200 }, (_, i) => mbRec(i, "日本".repeat(100)));
-    await old.append(input);
+    await old.append(input.map(toSpooled));
     await old.close();
     const broker = fakeBroker(20_000);
-    const spool = await openSpool<OutRecord>(dir);
+    const spool = await openSpool<SpooledRecord>(dir);
     const b = createBatcher({ lingerMs: 1, spool, logger: quiet, send: broker.send });
     await b.flush();
     assert.equal(await b.close(), 0);
     assert.deepEqual(broker.accepted, input);
     assert.ok(broker.attempts[0].refused, "the spooled batch was refused first");
     assertNeverRetriedAsIs(broker.attempts);
-    const again = await openSpool<OutRecord>(dir);
+    const again = await openSpool<SpooledRecord>(dir);
     assert.equal(again.count(), 0, "spool drained");
     await again.close();
   } finally {
@@ -375,7 +382,7 @@ Deno.test("batcher: once sends have been hanging for spoolAfterMs (injected cloc
   const dir = await tempDir();
   try {
     let t = 0;
-    const spool = await openSpool<OutRecord>(dir);
+    const spool = await openSpool<SpooledRecord>(dir);
     const delivered: OutRecord[] = [];
     let release: (ok: boolean) => void = () => {};
     let hang = true;
@@ -439,7 +446,7 @@ Deno.test("batcher: a hanging send that then succeeds after spooling is acknowle
   const dir = await tempDir();
   try {
     let t = 0;
-    const spool = await openSpool<OutRecord>(dir);
+    const spool = await openSpool<SpooledRecord>(dir);
     const delivered: OutRecord[] = [];
     let release: () => void = () => {};
     let first = true;
@@ -480,7 +487,7 @@ Deno.test("batcher: failing sends younger than spoolAfterMs keep records in memo
   const dir = await tempDir();
   try {
     const t = 0;
-    const spool = await openSpool<OutRecord>(dir);
+    const spool = await openSpool<SpooledRecord>(dir);
     let fail = true;
     const delivered: string[] = [];
     const b = createBatcher({
@@ -493,7 +500,7 @@ Deno.test("batcher: failing sends younger than spoolAfterMs keep records in memo
       now: () => t,
       send: (records) => {
         if (fail) return Promise.reject(new Error("Connection error"));
-        delivered.push(...records.map((r) => r.value));
+        delivered.push(...records.map((r) => r.value as string));
         return Promise.resolve();
       },
     });
@@ -519,7 +526,7 @@ Deno.test("batcher: random failures, hangs, refusals, clock jumps and small spoo
     const dir = await tempDir();
     try {
       let t = 0;
-      const spool = await openSpool<OutRecord>(dir, { segmentBytes: 2000 });
+      const spool = await openSpool<SpooledRecord>(dir, { segmentBytes: 2000 });
       const accepted: OutRecord[] = [];
       const limit = 2500;
       const b = createBatcher({
@@ -579,7 +586,7 @@ Deno.test("batcher: random failures, hangs, refusals, clock jumps and small spoo
 Deno.test("batcher: close past its timeout puts everything on disk before waiting for a hanging send", async () => {
   const dir = await tempDir();
   try {
-    const spool = await openSpool<OutRecord>(dir);
+    const spool = await openSpool<SpooledRecord>(dir);
     let release: () => void = () => {};
     const b = createBatcher({
       batchSize: 10,
@@ -604,4 +611,119 @@ Deno.test("batcher: close past its timeout puts everything on disk before waitin
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("spool form: binary values round-trip as base64, text values unchanged; foreign lines refused", () => {
+  const rnd = prng(21);
+  for (let i = 0; i < 500; i++) {
+    const bytes = new Uint8Array(Math.floor(rnd() * 80)).map(() => Math.floor(rnd() * 256));
+    const r: OutRecord = {
+      topic: "t",
+      key: i % 5 === 0 ? null : `k${i}`,
+      value: i % 3 === 0 ? `text ${i} 日本` : bytes,
+      timestamp: String(1000 + i),
+      headers: { ingest_ms: "1", "tp-format": "tick-v1" },
+    };
+    const line = JSON.parse(JSON.stringify(toSpooled(r)));
+    assert.equal(typeof line.value, "string", "a spool line holds text");
+    const back = fromSpooled(line);
+    assert.deepEqual(back, r, `record ${i} round-trips`);
+    assert.equal(valueBytes(back!.value), valueBytes(r.value));
+  }
+  // A text record is its own spool form (spools of earlier versions read the same).
+  const text = rec(7);
+  assert.equal(toSpooled(text), text);
+  for (
+    const bad of [
+      null,
+      "x",
+      { topic: "t", key: null, value: 5, timestamp: "1", headers: {} },
+      { topic: "t", key: null, value: "AAA", valueEncoding: "hex", timestamp: "1", headers: {} },
+      {
+        topic: "t",
+        key: null,
+        value: "A===",
+        valueEncoding: "base64",
+        timestamp: "1",
+        headers: {},
+      },
+      { topic: "t", key: 3, value: "a", timestamp: "1", headers: {} },
+      { topic: "t", key: null, value: "a", timestamp: "1", headers: { h: 1 } },
+    ]
+  ) assert.equal(fromSpooled(bad), null, `refused: ${JSON.stringify(bad)}`);
+});
+
+Deno.test("batcher: binary values go through an outage and the disk spool byte for byte, in order", async () => {
+  const dir = await tempDir();
+  try {
+    const spool = await openSpool<SpooledRecord>(dir);
+    let down = true;
+    const delivered: Uint8Array[] = [];
+    const bin = (i: number): OutRecord => ({
+      ...rec(i),
+      value: new Uint8Array([i & 0xff, (i >> 8) & 0xff, 0, 0x80, 0xff]),
+    });
+    const b = createBatcher({
+      batchSize: 40,
+      lingerMs: 1,
+      maxMemory: 60,
+      spool,
+      logger: quiet,
+      backoff: { initialMs: 5, maxMs: 20 },
+      send: async (records) => {
+        await new Promise((r) => setTimeout(r, 1));
+        if (down) throw new Error("Connection error: ECONNREFUSED");
+        for (const r of records) {
+          assert.ok(r.value instanceof Uint8Array, "a binary value stays binary");
+          delivered.push(r.value);
+        }
+      },
+    });
+    for (let i = 0; i < 500; i++) {
+      b.enqueue(bin(i));
+      if (i % 40 === 0) await new Promise((r) => setTimeout(r, 2));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(b.stats().spooled > 0, "records were spooled");
+    down = false;
+    await b.flush();
+    assert.equal(await b.close(), 0);
+    assert.deepEqual(delivered, Array.from({ length: 500 }, (_, i) => bin(i).value));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("recordBytes counts a binary value by its length", () => {
+  const r: OutRecord = { ...rec(1), value: new Uint8Array(123) };
+  assert.equal(recordBytes(r), recordBytes({ ...rec(1), value: "x".repeat(123) }));
+  assert.equal(recordBytes(r), oracleBytes(r));
+});
+
+Deno.test("kafkaSend: ingest's records go to kafkajs as they are; other shapes are grouped by topic, bytes as Buffers", async () => {
+  const sent: { topic: string; messages: { value: unknown; key: unknown }[] }[][] = [];
+  const send = kafkaSend({
+    sendBatch: (b) => {
+      assert.equal(b.acks, -1);
+      sent.push(b.topicMessages);
+      return Promise.resolve();
+    },
+  });
+  const text = [rec(1), rec(2)];
+  const buf = { ...rec(3), value: Buffer.from([1, 2, 3]) };
+  await send([...text, buf]);
+  assert.equal(sent[0].length, 1);
+  assert.equal(sent[0][0].topic, "t");
+  assert.equal(sent[0][0].messages[0], text[0], "the record itself, no copy");
+  assert.equal(sent[0][0].messages[2], buf);
+  // Two topics and a plain Uint8Array value: grouped, copied, the bytes as a Buffer view.
+  const bytes = new Uint8Array([9, 8, 7]);
+  await send([rec(4), { ...rec(5), topic: "t.dlq" }, { ...rec(6), value: bytes }]);
+  assert.deepEqual(sent[1].map((t) => [t.topic, t.messages.length]), [["t", 2], ["t.dlq", 1]]);
+  const v = sent[1][0].messages[1].value;
+  assert.ok(Buffer.isBuffer(v));
+  assert.deepEqual([...(v as Buffer)], [9, 8, 7]);
+  assert.equal((v as Buffer).buffer, bytes.buffer, "a view, not a copy");
+  await send([]);
+  assert.equal(sent.length, 2, "nothing sent for an empty batch");
 });

@@ -4,12 +4,14 @@
 // and ingest's replacement of records too large for Kafka.
 import assert from "node:assert/strict";
 import { surelyWithin, truncateUtf8, utf8Length } from "../../ingest/_utf8.ts";
-import { encode, type PricingData } from "../../proto/mod.ts";
+import { decodeTick, encode, type PricingData } from "../../proto/mod.ts";
 import {
   DEFAULT_MAX_FRAME_LENGTH,
+  encodeFrame,
   type FrameResult,
   MAX_FIELD_BYTES,
   parseFrame,
+  type Tick,
 } from "../../ingest/frame.ts";
 import {
   dlqRecord,
@@ -20,7 +22,13 @@ import {
 import { type OutRecord, recordBytes } from "../../ingest/producer.ts";
 import { prng } from "../_helpers/aggregate_stream.ts";
 
-const utf8 = (s: string) => new TextEncoder().encode(s).length;
+const utf8 = (s: string | Uint8Array) =>
+  typeof s === "string" ? new TextEncoder().encode(s).length : s.length;
+/** A record value that must be text (dead letters and JSON ticks are). */
+function text(v: string | Uint8Array): string {
+  assert.equal(typeof v, "string", "a text value");
+  return v as string;
+}
 const NOW = 1_736_509_140_000;
 const frameOf = (data: PricingData) =>
   JSON.stringify({ type: "pricing", message: encode(data).toBase64() });
@@ -165,9 +173,9 @@ Deno.test("dlqRecord keeps small frames whole and cuts big ones to fit, in UTF-8
         String(utf8(raw)),
         "header truncated = original UTF-8 bytes",
       );
-      assert.ok(raw.startsWith(d.value));
+      assert.ok(raw.startsWith(text(d.value)));
       assert.ok(utf8(d.value) <= budget);
-      const next = String.fromCodePoint(raw.codePointAt(d.value.length)!);
+      const next = String.fromCodePoint(raw.codePointAt(text(d.value).length)!);
       assert.ok(utf8(d.value) + utf8(next) > budget, "the longest prefix that fits");
     }
   }
@@ -242,11 +250,80 @@ Deno.test("tooLargeHandler: a tick becomes a too_large dead letter; a dead lette
     if (next !== null) {
       assert.ok(recordBytes(next) < recordBytes(d), "strictly smaller each time");
       assert.equal(next.headers.truncated, original);
-      assert.ok(d.value.startsWith(next.value));
+      assert.ok(text(d.value).startsWith(text(next.value)));
     }
     d = next;
     rounds++;
   }
   assert.ok(rounds > 5 && rounds < 40, `${rounds} rounds`);
   assert.equal(counted, 2, "only ticks count as new dead letters");
+});
+
+Deno.test("tickRecord: json is the tick's JSON without tp-format; tick-v1 decodes to the tick's fields with header tp-format (randomized)", () => {
+  const rnd = prng(77);
+  const nowMs = 1_700_000_000_000;
+  for (let i = 0; i < 300; i++) {
+    const data: PricingData = {
+      id: `SYM${i % 17}${i % 2 ? "-USD" : ""}`,
+      price: Math.fround(1 + rnd() * 1000),
+      time: nowMs - Math.floor(rnd() * 1e6),
+      dayVolume: rnd() < 0.7 ? Math.floor(rnd() * 1e12) : undefined,
+      lastSize: rnd() < 0.5 ? Math.floor(rnd() * 1e4) : undefined,
+      exchange: rnd() < 0.8 ? "NMS" : undefined,
+      currency: rnd() < 0.8 ? "USD" : undefined,
+      quoteType: rnd() < 0.8 ? 8 : undefined,
+      marketHours: rnd() < 0.8 ? 1 : undefined,
+      shortName: "Apple Inc.",
+      changePercent: Math.fround(rnd() * 4 - 2),
+    };
+    const r = parseFrame(encodeFrame(data), { nowMs });
+    assert.equal(r.ok, true);
+    const tick = (r as { tick: Tick }).tick;
+    const json = tickRecord("t", tick, nowMs + i);
+    assert.equal(json.value, JSON.stringify(tick));
+    assert.deepEqual({ ...json.headers }, { ingest_ms: String(nowMs + i) }, "no tp-format: JSON");
+    const bin = tickRecord("t", tick, nowMs + i, { format: "tick-v1" });
+    assert.deepEqual({ ...bin.headers }, { ingest_ms: String(nowMs + i), "tp-format": "tick-v1" });
+    assert.equal(bin.key, tick.id);
+    assert.equal(bin.timestamp, String(tick.time));
+    assert.ok(bin.value instanceof Uint8Array);
+    const want: Record<string, unknown> = {};
+    for (
+      const f of [
+        "id",
+        "price",
+        "time",
+        "dayVolume",
+        "lastSize",
+        "exchange",
+        "currency",
+        "quoteType",
+        "marketHours",
+      ] as const
+    ) if (tick[f] !== undefined) want[f] = tick[f];
+    assert.deepEqual(decodeTick(bin.value as Uint8Array), want, `tick ${i}`);
+    assert.ok(recordBytes(bin) < recordBytes(json), "tick-v1 is the smaller record");
+  }
+});
+
+Deno.test("tooLargeHandler: a binary (tick-v1) record becomes a dead letter of its base64 text, marked as such", () => {
+  const h = tooLargeHandler("ticks", { now: () => 42 });
+  const value = new Uint8Array(3000).map((_, i) => (i * 7) & 0xff);
+  const tick: OutRecord = {
+    topic: "ticks",
+    key: "AAPL",
+    value,
+    timestamp: "1",
+    headers: { ingest_ms: "1700000000000", "tp-format": "tick-v1" },
+  };
+  const small = h(tick, { bytes: recordBytes(tick), cause: "limit", limit: 100_000 })!;
+  assert.equal(small.topic, "ticks.dlq");
+  assert.equal(small.value, value.toBase64(), "the whole value, as base64 text");
+  assert.equal(small.headers.encoding, "base64");
+  assert.equal(small.headers["tp-format"], "tick-v1");
+  assert.equal(small.headers.reason, "too_large");
+  const cut = h(tick, { bytes: recordBytes(tick), cause: "limit", limit: 2000 })!;
+  assert.ok(recordBytes(cut) <= 2000);
+  assert.equal(cut.headers.truncated, String(value.toBase64().length));
+  assert.ok(value.toBase64().startsWith(cut.value as string));
 });
