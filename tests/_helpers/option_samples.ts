@@ -16,6 +16,7 @@ const int = (rnd: Rnd, lo: number, hi: number) => lo + Math.floor(rnd() * (hi - 
 const CUSTOM: Record<string, (rnd: Rnd) => string> = {
   source: (rnd) => `ws://127.0.0.1:${int(rnd, 1, 65535)}/?version=2`,
   symbols: (rnd) => ["A", "B,C", `X${int(rnd, 0, 99)},Y`][int(rnd, 0, 2)],
+  "value-format": (rnd) => ["json", "tick-v1"][int(rnd, 0, 1)],
   schedule: (rnd) => ["* * * * *", "*/5 * * * *", "0 * * * *"][int(rnd, 0, 2)],
   "metrics-port": (rnd) => String(int(rnd, 1, 65532)),
   "aggregate-metrics-port": (rnd) => String(int(rnd, 1, 65535)),
@@ -91,6 +92,7 @@ export function invalidRaw(name: string, spec: OptionSpec): string | null {
     return {
       source: "http://x/",
       symbols: " , ",
+      "value-format": "avro",
       schedule: "often",
       "metrics-port": "70000",
       "aggregate-metrics-port": "x",
