@@ -170,6 +170,11 @@ export interface CompactOptions {
   yieldMs?: number;
   /** Test hook: runs after the new base is written and before the flip. */
   beforeFlip?: () => Promise<void> | void;
+  /**
+   * Runs each pointer step (the reservation, each flip attempt) in the writer's own queue of KV
+   * writes, so a process that writes deltas back to back cannot starve its compaction.
+   */
+  serialize?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 /** Outcome of {@linkcode compact}. */
@@ -1030,22 +1035,31 @@ export async function compact(
   // 1. Reserve a generation (so concurrent deltas allocate after it).
   let start: StoredCheckpoint;
   let gen: number;
+  const inQueue = options.serialize ?? (<T>(fn: () => Promise<T>) => fn());
   for (let attempt = 0;; attempt++) {
-    const cur = await readCheckpoint(kv, topic);
-    if (cur === null) return null;
-    const p = cur.pointer;
-    if (p.deltas.length === 0 && p.base?.format !== "json-v1") return null;
-    if (p.compacting !== null) await rangeDelete(kv, generationSelector(topic, p.compacting));
-    gen = p.nextGeneration;
-    const reserved: CheckpointPointer = { ...p, nextGeneration: gen + 1, compacting: gen };
-    const op = fence(kv.atomic(), cur.versionstamp, options.guard, topic);
-    const res = await commitOk(op.set(checkpointKey(topic), reserved));
-    if (res !== null) {
+    const step = await inQueue(async () => {
+      const cur = await readCheckpoint(kv, topic);
+      if (cur === null) return null;
+      const p = cur.pointer;
+      if (p.deltas.length === 0 && p.base?.format !== "json-v1") return null;
+      if (p.compacting !== null) await rangeDelete(kv, generationSelector(topic, p.compacting));
+      const g = p.nextGeneration;
+      const reserved: CheckpointPointer = { ...p, nextGeneration: g + 1, compacting: g };
+      const op = fence(kv.atomic(), cur.versionstamp, options.guard, topic);
+      const res = await commitOk(op.set(checkpointKey(topic), reserved));
+      return { g, reserved, res };
+    });
+    if (step === null) return null;
+    if (step.res !== null) {
       ops++;
-      start = { pointer: reserved, versionstamp: res.versionstamp, storedVersion: 2 };
+      gen = step.g;
+      start = { pointer: step.reserved, versionstamp: step.res.versionstamp, storedVersion: 2 };
       break;
     }
-    if (attempt >= 8) throw new CheckpointConflictError(topic, "could not reserve a generation");
+    if (attempt >= 20) throw new CheckpointConflictError(topic, "could not reserve a generation");
+    // Another writer moved the pointer between our read and our commit: back off (with jitter)
+    // so that its next write does not land in the same gap again.
+    await new Promise((r) => setTimeout(r, Math.random() * Math.min(500, 5 * 2 ** attempt)));
     if (!(await guardHolds(kv, options.guard))) {
       throw new CheckpointConflictError(topic, "the guard entry changed (lease lost)");
     }
@@ -1087,37 +1101,42 @@ export async function compact(
   // 3. Flip onto whatever the pointer is now (deltas may have been appended).
   let first = true;
   for (let attempt = 0;; attempt++) {
-    const cur = await readCheckpoint(kv, topic);
-    const p = cur?.pointer;
-    if (
-      cur === null || p === undefined || p.compacting !== gen ||
-      !sameSegment(p.base, start.pointer.base) ||
-      p.deltas.length < merged ||
-      p.deltas.slice(0, merged).some((d, i) => d.generation !== start.pointer.deltas[i].generation)
-    ) {
-      await abort("the pointer was rewritten during compaction");
-    }
-    const flipped: CheckpointPointer = {
-      ...p!,
-      base,
-      deltas: p!.deltas.slice(merged),
-      garbage: [...p!.garbage, ...sources],
-      compacting: null,
-    };
-    const res = await batcher.finish({
-      set: [{ key: checkpointKey(topic), value: flipped }],
-      versionstamp: cur!.versionstamp,
-      beforeFlip: first ? options.beforeFlip : undefined,
+    const flip = await inQueue(async () => {
+      const cur = await readCheckpoint(kv, topic);
+      const p = cur?.pointer;
+      if (
+        cur === null || p === undefined || p.compacting !== gen ||
+        !sameSegment(p.base, start.pointer.base) ||
+        p.deltas.length < merged ||
+        p.deltas.slice(0, merged).some((d, i) =>
+          d.generation !== start.pointer.deltas[i].generation
+        )
+      ) {
+        return await abort("the pointer was rewritten during compaction");
+      }
+      const flipped: CheckpointPointer = {
+        ...p,
+        base,
+        deltas: p.deltas.slice(merged),
+        garbage: [...p.garbage, ...sources],
+        compacting: null,
+      };
+      const res = await batcher.finish({
+        set: [{ key: checkpointKey(topic), value: flipped }],
+        versionstamp: cur.versionstamp,
+        beforeFlip: first ? options.beforeFlip : undefined,
+      });
+      return { flipped, res };
     });
     first = false;
-    if (res !== null) {
+    if (flip.res !== null) {
       ops += batcher.ops;
       let checkpoint: StoredCheckpoint = {
-        pointer: flipped,
-        versionstamp: res.versionstamp,
+        pointer: flip.flipped,
+        versionstamp: flip.res.versionstamp,
         storedVersion: 2,
       };
-      const cleanup = await deleteSegments(kv, topic, flipped.garbage);
+      const cleanup = await deleteSegments(kv, topic, flip.flipped.garbage);
       const tidy = await tidyGarbage(kv, topic, checkpoint, cleanup, options.guard);
       checkpoint = tidy.checkpoint;
       ops += tidy.ops;
@@ -1125,6 +1144,7 @@ export async function compact(
     }
     if (attempt >= 20) await abort("too many concurrent flips");
     if (!(await guardHolds(kv, options.guard))) await abort("guard failed during compaction");
+    await new Promise((r) => setTimeout(r, Math.random() * Math.min(500, 5 * 2 ** attempt)));
   }
 }
 
