@@ -265,14 +265,30 @@ Deno.test("checkpoint: deltas written while a compaction runs are kept", async (
       prev = (await writeDelta(kv, "t", { ...meta(b), records: d }, { previous: prev })).checkpoint;
       applyRecords(oracle, d);
     }
+    // The aggregator runs its pointer steps and its writes in one queue (`serialize`), as here:
+    // without it, back-to-back writes could starve the reservation until the loop ends.
+    let tail: Promise<unknown> = Promise.resolve();
+    const serialize = <T>(fn: () => Promise<T>): Promise<T> => {
+      const p = tail.then(fn);
+      tail = p.catch(() => {});
+      return p;
+    };
     // Small chunks and ops: the compaction takes many ops and yields between them.
-    const running = compact(kv, "t", { chunkBytes: 1024, opBytes: 6 * 1024, yieldMs: 2 });
+    const running = compact(kv, "t", {
+      chunkBytes: 1024,
+      opBytes: 6 * 1024,
+      yieldMs: 2,
+      serialize,
+    });
     let b = 5;
     let result: unknown = null;
     running.then((r) => (result = r), (e) => (result = e));
     while (result === null && b < 200) {
       const d = randomDelta(rnd, oracle, 60);
-      prev = (await writeDelta(kv, "t", { ...meta(b), records: d }, { previous: prev })).checkpoint;
+      const previous = prev;
+      prev = (await serialize(() =>
+        writeDelta(kv, "t", { ...meta(b), records: d }, { previous })
+      )).checkpoint;
       applyRecords(oracle, d);
       b++;
     }
