@@ -4,8 +4,9 @@
  * (commit.ts: dead letters to Kafka, then PostgreSQL, then a Deno KV delta checkpoint).
  *
  * Triggers run every `triggerMs`, at once when `maxBuffered` records are not yet checkpointed
- * (full speed on backlogs), as soon as a start has caught up with the log, and a last time on
- * stop. Folding goes on while a trigger commits (the cut is copy-on-write); above twice
+ * (full speed on backlogs), as soon as a start has caught up with the log (a start on a backlog
+ * skips interval triggers until then, for at most 30 s), and a last time on stop; an idle exit
+ * happens at the idle deadline. Folding goes on while a trigger commits (the cut is copy-on-write); above twice
  * `maxBuffered` unsaved records the source is held until a commit lands.
  *
  * Kafka, PostgreSQL, KV and the clock are passed in (`runAggregator(deps, options)`).
@@ -23,7 +24,7 @@ import {
 import type { Pool } from "../common/pg.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { sleep } from "../common/backoff.ts";
-import { WindowEngine } from "./engine.ts";
+import { type Tick, WindowEngine } from "./engine.ts";
 import { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText } from "./defaults.ts";
 
 export { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText };
@@ -41,12 +42,14 @@ import {
 import { type CheckpointPointer, identityKey, type IdentityMismatch } from "./kv_layout.ts";
 import {
   type Fingerprint,
-  fingerprintOf,
+  FORMAT_CODE,
   type IdentityProblem,
+  keyAt,
   type SourceBatch,
   startSource,
   type TickSource,
   TopicIdentityError,
+  valueAt,
 } from "./source.ts";
 import { createDeadLetterSink, type DeadLetter, deadLetterOf } from "./dead_letters.ts";
 import { commitTrigger, FinalFlushTimeout, type Retrier, retrier } from "./commit.ts";
@@ -69,6 +72,13 @@ export interface AggregatorDeps {
   writeProgress?: (line: string) => void;
   /** Host name recorded in the lease. */
   hostname?: string;
+  /**
+   * Run the Kafka consumer on a thread of its own (a Worker with a kafkajs client of its own on
+   * `brokers`, the list `kafka` was made with; see source.ts). Opt-in: it needs read permission
+   * for aggregate/_source_worker.ts (and `deno compile --include` of it) and costs a second V8
+   * heap; without it, or when the thread cannot start, the consumer runs on the main thread.
+   */
+  consumerThread?: { brokers: readonly string[] };
 }
 
 /** Aggregator settings (defaults in {@linkcode AGGREGATOR_DEFAULTS}). */
@@ -174,6 +184,9 @@ export function resolveAggregatorOptions(options: AggregatorOptions) {
   };
 }
 
+/** How long a start on a backlog skips interval triggers until it has caught up (ms). */
+const FIRST_TRIGGER_DEFER_MS = 30_000;
+
 const sameWindows = (a: readonly number[], b: readonly number[]) =>
   a.length === b.length && a.every((v, i) => v === b[i]);
 
@@ -257,28 +270,48 @@ export async function runAggregator(
     await serialize(() => releaseLease(kv, topic, runId)).catch(() => {});
     throw e;
   };
-  try {
-    await admin.connect();
-    const ranges = await topicOffsets(admin, topic);
-    if (ranges === null) {
-      throw new Error(`Topic "${topic}" does not exist on Kafka: nothing to aggregate`);
+  const startedAt = performance.now();
+  const startup: Record<string, number> = {};
+  const timed = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      startup[what] = Math.round(performance.now() - t0);
     }
+  };
+  try {
+    // Kafka (topic ranges, dead-letter topic) and KV (the checkpoint) at the same time: a
+    // restart's first trigger waits for both.
+    const [ranges, restored] = await Promise.all([
+      timed("kafkaMs", async () => {
+        await admin.connect();
+        const ranges = await topicOffsets(admin, topic);
+        if (ranges === null) {
+          throw new Error(`Topic "${topic}" does not exist on Kafka: nothing to aggregate`);
+        }
+        // Records that are not valid ticks go to <topic>.dlq (ingest creates it; a topic
+        // written by something else may not have one yet).
+        if (await ensureTopic(admin, `${topic}.dlq`, { partitions: ranges.length })) {
+          log.info("created the dead-letter topic", { topic: `${topic}.dlq` });
+        }
+        return ranges;
+      }),
+      timed("checkpointMs", async () => {
+        const orphans = await cleanupOrphans(kv, topic, { guard });
+        if (orphans.removedChunks > 0) {
+          log.info("removed chunks of an interrupted checkpoint", {
+            chunks: orphans.removedChunks,
+          });
+        }
+        return await readState(kv, topic);
+      }),
+    ]);
     for (const r of ranges) {
       logStart.set(r.partition, r.start);
       ends.set(r.partition, r.end);
     }
-    // Records that are not valid ticks go to <topic>.dlq (ingest creates it; a topic written by
-    // something else may not have one yet).
-    if (await ensureTopic(admin, `${topic}.dlq`, { partitions: ranges.length })) {
-      log.info("created the dead-letter topic", { topic: `${topic}.dlq` });
-    }
 
-    // --- checkpoint --------------------------------------------------------------------------
-    const orphans = await cleanupOrphans(kv, topic, { guard });
-    if (orphans.removedChunks > 0) {
-      log.info("removed chunks of an interrupted checkpoint", { chunks: orphans.removedChunks });
-    }
-    const restored = await readState(kv, topic);
     checkpoint = restored?.checkpoint ?? null;
     const pointer = checkpoint?.pointer ?? null;
     if (
@@ -329,7 +362,9 @@ export async function runAggregator(
         }, { previous: checkpoint, guard })
       )).checkpoint;
     } else if (restored !== null) {
+      const t0 = performance.now();
       engine = WindowEngine.restore(restored.records, engineOptions);
+      startup.restoreMs = Math.round(performance.now() - t0);
       for (const [p, off] of Object.entries(pointer!.offsets)) next.set(Number(p), off);
       for (const [p, fp] of Object.entries(pointer!.identity?.fingerprints ?? {})) {
         if (fp !== null) lastSeen.set(Number(p), fp);
@@ -346,14 +381,16 @@ export async function runAggregator(
     batchId = (pointer?.batchId ?? -1) + 1;
 
     // --- Kafka -------------------------------------------------------------------------------
-    source = await startSource(kafka, {
-      topic,
-      groupId: `${o.groupId}.run-${runId.slice(0, 8)}`,
-      resume: next,
-      logStart,
-      verify: lastSeen,
-      logger: log,
-    });
+    source = await timed("sourceMs", () =>
+      startSource(kafka, {
+        topic,
+        groupId: `${o.groupId}.run-${runId.slice(0, 8)}`,
+        resume: next,
+        logStart,
+        verify: lastSeen,
+        brokers: deps.consumerThread?.brokers,
+        logger: log,
+      }));
   } catch (e) {
     if (e instanceof TopicIdentityError) await recordIdentityMismatch(e);
     return await giveUp(e);
@@ -406,13 +443,13 @@ export async function runAggregator(
     const t0 = performance.now();
     const p = b.partition;
     let expected = next.get(p) ?? logStart.get(p) ?? 0;
-    const msgs = b.messages;
+    const { offsets, formats, spans, data } = b;
+    const n = b.count;
     const nowMs = now();
-    const lastIdx = msgs.length - 1;
+    const lastIdx = n - 1;
     let folded = 0;
     for (let i = 0; i <= lastIdx; i++) {
-      const m = msgs[i];
-      const off = Number(m.offset);
+      const off = offsets[i];
       if (off < expected) continue; // delivered again after a seek or a rejoin: already folded
       if (off > expected && b.fetchedOffset > expected) {
         // The fetch started past our position: a seek went wrong. Never skip silently.
@@ -424,33 +461,36 @@ export async function runAggregator(
       }
       expected = off + 1;
       folded++;
-      if (parser.parse(m.value, m.headers?.["tp-format"], nowMs)) {
-        let arrivalMs: number | undefined;
-        if (i === lastIdx) {
-          const h = m.headers?.["ingest_ms"];
-          const v = h === undefined ? NaN : Number(String(h));
-          arrivalMs = Number.isFinite(v) ? v : nowMs;
-        }
+      const vs = spans[4 * i];
+      const value = vs < 0 ? null : data.subarray(vs, spans[4 * i + 1]);
+      const code = formats[i];
+      const format = code === FORMAT_CODE.json
+        ? undefined
+        : code === FORMAT_CODE.tickV1
+        ? "tick-v1"
+        : b.otherFormats?.get(i);
+      if (parser.parse(value, format, nowMs)) {
+        tick.symbol = parser.symbol;
+        tick.eventTime = parser.time;
+        tick.price = parser.price;
+        tick.dayVolume = parser.hasDayVolume ? parser.dayVolume : undefined;
+        tick.partition = p;
+        tick.offset = off;
+        tick.arrivalMs = i === lastIdx
+          ? (Number.isFinite(b.lastIngestMs) ? b.lastIngestMs : nowMs)
+          : undefined;
         try {
-          engine.fold({
-            symbol: parser.symbol,
-            eventTime: parser.time,
-            price: parser.price,
-            dayVolume: parser.hasDayVolume ? parser.dayVolume : undefined,
-            partition: p,
-            offset: off,
-            arrivalMs,
-          });
+          engine.fold(tick);
         } catch (e) {
-          reject(m, p, "engine", (e as Error).message);
+          reject(b, i, "engine", (e as Error).message);
         }
         continue;
       }
-      reject(m, p, parser.reason, parser.detail);
+      reject(b, i, parser.reason, parser.detail);
     }
     if (folded > 0) {
       next.set(p, expected);
-      lastSeen.set(p, fingerprintOf(msgs[lastIdx]));
+      lastSeen.set(p, b.last);
       sinceCut += folded;
       buffered += folded;
       lastInputAt = nowMs;
@@ -458,17 +498,29 @@ export async function runAggregator(
     if (b.highWatermark > (ends.get(p) ?? -1)) ends.set(p, b.highWatermark);
     foldMs += performance.now() - t0;
   };
-  const reject = (
-    m: SourceBatch["messages"][number],
-    p: number,
-    reason: string,
-    detail: string,
-  ) => {
+  // One tick object, refilled for every record (the engine copies what it keeps).
+  const tick: Tick = {
+    symbol: "",
+    eventTime: 0,
+    price: 0,
+    partition: 0,
+    offset: 0,
+    dayVolume: undefined,
+    arrivalMs: undefined,
+  };
+  const reject = (b: SourceBatch, i: number, reason: string, detail: string) => {
+    const p = b.partition;
+    const offset = b.offsets[i];
     invalidSinceCut++;
     invalidByReason[reason] = (invalidByReason[reason] ?? 0) + 1;
-    letters.push(deadLetterOf(m, { partition: p, reason, detail }));
+    letters.push(deadLetterOf({
+      offset: String(offset),
+      timestamp: String(b.timestamps[i]),
+      key: keyAt(b, i),
+      value: valueAt(b, i),
+    }, { partition: p, reason, detail }));
     if (invalidLogged++ < 20) {
-      log.warn("invalid record dead-lettered", { partition: p, offset: m.offset, reason, detail });
+      log.warn("invalid record dead-lettered", { partition: p, offset, reason, detail });
     }
   };
 
@@ -492,7 +544,7 @@ export async function runAggregator(
       }
       if (caughtUpPending && isCaughtUp()) triggerNow("caught-up");
       // Let kafkajs' sockets and the triggers in after a long run of batches.
-      if ((sinceYield += b.messages.length) >= 20_000) {
+      if ((sinceYield += b.count) >= 20_000) {
         sinceYield = 0;
         await sleep(0);
       }
@@ -615,7 +667,7 @@ export async function runAggregator(
 
   const maybeCompact = () => {
     if (compacting !== null || checkpoint === null || !shouldCompact(checkpoint.pointer)) return;
-    compacting = compact(kv, topic, { guard })
+    compacting = compact(kv, topic, { guard, serialize })
       .then((r) => {
         if (r === null) return;
         log.debug("checkpoint compacted", { records: r.merged, ms: Math.round(r.ms) });
@@ -648,12 +700,37 @@ export async function runAggregator(
   const loop = async (): Promise<ExitResult> => {
     const folding = foldLoop().catch((e) => requestStop("failed", e as Error));
     let lastTrigger = performance.now();
+    const loopStart = performance.now();
+    let last: { allFinalAt: number | null; caughtUp: boolean } = {
+      allFinalAt: null,
+      caughtUp: false,
+    };
+    let idleChecked = false; // the idle deadline was checked since the last trigger
+    const checkIdle = () => {
+      const quiet = now() - lastInputAt >= o.idleTimeoutMs;
+      // Idle exit waits for windows that idle finalization closes within another idle
+      // timeout (with the defaults: 15 min quiet, then every window of the session is final
+      // 5 min later, before the exit); later ones are left to the finalization run the
+      // sensor launches at the checkpoint's finalizeDueAt.
+      const soon = now() + o.idleTimeoutMs;
+      const { allFinalAt } = last;
+      if (quiet && (allFinalAt === null || allFinalAt > soon || engine.openWindowCount === 0)) {
+        log.info("idle timeout: no new records", { idleMs: now() - lastInputAt });
+        requestStop("idle");
+      }
+    };
     try {
       while (stopReason === null) {
         const wait = Math.max(0, o.triggerMs - (performance.now() - lastTrigger));
-        if (early === null && wait > 0) {
+        // Also wake at the idle deadline: an idle exit does not wait for the next trigger
+        // (with the default 60 s trigger it would add up to a minute to every exit).
+        const idleWait = last.caughtUp && !idleChecked
+          ? Math.max(0, lastInputAt + o.idleTimeoutMs - now())
+          : Infinity;
+        const sleepMs = Math.min(wait, idleWait);
+        if (early === null && sleepMs > 0) {
           await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, wait);
+            const t = setTimeout(resolve, sleepMs);
             wake.fn = () => {
               clearTimeout(t);
               resolve();
@@ -662,24 +739,35 @@ export async function runAggregator(
           wake.fn = undefined;
         }
         if (stopReason !== null) break;
-        const reason: TriggerReason = early ?? "interval";
+        if (early === null && performance.now() - lastTrigger < o.triggerMs) {
+          // Woken at the idle deadline: no trigger is due (the last one committed everything
+          // read before it, and nothing was read since, or the deadline would have moved).
+          if (now() - lastInputAt >= o.idleTimeoutMs) {
+            idleChecked = true;
+            checkIdle();
+          }
+          continue;
+        }
+        let reason: TriggerReason = early ?? "interval";
         early = null;
+        if (reason === "interval" && caughtUpPending) {
+          // A start on a backlog commits when it has caught up (or when maxBuffered records
+          // wait), not at every interval on the way: a commit in the middle of a short catch-up
+          // only delays the one that matters. Past FIRST_TRIGGER_DEFER_MS, intervals resume.
+          if (isCaughtUp()) reason = "caught-up";
+          else if (performance.now() - loopStart < FIRST_TRIGGER_DEFER_MS) {
+            lastTrigger = performance.now();
+            continue;
+          }
+        }
         if (reason === "caught-up") caughtUpPending = false;
         lastTrigger = performance.now();
-        const { allFinalAt, caughtUp } = await trigger(reason);
+        last = await trigger(reason);
+        idleChecked = false;
         // Idle means nothing left to read: time without Kafka, or with unread records (a
         // consumer still reconnecting), is not idle time.
-        if (!caughtUp) lastInputAt = now();
-        const quiet = now() - lastInputAt >= o.idleTimeoutMs;
-        // Idle exit waits for windows that idle finalization closes within another idle
-        // timeout (with the defaults: 15 min quiet, then every window of the session is final
-        // 5 min later, before the exit); later ones are left to the finalization run the
-        // sensor launches at the checkpoint's finalizeDueAt.
-        const soon = now() + o.idleTimeoutMs;
-        if (quiet && (allFinalAt === null || allFinalAt > soon || engine.openWindowCount === 0)) {
-          log.info("idle timeout: no new records", { idleMs: now() - lastInputAt });
-          requestStop("idle");
-        }
+        if (!last.caughtUp) lastInputAt = now();
+        checkIdle();
       }
       if (stopReason === "stopped" || stopReason === "idle") {
         // Fold what was already fetched, then the last trigger.
@@ -722,6 +810,8 @@ export async function runAggregator(
 
   log.info("aggregator started", {
     runId,
+    startupMs: Math.round(performance.now() - startedAt),
+    ...startup,
     topic,
     triggerMs: o.triggerMs,
     idleTimeoutMs: o.idleTimeoutMs,

@@ -9,7 +9,18 @@
 import { Buffer } from "node:buffer";
 import type { Kafka } from "../common/kafka.ts";
 import { tooLargeError } from "../common/kafka_errors.ts";
-import type { KafkaMessage } from "./source.ts";
+
+/** What a dead letter is made from: a kafkajs message, or the same fields of a source batch. */
+export interface DeadLetterSource {
+  /** Offset (kafkajs' decimal string). */
+  offset: string;
+  /** Record timestamp (kafkajs' decimal string). */
+  timestamp: string;
+  /** Key bytes. */
+  key: Uint8Array | null | undefined;
+  /** Value bytes. */
+  value: Uint8Array | null;
+}
 
 /** A rejected record, as queued for the dead-letter topic. */
 export interface DeadLetter {
@@ -37,7 +48,7 @@ const MAX_DETAIL_CHARS = 500;
 
 /** Builds the dead letter of `message` (copying its bytes, so the fetch buffer is not pinned). */
 export function deadLetterOf(
-  message: KafkaMessage,
+  message: DeadLetterSource,
   where: { partition: number; reason: string; detail: string },
 ): DeadLetter {
   const v = message.value;

@@ -946,6 +946,15 @@ function formatOf(h: FormatHeader): number {
   return h.length === 1 ? formatOf(h[0]) : FORMAT_UNKNOWN;
 }
 
+/**
+ * The `tp-format` header as a small code: 0 = `json` or absent, 1 = `tick-v1`, 2 = anything
+ * else (parse() with the header itself then gives the reject).
+ */
+export function formatCodeOf(h: FormatHeader): 0 | 1 | 2 {
+  const f = formatOf(h);
+  return f === FORMAT_JSON ? 0 : f === FORMAT_TICK_V1 ? 1 : 2;
+}
+
 function showFormat(h: FormatHeader): string {
   if (typeof h === "string") return showValue(h);
   if (h instanceof Uint8Array) return preview(h, 0, h.length);

@@ -154,7 +154,7 @@ export const ingestSuite: Suite = {
     const ingests: Ingest[] = [];
     const producer = kafka.producer();
     const producerPart = kafka.producer({ createPartitioner: createCachedPartitioner() });
-    const { Producer, stringSerializers } = await import("npm:@platformatic/kafka@2.12.1");
+    const { Producer, stringSerializers } = await import("@platformatic/kafka");
     const platformatic = new Producer({
       clientId: "tickpipe-bench-platformatic",
       bootstrapBrokers: [...ctx.config.brokers],

@@ -462,3 +462,25 @@ Deno.test("services: a data folder with files but no cluster is refused, never d
     assert.equal((await prepareCluster(dataDir, opts)).fresh, false, "a cluster is kept");
   });
 });
+
+Deno.test("services: every Kafka version's pom.xml is well-formed for Maven (no `--` in a comment)", async () => {
+  // Maven's XML parser refuses "--" inside a comment (XML 1.0 §2.5): a pom that breaks this
+  // makes `services up` fail for that version before anything is downloaded.
+  for (const version of KAFKA_VERSIONS) {
+    const path = new URL(`../../services/kafka/${version}/pom.xml`, import.meta.url);
+    const xml = await Deno.readTextFile(path);
+    assert.ok(xml.startsWith("<?xml "), `${version}: XML declaration first`);
+    const comments = [...xml.matchAll(/<!--([\s\S]*?)-->/g)].map((m) => m[1]);
+    assert.ok(comments.length >= 1, `${version}: the rationale comment is there`);
+    for (const body of comments) {
+      assert.ok(!body.includes("--"), `${version}: "--" inside a comment: ${body.slice(0, 200)}`);
+      assert.ok(!body.endsWith("-"), `${version}: a comment ends with "-"`);
+    }
+    assert.equal(
+      xml.replace(/<!--[\s\S]*?-->/g, "").includes("<!--"),
+      false,
+      `${version}: every comment is closed`,
+    );
+    assert.match(xml, new RegExp(`<version>${version.replaceAll(".", "\\.")}</version>`));
+  }
+});
