@@ -5,6 +5,9 @@
  */
 
 import { type Admin, type ISocketFactory, Kafka, type LogEntry, logLevel } from "kafkajs";
+// Every kafkajs client of ours (ingest's producer, the sensor's and start's admin clients) runs
+// without kafkajs 2.2.4's idle busy loop (about half a core per idle connection).
+import "./kafkajs_idle_fix.ts";
 import net from "node:net";
 import process from "node:process";
 import tls from "node:tls";

@@ -7,7 +7,7 @@
  * - `forward <ws-url> <topic> <symbols-file>`: WebSocket clients (100 symbols each) forwarding
  *   raw frames to Kafka with sendBatch every 5 ms (no parsing), until killed.
  *
- * `drain` runs with common/kafkajs_idle_fix.ts, like the aggregator it stands in for.
+ * Both run with common/kafkajs_idle_fix.ts (loaded by common/kafka.ts), like every tickpipe process.
  * Uses KAFKA_BROKERS (default 127.0.0.1:9092).
  * @module
  */
@@ -24,9 +24,6 @@ const kafka = createKafka(config.brokers, {
 const [mode, ...args] = Deno.args;
 
 if (mode === "drain") {
-  // The aggregator runs with kafkajs' idle busy loop fixed (common/kafkajs_idle_fix.ts); so does
-  // its baseline. (The forwarder stays plain kafkajs, like ingest.)
-  await import("../../common/kafkajs_idle_fix.ts");
   const [topic, group, countText, then] = args;
   const count = Number(countText);
   const exitWhenDone = then === "exit";
