@@ -1,8 +1,14 @@
 /**
- * The aggregator's defaults, in one place and with no imports, so that help screens and option
+ * The aggregator's defaults, in one place, importing only modules without side effects (the
+ * validation rules shared with ingest, the duration formatter), so that help screens and option
  * tables can show them without loading Kafka or PostgreSQL clients.
  * @module
  */
+
+import { DEFAULT_MAX_FUTURE_MS } from "../proto/validate.ts";
+
+/** `300000` → `5m`, for messages (the one formatter, from common/config.ts). */
+export { durationText } from "../common/config.ts";
 
 /** Default stable consumer group (tooling sees the aggregator's offsets there). */
 export const DEFAULT_GROUP_ID = "tickpipe-aggregator";
@@ -18,17 +24,9 @@ export const AGGREGATOR_DEFAULTS = {
   idleFinalizeMs: null as number | null,
   maxOpenWindows: 1_000_000,
   maxBuffered: 200_000,
-  maxFutureMs: 300_000,
+  maxFutureMs: DEFAULT_MAX_FUTURE_MS,
   leaseTtlMs: 30_000,
   finalFlushTimeoutMs: 30_000,
   statementTimeoutMs: 60_000,
   offsetsCopyEveryMs: 30_000,
 } as const;
-
-/** `300000` → `5m`, for messages. */
-export function durationText(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}

@@ -8,11 +8,10 @@
 
 import { backoffDelay, type BackoffOptions } from "../common/backoff.ts";
 import { createLogger, type Logger } from "../common/log.ts";
+import { DEFAULT_SILENCE_MS, DEFAULT_SOURCE } from "./defaults.ts";
 
-/** Yahoo's streamer endpoint (JSON envelopes). */
-export const DEFAULT_SOURCE = "wss://streamer.finance.yahoo.com/?version=2";
-/** Symbols subscribed when none are given. */
-export const DEFAULT_SYMBOLS = ["AAPL", "MSFT", "NVDA", "BTC-USD", "ETH-USD"];
+export { DEFAULT_SOURCE, DEFAULT_SYMBOLS } from "./defaults.ts";
+
 /** Yahoo accepts at most this many symbols per connection. */
 export const MAX_SYMBOLS_PER_CONNECTION = 100;
 
@@ -147,7 +146,7 @@ export function connectFeed(options: FeedOptions): Feed {
   if (options.symbols.length === 0) throw new FeedError("Symbol list is empty");
   const shards = shardSymbols(options.symbols, options.maxSymbolsPerConnection);
   const resubscribeMs = options.resubscribeMs ?? 15_000;
-  const silenceMs = options.silenceMs ?? 60_000;
+  const silenceMs = options.silenceMs ?? DEFAULT_SILENCE_MS;
   const createSocket = options.createSocket ?? ((u: string) => new WebSocket(u));
   const now = options.now ?? Date.now;
   const timers = options.timers ?? defaultTimers;

@@ -25,6 +25,7 @@ import { Buffer } from "node:buffer";
 import { createCachedPartitioner } from "./partitioner.ts";
 import { percentile } from "../common/stats.ts";
 import { DEFAULT_MAX_SPOOL_BYTES, openSpool } from "./spool.ts";
+import { DEFAULT_PARTITIONS, DEFAULT_PROGRESS_EVERY_MS } from "./defaults.ts";
 import { surelyWithin, truncateUtf8, utf8Length } from "./_utf8.ts";
 
 /** Options for startIngest. */
@@ -362,8 +363,11 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
     const connect = async () => {
       await admin.connect();
       for (const t of [topic, dlqTopic]) {
-        if (await ensureTopic(admin, t, { partitions: options.partitions ?? 3 })) {
-          log.info("Created topic", { topic: t, partitions: options.partitions ?? 3 });
+        if (await ensureTopic(admin, t, { partitions: options.partitions ?? DEFAULT_PARTITIONS })) {
+          log.info("Created topic", {
+            topic: t,
+            partitions: options.partitions ?? DEFAULT_PARTITIONS,
+          });
         }
       }
       await producer.connect();
@@ -555,7 +559,7 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
   };
 
   const recordTimer = recorder ? setInterval(flushRecord, 200) : undefined;
-  const progressEvery = options.progressEveryMs ?? 10_000;
+  const progressEvery = options.progressEveryMs ?? DEFAULT_PROGRESS_EVERY_MS;
   let prev = stats();
   let prevAt = now();
   const progressTimer = progressEvery > 0

@@ -9,14 +9,26 @@ import { CONNECTION_FLAGS, HELP_FLAG } from "../common/cli.ts";
 import { ConfigError, parseDuration } from "../common/config.ts";
 import { metricsFlags } from "../common/metrics_flags.ts";
 import type { OptionsTable } from "../common/options.ts";
-import { DEFAULT_SOURCE } from "./client.ts";
+import { DEFAULT_MAX_FUTURE_MS } from "../proto/validate.ts";
+import {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_FLUSH_TIMEOUT_MS,
+  DEFAULT_LINGER_MS,
+  DEFAULT_MAX_MEMORY_TICKS,
+  DEFAULT_MAX_RECORD_BYTES,
+  DEFAULT_MAX_SPOOL_BYTES,
+  DEFAULT_PARTITIONS,
+  DEFAULT_PROGRESS_EVERY_MS,
+  DEFAULT_SILENCE_MS,
+  DEFAULT_SOURCE,
+  DEFAULT_SYMBOLS as SYMBOL_LIST,
+} from "./defaults.ts";
 import { defaultSpoolDir } from "./spool.ts";
 
-/** Symbols ingest subscribes to when `--symbols` is not given. */
-export const DEFAULT_SYMBOLS = "AAPL,MSFT,NVDA,BTC-USD,ETH-USD";
+/** Symbols ingest subscribes to when `--symbols` is not given, comma-separated. */
+export const DEFAULT_SYMBOLS: string = SYMBOL_LIST.join(",");
 
-/** Default of --max-record-bytes: below Kafka's default message.max.bytes of 1,048,588. */
-export const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
+export { DEFAULT_MAX_RECORD_BYTES };
 
 /** Parses a `--source` value: a ws:// or wss:// URL. */
 export function parseSource(raw: string, flag = "--source"): string {
@@ -60,15 +72,25 @@ export const INGEST_FLAGS = {
     shown: DEFAULT_SYMBOLS,
     parse: parseSymbols,
   },
-  partitions: { kind: "int", arg: "N", help: "partitions of topics created here", default: 3 },
+  partitions: {
+    kind: "int",
+    arg: "N",
+    help: "partitions of topics created here",
+    default: DEFAULT_PARTITIONS,
+  },
   linger: {
     kind: "duration",
     zero: true,
     arg: "DURATION",
     help: "max wait for a batch to fill",
-    default: 5,
+    default: DEFAULT_LINGER_MS,
   },
-  "batch-size": { kind: "int", arg: "N", help: "max records per Kafka batch", default: 5000 },
+  "batch-size": {
+    kind: "int",
+    arg: "N",
+    help: "max records per Kafka batch",
+    default: DEFAULT_BATCH_SIZE,
+  },
   "value-format": {
     kind: "string",
     arg: "FORMAT",
@@ -83,13 +105,13 @@ export const INGEST_FLAGS = {
     arg: "N",
     help: "records held in memory before the oldest are spooled; after 1 s of failing Kafka " +
       "sends everything is spooled anyway",
-    default: 100_000,
+    default: DEFAULT_MAX_MEMORY_TICKS,
   },
   "max-spool-bytes": {
     kind: "int",
     arg: "N",
     help: "disk spool bound; past it new ticks are dropped and counted",
-    default: 1024 ** 3,
+    default: DEFAULT_MAX_SPOOL_BYTES,
   },
   "max-record-bytes": {
     kind: "int",
@@ -110,7 +132,7 @@ export const INGEST_FLAGS = {
     zero: true,
     arg: "DURATION",
     help: "progress line interval, 0 = none",
-    default: 10_000,
+    default: DEFAULT_PROGRESS_EVERY_MS,
   },
   record: {
     kind: "string",
@@ -128,19 +150,19 @@ export const INGEST_FLAGS = {
     kind: "duration",
     arg: "DURATION",
     help: "reconnect after this long without frames",
-    default: 60_000,
+    default: DEFAULT_SILENCE_MS,
   },
   "max-future": {
     kind: "duration",
     arg: "DURATION",
     help: "reject ticks further ahead of the receive time",
-    default: 300_000,
+    default: DEFAULT_MAX_FUTURE_MS,
   },
   "flush-timeout": {
     kind: "duration",
     arg: "DURATION",
     help: "at shutdown, wait this long for Kafka before spooling",
-    default: 30_000,
+    default: DEFAULT_FLUSH_TIMEOUT_MS,
   },
 } as const satisfies OptionsTable;
 

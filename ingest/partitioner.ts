@@ -86,6 +86,9 @@ function randomUint32(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 
+/** Keys whose partition the cached partitioner remembers, by default. */
+export const DEFAULT_MAX_CACHED_KEYS = 100_000;
+
 /**
  * A kafkajs `createPartitioner` equivalent to kafkajs' DefaultPartitioner: a message's own
  * partition if set; else, with a key, `(murmur2(key) & 0x7fffffff) % partitions`; else round
@@ -94,7 +97,7 @@ function randomUint32(): number {
 export function createCachedPartitioner(
   options: CachedPartitionerOptions = {},
 ): PartitionerFactory {
-  const maxKeys = options.maxCachedKeys ?? 100_000;
+  const maxKeys = options.maxCachedKeys ?? DEFAULT_MAX_CACHED_KEYS;
   const random = options.random ?? randomUint32;
   return () => {
     const hashes = new Map<string, number>();

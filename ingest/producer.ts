@@ -28,6 +28,14 @@ import { createLogger, type Logger } from "../common/log.ts";
 import { Buffer } from "node:buffer";
 import type { AppendResult, Spool } from "./spool.ts";
 import { utf8Length } from "./_utf8.ts";
+import {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_LINGER_MS,
+  DEFAULT_MAX_MEMORY_TICKS,
+  DEFAULT_MAX_RECORD_BYTES,
+} from "./defaults.ts";
+
+export { DEFAULT_MAX_RECORD_BYTES };
 
 /** One outgoing Kafka record. */
 export interface OutRecord {
@@ -127,8 +135,6 @@ export type TooLargeHandler = (record: OutRecord, info: TooLargeInfo) => OutReco
 
 /** Per-record allowance on top of key, value and header bytes (Kafka's varint framing). */
 export const RECORD_OVERHEAD_BYTES = 40;
-/** Default BatcherOptions.maxRecordBytes: below Kafka's default message.max.bytes (1_048_588). */
-export const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
 /** Default BatcherOptions.maxBatchBytes (512 KiB). */
 export const DEFAULT_MAX_BATCH_BYTES = 512 * 1024;
 /** Default BatcherOptions.spoolAfterMs. */
@@ -256,12 +262,12 @@ function isOutRecord(r: unknown): r is OutRecord {
 /** Creates a Batcher and starts its delivery loop. */
 export function createBatcher(options: BatcherOptions): Batcher {
   const send = options.send;
-  const batchSize = options.batchSize ?? 5000;
-  const lingerMs = options.lingerMs ?? 5;
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
   const maxBatchBytes = options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
   const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
   const tooLarge = options.tooLarge ?? (() => null);
-  const maxMemory = options.maxMemory ?? 100_000;
+  const maxMemory = options.maxMemory ?? DEFAULT_MAX_MEMORY_TICKS;
   const spool = options.spool;
   const spoolAfterMs = options.spoolAfterMs ?? DEFAULT_SPOOL_AFTER_MS;
   const outageCheckMs = options.outageCheckMs ?? 100;

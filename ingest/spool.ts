@@ -16,6 +16,10 @@
  * @module
  */
 
+import { DEFAULT_MAX_SPOOL_BYTES } from "./defaults.ts";
+
+export { DEFAULT_MAX_SPOOL_BYTES };
+
 /** Options for openSpool. */
 export interface SpoolOptions {
   /** Upper bound of the segment files' total size in bytes (default 1 GiB). */
@@ -61,8 +65,6 @@ export class SpoolError extends Error {
   }
 }
 
-/** Default Spool bound: 1 GiB. */
-export const DEFAULT_MAX_SPOOL_BYTES = 1024 ** 3;
 const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
 const SEGMENT = /^(\d{16})\.jsonl$/;
 

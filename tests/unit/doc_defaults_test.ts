@@ -58,3 +58,48 @@ Deno.test("doc defaults: every documented default is one the code applies", () =
   }
   assert.ok(checked >= 10, `${checked} documented defaults checked`);
 });
+
+/** `?? <literal>` fallbacks in a folder's modules, except its defaults and options modules. */
+function literalFallbacks(folder: string): { file: string; value: number; text: string }[] {
+  const out: { file: string; value: number; text: string }[] = [];
+  for (const file of sources(`${ROOT}${folder}/`)) {
+    if (/\/(defaults|options)\.ts$/.test(file)) continue;
+    const text = Deno.readTextFileSync(file);
+    for (const m of text.matchAll(/\?\?\s*(\d[\d_]*(?:\s*\*\*?\s*\d[\d_]*)*)\b/g)) {
+      // deno-lint-ignore no-eval
+      const value = Number(eval(m[1].replaceAll("_", "")));
+      out.push({ file: file.slice(ROOT.length), value, text: m[0] });
+    }
+  }
+  return out;
+}
+
+Deno.test("defaults: a flag's default is written once (ingest/defaults.ts, aggregate/defaults.ts), never as a literal fallback", async () => {
+  const { INGEST_FLAGS } = await import("../../ingest/options.ts");
+  const { AGGREGATOR_FLAGS } = await import("../../aggregate/options.ts");
+  const { AGGREGATOR_DEFAULTS } = await import("../../aggregate/defaults.ts");
+  const numbers = (values: unknown[]) =>
+    new Set(values.filter((v): v is number => typeof v === "number" && v > 1));
+  const cases = [
+    {
+      folder: "ingest",
+      defaults: numbers(
+        Object.values(INGEST_FLAGS).map((f) => (f as { default?: unknown }).default),
+      ),
+    },
+    {
+      folder: "aggregate",
+      defaults: numbers([
+        ...Object.values(AGGREGATOR_FLAGS).map((f) => (f as { default?: unknown }).default),
+        ...Object.values(AGGREGATOR_DEFAULTS),
+      ]),
+    },
+  ];
+  for (const { folder, defaults } of cases) {
+    assert.ok(defaults.size >= 5, `${folder}: the flags' numeric defaults are found`);
+    const dup = literalFallbacks(folder).filter((f) => defaults.has(f.value));
+    assert.deepEqual(dup, [], `${folder}: a flag's default written again as a literal`);
+  }
+  // The checker itself finds such a literal.
+  assert.ok(numbers([5000]).has(5000));
+});

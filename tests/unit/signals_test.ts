@@ -229,7 +229,10 @@ Deno.test("stop signals: a real process given SIGTERM three times in a second fl
   const r = await runFlusher(60_000, 3_000, [0, 5, 800]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /flushing SIGTERM\nflushed/);
-  assert.equal(r.stderr.match(/Repeated stop signal/g)?.length, 2, r.stderr);
+  // Two signals 5 ms apart may reach JavaScript as one (the kernel merges a pending signal, and
+  // the runtime's signal stream may deliver two arrivals as one wake-up): 1 or 2 repeats logged.
+  const repeats = r.stderr.match(/Repeated stop signal/g)?.length ?? 0;
+  assert.ok(repeats >= 1 && repeats <= 2, `${repeats} repeats logged: ${r.stderr}`);
   assert.doesNotMatch(r.stderr, /without finishing/);
 });
 
