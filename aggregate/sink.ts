@@ -34,66 +34,10 @@
 import type { Pool, PoolClient } from "../common/pg.ts";
 import { boolArray, floatArray, integerArray, textArray } from "../common/pg_array.ts";
 import type { AggregatorProgress } from "./progress.ts";
+import type { LateTick, WindowRow } from "./engine.ts";
 
-/** One window version, as the v2 engine emits it (DESIGN "Engine v2"). */
-export interface WindowRow {
-  /** Symbol of the window. */
-  symbol: string;
-  /** Window length (the resolution), ms. */
-  windowMs: number;
-  /** Window start, inclusive (epoch ms, multiple of windowMs). */
-  windowStart: number;
-  /** Window end, exclusive (windowStart + windowMs). */
-  windowEnd: number;
-  /** Number of ticks folded. */
-  count: number;
-  /** Compensated sum of prices. */
-  sum: number;
-  /** sum / count. */
-  avg: number;
-  /** Price at the earliest event time. */
-  open: number;
-  /** Highest price. */
-  high: number;
-  /** Lowest price. */
-  low: number;
-  /** Price at the latest event time. */
-  close: number;
-  /** Earliest event time folded (epoch ms). */
-  firstEventTime: number;
-  /** Latest event time folded (epoch ms). */
-  lastEventTime: number;
-  /** Kafka partition the window belongs to. */
-  partition: number;
-  /** Highest offset folded into the window. */
-  lastOffset: number;
-  /** True on the single, last emission of a window. */
-  isFinal: boolean;
-  /** Sum of the per-tick volume deltas. */
-  volume: number;
-  /** Sum of price × volume delta. */
-  pvSum: number;
-  /** pvSum / volume, or null when volume is 0. */
-  vwap: number | null;
-}
-
-/** A tick dropped by the watermark of at least one resolution (DESIGN "Engine v2"). */
-export interface LateTick {
-  /** Symbol of the tick. */
-  symbol: string;
-  /** Event time (epoch ms). */
-  eventTime: number;
-  /** Price. */
-  price: number;
-  /** Kafka partition. */
-  partition: number;
-  /** Kafka offset. */
-  offset: number;
-  /** The partition's watermark just before this tick (epoch ms). */
-  watermark: number;
-  /** The resolutions (window lengths, ms) that dropped the tick. */
-  lateFor: number[];
-}
+/** The rows the sink writes are the engine's: a window version and a late tick. */
+export type { LateTick, WindowRow };
 
 /** What one trigger writes. */
 export interface SinkBatch {

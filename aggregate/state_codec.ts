@@ -5,7 +5,8 @@
  * compact-memory sort for a state that comes unsorted.
  *
  * Chunk format (version 1): byte 0 is the codec version, then records back to back until the end
- * of the chunk. A record is a kind byte and its fields in the order of the type below. Numbers
+ * of the chunk. A record is a kind byte and its fields in the order of
+ * {@linkcode StateRecord}'s declaration (aggregate/engine.ts). Numbers
  * are tagged: `0` (+0), a safe integer as a LEB128 varint (`1` positive, `2` negative), any other
  * value as its IEEE-754 float64 bits (`3`: -0, NaN, ±Infinity and fractions round-trip exactly),
  * or `4` (null, for the nullable fields). Strings are WTF-8 (UTF-8 that also encodes lone
@@ -19,40 +20,10 @@
  * @module
  */
 
-/** One entry of the engine state, as checkpointed. Keys: see stateKey(). */
-export type StateRecord =
-  | {
-    kind: "partition";
-    partition: number;
-    maxEventTime: number | null;
-    lastOffset: number | null;
-    floor: number | null;
-    replayBelow: number;
-    lastArrivalMs: number | null;
-  }
-  | { kind: "baseline"; partition: number; symbol: string; dayVolume: number }
-  | {
-    kind: "window";
-    partition: number;
-    windowMs: number;
-    symbol: string;
-    start: number;
-    count: number;
-    sum: number;
-    comp: number;
-    open: number;
-    high: number;
-    low: number;
-    close: number;
-    first: number;
-    last: number;
-    lastOffset: number;
-    volume: number;
-    volumeComp: number;
-    pv: number;
-    pvComp: number;
-  }
-  | { kind: "window-deleted"; partition: number; windowMs: number; symbol: string; start: number };
+import type { StateRecord } from "./engine.ts";
+
+/** One entry of the engine state, as checkpointed (the engine's own type). */
+export type { StateRecord };
 
 /** Version byte written at the start of every chunk. */
 export const STATE_CODEC_VERSION = 1;
