@@ -12,6 +12,7 @@ import {
   DEFAULT_MAX_FUTURE_MS,
   MAX_SYMBOL_LENGTH,
   type Reject,
+  TICK_RULE_REASONS,
 } from "../proto/validate.ts";
 
 export { DEFAULT_MAX_FUTURE_MS, MAX_SYMBOL_LENGTH };
@@ -24,13 +25,7 @@ export const FRAME_REASONS = [
   "bad_envelope",
   "bad_base64",
   "bad_protobuf",
-  "missing_id",
-  "bad_symbol",
-  "missing_price",
-  "bad_price",
-  "missing_time",
-  "bad_time",
-  "future_time",
+  ...TICK_RULE_REASONS,
 ] as const;
 
 /** Why a frame was rejected; one of FRAME_REASONS. */

@@ -39,6 +39,7 @@ export {
   REJECT_REASONS,
   type RejectReason,
   showValue,
+  TICK_RULE_REASONS,
   type TickFields,
   type TimeCheckOptions,
   validateTick,

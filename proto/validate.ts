@@ -5,11 +5,8 @@
  * @module
  */
 
-/** Stable reject reasons of records in the ticks topic (DLQ `reason` header, metric label). */
-export const REJECT_REASONS = [
-  "not_json",
-  "not_object",
-  "bad_binary",
+/** Reasons of the shared tick rules (symbol, price, time), in ingest's and the aggregator's lists. */
+export const TICK_RULE_REASONS = [
   "missing_id",
   "bad_symbol",
   "missing_price",
@@ -17,6 +14,14 @@ export const REJECT_REASONS = [
   "missing_time",
   "bad_time",
   "future_time",
+] as const;
+
+/** Stable reject reasons of records in the ticks topic (DLQ `reason` header, metric label). */
+export const REJECT_REASONS = [
+  "not_json",
+  "not_object",
+  "bad_binary",
+  ...TICK_RULE_REASONS,
   "bad_volume",
   "too_large",
   "unknown_format",
