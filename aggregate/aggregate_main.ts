@@ -10,6 +10,7 @@ import {
   CONNECTION_TITLE,
   HELP_FLAG,
   parseCommandLine,
+  rejectPositionals,
   UsageError,
 } from "../common/cli.ts";
 import { loadBaseConfig } from "../common/config.ts";
@@ -61,9 +62,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (positionals.length > 0) {
-    throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
-  }
+  rejectPositionals(positionals);
   const rebuild = o.rebuild || o["from-beginning"];
   if (rebuild && !o.yes) {
     throw new UsageError(

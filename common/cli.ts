@@ -126,3 +126,10 @@ export function parseCommandLine<T extends OptionsTable>(
   const options = resolveOptions(table, values.help === true ? { help: true } : given);
   return { given, options, positionals };
 }
+
+/** Throws a UsageError naming the first positional argument of a command that takes none. */
+export function rejectPositionals(positionals: readonly string[]): void {
+  if (positionals.length > 0) {
+    throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
+  }
+}

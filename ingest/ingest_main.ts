@@ -10,7 +10,7 @@ import {
   HELP_FLAG,
   parseCommandLine,
   printOut,
-  UsageError,
+  rejectPositionals,
 } from "../common/cli.ts";
 import { readEnv, resolveSetting } from "../common/config.ts";
 import { createLogger } from "../common/log.ts";
@@ -59,9 +59,7 @@ export async function main(args: string[]): Promise<number> {
     printOut(USAGE);
     return 0;
   }
-  if (positionals.length > 0) {
-    throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
-  }
+  rejectPositionals(positionals);
   const base = loadIngestConfig(o);
   const source = o.source;
   const symbols = o.symbols;

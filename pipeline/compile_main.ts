@@ -5,7 +5,7 @@
  * @module
  */
 
-import { parseCommandLine, UsageError } from "../common/cli.ts";
+import { parseCommandLine, rejectPositionals } from "../common/cli.ts";
 import { sectionsUsage } from "../common/options.ts";
 import { COMPILE_COMMAND } from "./options.ts";
 import { readEnv } from "../common/config.ts";
@@ -32,7 +32,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+  rejectPositionals(positionals);
   const log = createLogger("compile");
   const { compileSteps, DENORT_HINT, isRuntimeDownloadFailure } = await import("./compile.ts");
   const { projectFiles } = await import("../common/child.ts");

@@ -12,7 +12,7 @@ import {
   CONNECTION_TITLE,
   HELP_FLAG,
   parseCommandLine,
-  UsageError,
+  rejectPositionals,
 } from "../common/cli.ts";
 import { loadBaseConfig, readEnv } from "../common/config.ts";
 import { dashboardUrl, resolveDashboardSettings } from "../common/dashboard_flags.ts";
@@ -85,9 +85,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (positionals.length > 0) {
-    throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
-  }
+  rejectPositionals(positionals);
   const config = { ...loadBaseConfig(o), topic: checkDemoTopic(o.topic) };
   const durationMs = o.duration;
   const rate = o.rate;

@@ -9,7 +9,7 @@ import {
   CONNECTION_TITLE,
   HELP_FLAG,
   parseCommandLine,
-  UsageError,
+  rejectPositionals,
 } from "../common/cli.ts";
 import { loadBaseConfig, readEnv } from "../common/config.ts";
 import { type DashboardSettings, resolveDashboardSettings } from "../common/dashboard_flags.ts";
@@ -83,9 +83,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (positionals.length > 0) {
-    throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
-  }
+  rejectPositionals(positionals);
   const config = loadBaseConfig(o);
   const metricsPort = o["metrics-port"];
   const metricsHost = o["metrics-host"];

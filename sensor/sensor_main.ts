@@ -10,6 +10,7 @@ import {
   CONNECTION_TITLE,
   HELP_FLAG,
   parseCommandLine,
+  rejectPositionals,
   UsageError,
 } from "../common/cli.ts";
 import { ConfigError, loadBaseConfig, readEnv } from "../common/config.ts";
@@ -66,7 +67,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+  rejectPositionals(positionals);
   const config = loadBaseConfig(o);
   const minNew = o["min-new"];
   const baseMs = o["backoff-base"];

@@ -10,6 +10,7 @@ import {
   CONNECTION_TITLE,
   HELP_FLAG,
   parseCommandLine,
+  rejectPositionals,
   UsageError,
 } from "../../common/cli.ts";
 import { loadBaseConfig, readEnv } from "../../common/config.ts";
@@ -44,9 +45,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (positionals.length > 0) {
-    throw new UsageError(`Unexpected argument "${positionals[0]}" (see --help)`);
-  }
+  rejectPositionals(positionals);
   const config = loadBaseConfig(o);
   const settings = resolveDashboardSettings(o, { env: readEnv });
   if (settings.token !== null) addSecret(settings.token);

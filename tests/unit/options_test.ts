@@ -500,3 +500,12 @@ Deno.test("options: the simulator's event clock flags (--speed, --from, --late-b
   // The help shows the simulator's own default head start.
   assert.match(SIMULATE_FLAGS.from.shown, new RegExp(`${DEFAULT_REPLAY_MS / 60_000} min ago`));
 });
+
+Deno.test("cli: a command that takes no argument names the first one it was given (exit 2)", async () => {
+  const { rejectPositionals, UsageError } = await import("../../common/cli.ts");
+  rejectPositionals([]);
+  assert.throws(
+    () => rejectPositionals(["reset", "now"]),
+    (e: unknown) => e instanceof UsageError && /Unexpected argument "reset"/.test(e.message),
+  );
+});
