@@ -55,6 +55,7 @@ import { createDeadLetterSink, type DeadLetter, deadLetterOf } from "./dead_lett
 import { commitTrigger, FinalFlushTimeout, type Retrier, retrier } from "./commit.ts";
 import { planTrigger } from "./trigger.ts";
 import type { TriggerReason } from "./progress.ts";
+import { serialQueue } from "../common/serial.ts";
 
 /** What the aggregator talks to. */
 export interface AggregatorDeps {
@@ -210,12 +211,7 @@ export async function runAggregator(
 
   // One chain for every KV write of this process: lease renewals, checkpoint flips, compaction
   // flips. KV's atomic checks fence other processes; this keeps our own writes from failing them.
-  let kvChain: Promise<unknown> = Promise.resolve();
-  const serialize = <T>(fn: () => Promise<T>): Promise<T> => {
-    const p = kvChain.then(fn);
-    kvChain = p.catch(() => {});
-    return p;
-  };
+  const serialize = serialQueue();
 
   // --- lease (exit code 3 for the loser) -------------------------------------------------------
   const acquired = await acquireLease(kv, topic, {

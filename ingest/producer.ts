@@ -34,6 +34,7 @@ import {
   DEFAULT_MAX_MEMORY_TICKS,
   DEFAULT_MAX_RECORD_BYTES,
 } from "./defaults.ts";
+import { serialQueue } from "../common/serial.ts";
 
 export { DEFAULT_MAX_RECORD_BYTES };
 
@@ -308,12 +309,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
     inflight ? inflight.records.length - Math.max(inflight.done, inflight.spooledTo) : 0;
 
   // Moves between memory, the batch in flight and the spool happen one at a time.
-  let chain: Promise<unknown> = Promise.resolve();
-  function locked<R>(f: () => R | Promise<R>): Promise<R> {
-    const p = chain.then(f);
-    chain = p.catch(() => {});
-    return p;
-  }
+  const locked = serialQueue();
 
   function notify(): void {
     const w = wake;

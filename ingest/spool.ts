@@ -17,6 +17,7 @@
  */
 
 import { DEFAULT_MAX_SPOOL_BYTES } from "./defaults.ts";
+import { serialQueue } from "../common/serial.ts";
 
 export { DEFAULT_MAX_SPOOL_BYTES };
 
@@ -147,12 +148,7 @@ export async function openSpool<T>(dir: string, options: SpoolOptions = {}): Pro
     cursor = { segment: segments[0]?.n ?? nextN, line: 0 };
   }
   let current: { seg: Segment; file: Deno.FsFile } | undefined;
-  let chain: Promise<unknown> = Promise.resolve();
-  const serial = <R>(f: () => Promise<R>): Promise<R> => {
-    const p = chain.then(f);
-    chain = p.catch(() => {});
-    return p;
-  };
+  const serial = serialQueue();
   const total = () => segments.reduce((s, x) => s + x.size, 0);
 
   async function writeCursor(): Promise<void> {

@@ -37,6 +37,7 @@ import {
   sortedState,
 } from "../_helpers/state_records.ts";
 import { deltaFor, WRITER_OPTIONS, writerMeta } from "../_helpers/checkpoint_writer.ts";
+import { serialQueue } from "../../common/serial.ts";
 
 async function withKv(fn: (kv: Deno.Kv, path: string) => Promise<void>) {
   const path = await tempKvPath("ckpt");
@@ -267,12 +268,7 @@ Deno.test("checkpoint: deltas written while a compaction runs are kept", async (
     }
     // The aggregator runs its pointer steps and its writes in one queue (`serialize`), as here:
     // without it, back-to-back writes could starve the reservation until the loop ends.
-    let tail: Promise<unknown> = Promise.resolve();
-    const serialize = <T>(fn: () => Promise<T>): Promise<T> => {
-      const p = tail.then(fn);
-      tail = p.catch(() => {});
-      return p;
-    };
+    const serialize = serialQueue();
     // Small chunks and ops: the compaction takes many ops and yields between them.
     const running = compact(kv, "t", {
       chunkBytes: 1024,
