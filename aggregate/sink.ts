@@ -31,10 +31,13 @@
  * @module
  */
 
-import type { Pool, PoolClient } from "../common/pg.ts";
+import { classifyDbError, type DbErrorClass, type Pool, type PoolClient } from "../common/pg.ts";
 import { boolArray, floatArray, integerArray, textArray } from "../common/pg_array.ts";
 import type { AggregatorProgress } from "./progress.ts";
 import type { LateTick, WindowRow } from "./engine.ts";
+
+/** How the sink tells a PostgreSQL error's kind (common/pg.ts). */
+export { classifyDbError, type DbErrorClass };
 
 /** The rows the sink writes are the engine's: a window version and a late tick. */
 export type { LateTick, WindowRow };
@@ -87,9 +90,6 @@ export interface SinkResult {
   sinkMs: number;
 }
 
-/** What a database error means for the sink. */
-export type DbErrorClass = "availability" | "timeout" | "data" | "other";
-
 /** PostgreSQL cannot take the batch now (connection, shutdown, resources, locks): retry later. */
 export class SinkUnavailableError extends Error {
   /** SQLSTATE (or Node error code) of the cause, if any. */
@@ -112,41 +112,6 @@ export class SinkError extends Error {
     this.name = "SinkError";
     this.code = options?.code;
   }
-}
-
-const NODE_UNAVAILABLE = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ECONNABORTED",
-  "EPIPE",
-  "ETIMEDOUT",
-  "ENOTFOUND",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EAI_AGAIN",
-]);
-const CONNECTION_MESSAGE =
-  /Connection terminated|timeout exceeded when trying to connect|not queryable|Connection refused|connect ECONNREFUSED|socket hang up/i;
-
-/**
- * Classifies a node-postgres error: "availability" (connection errors, 08xxx, 40001, 40P01,
- * 53xxx, 55P03, 57P0x, 58xxx), "timeout" (57014), "data" (classes 21, 22, 23, 44, 54: the rows
- * were refused), or "other" (42xxx and everything else: a bug).
- */
-export function classifyDbError(e: unknown): DbErrorClass {
-  const err = e as { code?: unknown; message?: unknown } | null;
-  const code = typeof err?.code === "string" ? err.code : "";
-  if (code === "57014") return "timeout";
-  if (/^[0-9A-Z]{5}$/.test(code)) {
-    if (/^(08|53|57P|58)/.test(code) || code === "40001" || code === "40P01" || code === "55P03") {
-      return "availability";
-    }
-    if (/^(21|22|23|44|54)/.test(code)) return "data";
-    return "other";
-  }
-  if (NODE_UNAVAILABLE.has(code)) return "availability";
-  const message = typeof err?.message === "string" ? err.message : "";
-  return CONNECTION_MESSAGE.test(message) ? "availability" : "other";
 }
 
 /** Compares two versions of one window by the total order (lastEventTime, partition, lastOffset, isFinal). */

@@ -112,12 +112,40 @@ export async function checkDatabase(pool: Pool, databaseUrl: string): Promise<vo
   }
 }
 
-/** True when `e` is a connection-level failure worth retrying (server down, restarting, network). */
-export function isTransientDbError(e: unknown): boolean {
-  const err = e as { code?: string; message?: string };
-  const code = err?.code ?? "";
-  if (/^(08|57P|53)/.test(code)) return true; // connection exception, admin shutdown, resources
-  if (["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND"].includes(code)) return true;
-  return /Connection terminated|timeout exceeded|connect ECONNREFUSED|Client has encountered a connection error|not queryable|Connection refused|connection.*closed/i
-    .test(err?.message ?? "");
+/** What a PostgreSQL error is: unavailable (retry), a statement timeout (split), refused rows (data) or a bug (other). */
+export type DbErrorClass = "availability" | "timeout" | "data" | "other";
+
+const NODE_UNAVAILABLE = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+]);
+const CONNECTION_MESSAGE =
+  /Connection terminated|timeout exceeded when trying to connect|not queryable|Connection refused|connect ECONNREFUSED|socket hang up/i;
+
+/**
+ * Classifies a node-postgres error: "availability" (connection errors, 08xxx, 40001, 40P01,
+ * 53xxx, 55P03, 57P0x, 58xxx), "timeout" (57014), "data" (classes 21, 22, 23, 44, 54: the rows
+ * were refused), or "other" (42xxx and everything else: a bug).
+ */
+export function classifyDbError(e: unknown): DbErrorClass {
+  const err = e as { code?: unknown; message?: unknown } | null;
+  const code = typeof err?.code === "string" ? err.code : "";
+  if (code === "57014") return "timeout";
+  if (/^[0-9A-Z]{5}$/.test(code)) {
+    if (/^(08|53|57P|58)/.test(code) || code === "40001" || code === "40P01" || code === "55P03") {
+      return "availability";
+    }
+    if (/^(21|22|23|44|54)/.test(code)) return "data";
+    return "other";
+  }
+  if (NODE_UNAVAILABLE.has(code)) return "availability";
+  const message = typeof err?.message === "string" ? err.message : "";
+  return CONNECTION_MESSAGE.test(message) ? "availability" : "other";
 }
