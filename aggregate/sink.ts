@@ -23,16 +23,19 @@
  * throw {@linkcode SinkUnavailableError}: the caller retries the trigger. Anything else (42xxx,
  * a bug) throws {@linkcode SinkError}. Either way the transaction is rolled back.
  *
- * Parameters are PostgreSQL array literals built by `common/pg_array.ts` and cast in SQL (exact
- * for every string and float64, without node-postgres' per-element escaping). Timestamps are
- * exact to the ms: epoch ms travel as bigint and become `timestamptz 'epoch' + ms * interval
- * '1 millisecond'`; a window length of `windowMs` is `windowMs * interval '1 millisecond'` (a pure
- * time interval).
+ * Parameters: window rows travel as binary arrays (`common/pg_binary.ts`: float8 as its IEEE 754
+ * bytes, integers and epoch-ms timestamps as exact int64, text as UTF-8; a row that cannot be sent
+ * exactly, e.g. a fractional offset, is rejected before sending by {@linkcode windowRowProblem});
+ * late ticks, progress and rejected rows as array literals built by `common/pg_array.ts` (exact
+ * for every string and float64), with epoch ms as bigint that become `timestamptz 'epoch' + ms *
+ * interval '1 millisecond'`. A window length of `windowMs` is `windowMs * interval '1
+ * millisecond'` (a pure time interval).
  * @module
  */
 
 import { classifyDbError, type DbErrorClass, type Pool, type PoolClient } from "../common/pg.ts";
-import { boolArray, floatArray, integerArray, textArray } from "../common/pg_array.ts";
+import { floatArray, integerArray, textArray } from "../common/pg_array.ts";
+import * as bin from "../common/pg_binary.ts";
 import type { AggregatorProgress } from "./progress.ts";
 import type { LateTick, WindowRow } from "./engine.ts";
 
@@ -122,20 +125,26 @@ export function compareVersions(a: WindowRow, b: WindowRow): number {
 
 const EPOCH = "CROSS JOIN (SELECT timestamptz 'epoch' AS t, interval '1 millisecond' AS ms) AS e";
 
+// Window rows travel as binary arrays (common/pg_binary.ts). The nullable ones (symbol, vwap) are
+// unnested; the others are read by subscript, which on a fixed-width array without NULLs is a
+// direct offset: an 18-array unnest cost about as much as the upsert's inserts (measured in the
+// sink notes of bench/README.md).
 const UPSERT_SQL = `
 INSERT INTO price_windows AS w (
   topic, symbol, window_length, window_start, window_end, avg_price, open_price, high_price,
   low_price, close_price, tick_count, is_final, kafka_partition, last_offset, updated_at,
   price_sum, first_tick_at, last_tick_at, volume, pv_sum, vwap)
-SELECT $1, u.symbol, u.wl * e.ms, e.t + u.ws * e.ms, e.t + (u.ws + u.wl) * e.ms, u.avg, u.o, u.h,
-  u.l, u.c, u.n, u.fin, u.p, u.off, now(), u.s, e.t + u.ft * e.ms, e.t + u.lt * e.ms, u.v, u.pv,
-  u.vwap
-FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[], $7::float8[],
-            $8::float8[], $9::float8[], $10::bigint[], $11::boolean[], $12::int[], $13::bigint[],
-            $14::float8[], $15::bigint[], $16::bigint[], $17::float8[], $18::float8[],
-            $19::float8[])
-  AS u(symbol, wl, ws, avg, o, h, l, c, n, fin, p, off, s, ft, lt, v, pv, vwap)
-${EPOCH}
+SELECT $1, u.symbol, u.wl * interval '1 millisecond', u.ws, u.we, u.avg, u.o, u.h, u.l, u.c, u.n,
+  u.fin, u.p, u.off, now(), u.s, u.ft, u.lt, u.v, u.pv, u.vwap
+FROM (
+  SELECT x.symbol, x.vwap, ($4::bigint[])[x.i] AS wl, ($5::timestamptz[])[x.i] AS ws,
+    ($6::timestamptz[])[x.i] AS we, ($7::float8[])[x.i] AS avg, ($8::float8[])[x.i] AS o,
+    ($9::float8[])[x.i] AS h, ($10::float8[])[x.i] AS l, ($11::float8[])[x.i] AS c,
+    ($12::bigint[])[x.i] AS n, ($13::boolean[])[x.i] AS fin, ($14::int[])[x.i] AS p,
+    ($15::bigint[])[x.i] AS off, ($16::float8[])[x.i] AS s, ($17::timestamptz[])[x.i] AS ft,
+    ($18::timestamptz[])[x.i] AS lt, ($19::float8[])[x.i] AS v, ($20::float8[])[x.i] AS pv
+  FROM unnest($2::text[], $3::float8[]) WITH ORDINALITY AS x(symbol, vwap, i)
+) AS u
 ON CONFLICT (topic, symbol, window_length, window_start) DO UPDATE SET
   window_end = EXCLUDED.window_end, avg_price = EXCLUDED.avg_price,
   open_price = EXCLUDED.open_price, high_price = EXCLUDED.high_price,
@@ -196,34 +205,66 @@ const WINDOWS: RowKind<WindowRow> = {
     const n = rows.length;
     const r = await client.query(UPSERT_SQL, [
       topic,
-      textArray(n, (i) => rows[i].symbol),
-      integerArray(n, (i) => rows[i].windowMs),
-      integerArray(n, (i) => rows[i].windowStart),
-      floatArray(n, (i) => rows[i].avg),
-      floatArray(n, (i) => rows[i].open),
-      floatArray(n, (i) => rows[i].high),
-      floatArray(n, (i) => rows[i].low),
-      floatArray(n, (i) => rows[i].close),
-      integerArray(n, (i) => rows[i].count),
-      boolArray(n, (i) => rows[i].isFinal),
-      integerArray(n, (i) => rows[i].partition),
-      integerArray(n, (i) => rows[i].lastOffset),
-      floatArray(n, (i) => rows[i].sum),
-      integerArray(n, (i) => rows[i].firstEventTime),
-      integerArray(n, (i) => rows[i].lastEventTime),
-      floatArray(n, (i) => rows[i].volume),
-      floatArray(n, (i) => rows[i].pvSum),
-      floatArray(n, (i) => rows[i].vwap),
+      bin.textArray(n, (i) => rows[i].symbol),
+      bin.float8Array(n, (i) => rows[i].vwap),
+      bin.int8Array(n, (i) => rows[i].windowMs),
+      bin.timestamptzArray(n, (i) => rows[i].windowStart),
+      bin.timestamptzArray(n, (i) => rows[i].windowEnd),
+      bin.float8Array(n, (i) => rows[i].avg),
+      bin.float8Array(n, (i) => rows[i].open),
+      bin.float8Array(n, (i) => rows[i].high),
+      bin.float8Array(n, (i) => rows[i].low),
+      bin.float8Array(n, (i) => rows[i].close),
+      bin.int8Array(n, (i) => rows[i].count),
+      bin.boolArray(n, (i) => rows[i].isFinal),
+      bin.int4Array(n, (i) => rows[i].partition),
+      bin.int8Array(n, (i) => rows[i].lastOffset),
+      bin.float8Array(n, (i) => rows[i].sum),
+      bin.timestamptzArray(n, (i) => rows[i].firstEventTime),
+      bin.timestamptzArray(n, (i) => rows[i].lastEventTime),
+      // Subscripted: a NULL would make every read scan the array (pg_binary.ts); none is sent.
+      bin.float8Array(n, (i) => rows[i].volume),
+      bin.float8Array(n, (i) => rows[i].pvSum),
     ]);
     return r.rowCount ?? 0;
   },
-  check: (r) => r.symbol.isWellFormed() ? null : LONE_SURROGATE,
+  check: windowRowProblem,
   source: (r) => ({
     key: [r.symbol, r.windowMs, r.windowStart],
     partition: r.partition,
     offset: r.lastOffset,
   }),
 };
+
+/** The integer fields of a window row (sent as binary integers: they must be exact). */
+const WINDOW_INTEGERS = [
+  "windowMs",
+  "windowStart",
+  "windowEnd",
+  "count",
+  "lastOffset",
+  "firstEventTime",
+  "lastEventTime",
+] as const;
+
+/** Why a window row cannot be sent exactly, or null. */
+export function windowRowProblem(r: WindowRow): string | null {
+  if (!r.symbol.isWellFormed()) return LONE_SURROGATE;
+  for (const f of WINDOW_INTEGERS) {
+    const v = r[f];
+    if (!Number.isSafeInteger(v)) return `${f} is ${v}: expected an integer within ±(2^53 − 1)`;
+  }
+  if (!Number.isInteger(r.partition) || r.partition < 0 || r.partition > 2147483647) {
+    return `partition is ${r.partition}: expected an integer from 0 to 2147483647`;
+  }
+  for (const f of ["avg", "open", "high", "low", "close", "sum", "volume", "pvSum"] as const) {
+    if (typeof r[f] !== "number") return `${f} is ${r[f]}: expected a number`;
+  }
+  if (r.vwap !== null && typeof r.vwap !== "number") {
+    return `vwap is ${r.vwap}: expected a number or null`;
+  }
+  return null;
+}
 
 const LATE: RowKind<LateTick> = {
   table: "late_ticks",
@@ -365,8 +406,10 @@ class Transaction {
       textArray(n, (i) => rowJson(rs[i].row)),
       textArray(n, (i) => rs[i].sqlstate),
       textArray(n, (i) => rs[i].reason),
-      integerArray(n, (i) => rs[i].partition),
-      integerArray(n, (i) => rs[i].offset),
+      // The source columns only hold what they can: a refused row's bad partition or offset
+      // (a fraction, out of range) is kept in row_json, not allowed to fail the recording.
+      integerArray(n, (i) => int32OrNull(rs[i].partition)),
+      integerArray(n, (i) => safeOrNull(rs[i].offset)),
     ]);
     return rs.map((r) => ({
       table: r.kind.table,
@@ -375,6 +418,14 @@ class Transaction {
       reason: r.reason,
     }));
   }
+}
+
+function safeOrNull(x: number | null): number | null {
+  return x !== null && Number.isSafeInteger(x) ? x : null;
+}
+
+function int32OrNull(x: number | null): number | null {
+  return x !== null && Number.isInteger(x) && x >= -2147483648 && x <= 2147483647 ? x : null;
 }
 
 /** Yields the window slices: the given ones, or `rows` cut into slices of `size`. */

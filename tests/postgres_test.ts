@@ -74,6 +74,11 @@ Deno.test({
         "window_length",
         "window_start",
       ]);
+      // sql/006: half of each page kept free, so updates of open windows are HOT updates.
+      const opts = await pool.query<{ reloptions: string[] | null }>(
+        "SELECT reloptions FROM pg_class WHERE oid = 'price_windows'::regclass",
+      );
+      assert.deepEqual(opts.rows[0].reloptions, ["fillfactor=50"]);
     } finally {
       await pool.end();
     }

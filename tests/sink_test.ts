@@ -14,6 +14,7 @@ import {
 import type { AggregatorProgress } from "../aggregate/progress.ts";
 import { createPool, type Pool } from "../common/pg.ts";
 import { floatArray, integerArray, textArray } from "../common/pg_array.ts";
+import * as bin from "../common/pg_binary.ts";
 import { migrate } from "../sql/migrate.ts";
 import { config, testPool, uniqueName } from "./_helpers/env.ts";
 
@@ -262,6 +263,122 @@ Deno.test({
     } finally {
       await pool.end();
     }
+  },
+});
+
+Deno.test({
+  name: "sink: binary arrays round-trip hostile strings, every float64, safe int64 and ms instant",
+  ...pg,
+  async fn() {
+    const pool = testPool();
+    try {
+      for (const seed of [11, 12, 13]) {
+        const r = rng(seed);
+        const n = 2000;
+        const strings: (string | null)[] = Array.from(
+          { length: n },
+          (_, i) => i === 5 ? null : hostileString(r),
+        );
+        strings.push("", "NULL", '"', "\\", "\u00e9\u{1F600}");
+        const { rows: ts } = await pool.query<{ s: string | null }>(
+          `SELECT s FROM unnest($1::text[]) WITH ORDINALITY AS u(s, i) ORDER BY i`,
+          [bin.textArray(strings.length, (i) => strings[i])],
+        );
+        assert.deepEqual(ts.map((x) => x.s), strings, `seed ${seed} strings`);
+        const floats: (number | null)[] = [...SPECIAL_FLOATS, null];
+        for (let i = 0; i < n; i++) floats.push(randomFloat(r));
+        const { rows: fs } = await pool.query<{ h: string | null; f: number | null }>(
+          `SELECT encode(float8send(f), 'hex') AS h, f FROM unnest($1::float8[])
+             WITH ORDINALITY AS u(f, i) ORDER BY i`,
+          [bin.float8Array(floats.length, (i) => floats[i])],
+        );
+        for (let i = 0; i < floats.length; i++) {
+          const x = floats[i];
+          if (x === null) assert.equal(fs[i].h, null);
+          else if (Number.isNaN(x)) assert.ok(Number.isNaN(fs[i].f), `seed ${seed} float ${i}`);
+          else assert.equal(fs[i].h, floatHex(x), `seed ${seed} float ${i} ${x}: bits`);
+        }
+        const ints = [
+          0,
+          -1,
+          1,
+          2 ** 32,
+          -(2 ** 32),
+          2 ** 32 - 1,
+          -(2 ** 31),
+          Number.MAX_SAFE_INTEGER,
+          -Number.MAX_SAFE_INTEGER,
+          ...Array.from({ length: n }, () => Math.floor((r() - 0.5) * 2 * Number.MAX_SAFE_INTEGER)),
+        ];
+        const { rows: is } = await pool.query<{ b: string }>(
+          `SELECT b::text AS b FROM unnest($1::bigint[]) WITH ORDINALITY AS u(b, i) ORDER BY i`,
+          [bin.int8Array(ints.length, (i) => ints[i])],
+        );
+        assert.deepEqual(is.map((x) => x.b), ints.map(String), `seed ${seed} bigints`);
+        const int4s = [0, -1, 2147483647, -2147483648, ...ints.slice(9, 200).map((x) => x | 0)];
+        const { rows: i4 } = await pool.query<{ b: number }>(
+          `SELECT b FROM unnest($1::int[]) WITH ORDINALITY AS u(b, i) ORDER BY i`,
+          [bin.int4Array(int4s.length, (i) => int4s[i])],
+        );
+        assert.deepEqual(i4.map((x) => x.b), int4s, `seed ${seed} ints`);
+        const bools = Array.from({ length: 300 }, () => r() < 0.5);
+        const { rows: bs } = await pool.query<{ b: boolean }>(
+          `SELECT b FROM unnest($1::boolean[]) WITH ORDINALITY AS u(b, i) ORDER BY i`,
+          [bin.boolArray(bools.length, (i) => bools[i])],
+        );
+        assert.deepEqual(bs.map((x) => x.b), bools, `seed ${seed} booleans`);
+        // Instants: before 1970 and 2000, now, far future (beyond a double's exact µs), ms exact.
+        const instants = [
+          0,
+          -1,
+          946_684_800_000,
+          946_684_799_999,
+          T0,
+          -62_135_596_800_000, // 0001-01-01
+          8_000_000_000_000_001, // year 255,000 or so: past 2^53 µs
+          ...Array.from({ length: n }, () => Math.floor((r() - 0.3) * 1e14)),
+        ];
+        const { rows: ms } = await pool.query<{ ms: string }>(
+          `SELECT ((extract(epoch FROM t) * 1000)::numeric)::text AS ms
+             FROM unnest($1::timestamptz[]) WITH ORDINALITY AS u(t, i) ORDER BY i`,
+          [bin.timestamptzArray(instants.length, (i) => instants[i])],
+        );
+        assert.deepEqual(
+          ms.map((x) => Number(x.ms.replace(/\.0+$/, ""))),
+          instants,
+          `seed ${seed} instants`,
+        );
+      }
+    } finally {
+      await pool.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "sink: a window row with a field that cannot be sent exactly is refused with its name",
+  ...pg,
+  async fn() {
+    await withTopic(async (pool, topic) => {
+      const rows = Array.from({ length: 20 }, (_, i) => row({ symbol: `X${i}`, lastOffset: i }));
+      rows[2].lastOffset = 2.5;
+      rows[4].count = NaN;
+      rows[6].partition = -1;
+      rows[8].windowStart = 2 ** 60;
+      const res = await writeBatch(pool, { topic, windows: rows });
+      assert.equal(res.windowsWritten, 16);
+      assert.equal(res.rejected, 4);
+      const reasons = new Map(res.rejections.map((x) => [JSON.parse(x.rowKey)[0], x.reason]));
+      assert.match(reasons.get("X2")!, /^lastOffset is 2\.5: expected an integer/);
+      assert.match(reasons.get("X4")!, /^count is NaN: expected an integer/);
+      assert.match(reasons.get("X6")!, /^partition is -1: expected an integer from 0/);
+      assert.match(reasons.get("X8")!, /^windowStart is 1152921504606847000: expected/);
+      const stored = await readRows(pool, topic);
+      assert.deepEqual(
+        stored.map((x) => x.symbol).sort(),
+        rows.filter((_, i) => ![2, 4, 6, 8].includes(i)).map((x) => x.symbol).sort(),
+      );
+    });
   },
 });
 
