@@ -6,8 +6,10 @@
  * Triggers run every `triggerMs`, at once when `maxBuffered` records are not yet checkpointed
  * (full speed on backlogs), as soon as a start has caught up with the log (a start on a backlog
  * skips interval triggers until then, for at most 30 s), and a last time on stop; an idle exit
- * happens at the idle deadline. Folding goes on while a trigger commits (the cut is copy-on-write); above twice
- * `maxBuffered` unsaved records the source is held until a commit lands.
+ * happens at the idle deadline. A buffer-full trigger writes the final windows and holds the open
+ * ones it changed back for the next trigger of another kind (deferred.ts). Folding goes on while a
+ * trigger commits (the cut is copy-on-write); above twice `maxBuffered` unsaved records the source
+ * is held until a commit lands.
  *
  * Kafka, PostgreSQL, KV and the clock are passed in (`runAggregator(deps, options)`).
  * @module
@@ -25,6 +27,7 @@ import type { Pool } from "../common/pg.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { sleep } from "../common/backoff.ts";
 import { type Tick, WindowEngine } from "./engine.ts";
+import { DeferredRows } from "./deferred.ts";
 import { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText } from "./defaults.ts";
 
 export { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText };
@@ -242,6 +245,8 @@ export async function runAggregator(
   const admin: Admin = kafka.admin();
   let checkpoint: StoredCheckpoint | null = null;
   let engine: WindowEngine;
+  // Open rows held back by buffer-full triggers, written by the next other trigger.
+  const deferred = new DeferredRows();
   const next = new Map<number, number>(); // next offset to fold per partition
   const lastSeen = new Map<number, Fingerprint>(); // the last record folded per partition
   const logStart = new Map<number, number>();
@@ -365,10 +370,14 @@ export async function runAggregator(
       for (const [p, fp] of Object.entries(pointer!.identity?.fingerprints ?? {})) {
         if (fp !== null) lastSeen.set(Number(p), fp);
       }
+      // The previous run held open rows back and may not have written them: re-send every
+      // restored window at the first writing trigger (versions already stored are no-ops).
+      if (pointer!.openRowsDeferred) deferred.restore(engine.openRows());
       log.info("restored checkpoint", {
         offsets: pointer!.offsets,
         openWindows: engine.openWindowCount,
         deltas: pointer!.deltas.length,
+        ...(pointer!.openRowsDeferred ? { resent: deferred.size } : {}),
       });
     } else {
       engine = new WindowEngine(engineOptions);
@@ -604,7 +613,8 @@ export async function runAggregator(
     // last trigger of a run always commits, so the run's end is on record.
     if (
       records === 0 && cut.stats.changed === 0 && cut.stats.finalized === 0 &&
-      cut.late.length === 0 && cut.stats.idleAdvanced.length === 0 && reason !== "final"
+      cut.late.length === 0 && cut.stats.idleAdvanced.length === 0 && reason !== "final" &&
+      deferred.size === 0
     ) {
       cut.release();
       return { allFinalAt: plan.allFinalAt, caughtUp };
@@ -618,6 +628,12 @@ export async function runAggregator(
     foldMs = 0;
     lastCutAt = nowMs;
     batchId++;
+    // A buffer-full trigger bounds what a crash replays; unless it has caught up with the log,
+    // it holds its open rows back for the next trigger of another kind (deferred.ts).
+    const rows = deferred.plan((born) => cut.rows(undefined, { born }), {
+      defer: reason === "full" && !caughtUp,
+      changed: cut.stats.changed,
+    });
     try {
       const result = await commitTrigger({
         pool,
@@ -629,6 +645,8 @@ export async function runAggregator(
       }, {
         topic,
         cut,
+        rows: rows.rows,
+        newRows: rows.newRows,
         letters: myLetters,
         progress: plan.progress,
         pointer: {
@@ -640,12 +658,16 @@ export async function runAggregator(
           identity: { partitions: logStart.size, fingerprints: fps },
           openWindows: plan.progress.openWindows,
           finalizeDueAt: plan.finalizeDueAt,
+          ...(rows.defer && (deferred.size > 0 || cut.stats.changed > 0)
+            ? { openRowsDeferred: true as const }
+            : {}),
         },
         previous: checkpoint,
         guard,
         statementTimeoutMs: o.statementTimeoutMs,
       });
       checkpoint = result.checkpoint;
+      rows.committed();
       writeProgress(JSON.stringify(result.progress));
     } finally {
       cut.release();
@@ -746,6 +768,14 @@ export async function runAggregator(
         }
         let reason: TriggerReason = early ?? "interval";
         early = null;
+        if (reason === "full" && sinceCut < o.maxBuffered) {
+          // Asked while the previous commit still counted its records as unsaved: those not
+          // yet checkpointed are under the bound now (the fold loop asks again when they are
+          // not). Without this, every buffer-full commit on a backlog was followed at once by
+          // a small one.
+          if (performance.now() - lastTrigger < o.triggerMs) continue;
+          reason = "interval";
+        }
         if (reason === "interval" && caughtUpPending) {
           // A start on a backlog commits when it has caught up (or when maxBuffered records
           // wait), not at every interval on the way: a commit in the middle of a short catch-up

@@ -100,6 +100,8 @@ export interface CheckpointMeta {
   openWindows: number;
   /** When idle finalization next becomes possible (epoch ms), or null. */
   finalizeDueAt: number | null;
+  /** True when open window rows were held back from PostgreSQL (aggregate/deferred.ts). */
+  openRowsDeferred?: boolean;
 }
 
 /** What to write: the pointer's fields and the state records (a delta or the whole state). */
@@ -565,6 +567,7 @@ function pointerOf(
     identity: meta.identity,
     openWindows: meta.openWindows,
     finalizeDueAt: meta.finalizeDueAt,
+    ...(meta.openRowsDeferred ? { openRowsDeferred: true as const } : {}),
   };
 }
 

@@ -10,7 +10,7 @@
 import type { Logger } from "../common/log.ts";
 import type { Pool } from "../common/pg.ts";
 import { backoffDelay, sleep } from "../common/backoff.ts";
-import type { Cut } from "./engine.ts";
+import type { Cut, WindowRow } from "./engine.ts";
 import { SinkUnavailableError, writeBatch } from "./sink.ts";
 import { CheckpointConflictError, type StoredCheckpoint, writeDelta } from "./checkpoint.ts";
 import type { CheckpointPointer } from "./kv_layout.ts";
@@ -93,6 +93,10 @@ export interface CommitInput {
   topic: string;
   /** The engine cut (rows, late ticks, delta). */
   cut: Cut;
+  /** The window rows to write (default: all the cut's rows); called again on a retry. */
+  rows?: () => Iterable<readonly WindowRow[]>;
+  /** Window rows the table should not hold yet (sink `newWindows`); called after `rows`. */
+  newRows?: () => Iterable<readonly WindowRow[]>;
   /** Records to dead-letter. */
   letters: readonly DeadLetter[];
   /** Progress record (sink/checkpoint durations filled in here). */
@@ -108,6 +112,7 @@ export interface CommitInput {
     | "identity"
     | "openWindows"
     | "finalizeDueAt"
+    | "openRowsDeferred"
   >;
   /** The checkpoint this one follows. */
   previous: StoredCheckpoint | null;
@@ -130,12 +135,14 @@ export async function commitTrigger(
   const sink = await retry("postgres", () =>
     writeBatch(deps.pool, {
       topic: input.topic,
-      windows: input.cut.rows(),
+      windows: input.rows ? input.rows() : input.cut.rows(),
+      newWindows: input.newRows?.(),
       late: input.cut.late,
       progress,
     }, { statementTimeoutMs: input.statementTimeoutMs }));
   progress.durationsMs.sinkMs = sink.sinkMs;
   progress.rowsRejected = sink.rejected;
+  progress.windowsWritten = sink.windowsWritten;
   const t1 = performance.now();
   const written = await retry("kv", () =>
     deps.serialize(() =>

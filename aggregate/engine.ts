@@ -885,8 +885,13 @@ export class Cut {
   /**
    * The cut's rows in slices of at most `sliceSize`: the newly final windows (isFinal true),
    * then the changed open ones (isFinal false); each window at most once; order unspecified.
+   * `born` keeps only the windows a fold created since the previous cut (`"this-cut"`: no earlier
+   * cut emitted them, and they were not restored) or only the others (`"before"`).
    */
-  *rows(sliceSize: number = DEFAULT_SLICE_SIZE): Iterable<WindowRow[]> {
+  *rows(
+    sliceSize: number = DEFAULT_SLICE_SIZE,
+    options: { born?: "this-cut" | "before" } = {},
+  ): Iterable<WindowRow[]> {
     if (!Number.isSafeInteger(sliceSize) || sliceSize <= 0) {
       throw new EngineError(
         `Invalid sliceSize ${fmt(sliceSize)}: expected a positive safe integer`,
@@ -895,9 +900,17 @@ export class Cut {
     const lists = this.#live();
     const { pool, sizes } = this.#init;
     const gen = lists.gen;
+    const born = options.born;
+    // -1: every window; 1: only those born in this cut's generation; 0: only the others.
+    const want = born === undefined ? -1 : born === "this-cut" ? 1 : 0;
+    const keep = (s: number) =>
+      want === -1 ||
+      (pool.metas[s >>> PAGE_BITS][(s & PAGE_MASK) * META_STRIDE + M_BORN_GEN] === gen) ===
+        (want === 1);
     let slice: WindowRow[] = [];
     const finals = lists.finals;
     for (let i = 0; i < finals.length; i++) {
+      if (!keep(finals[i])) continue;
       slice.push(toRow(pool, sizes, finals[i], true));
       if (slice.length === sliceSize) {
         yield slice;
@@ -910,6 +923,7 @@ export class Cut {
       const s = windows[i]; // read now: a fold may have replaced it by a copy meanwhile
       const d = pool.pages[s >>> PAGE_BITS];
       if (d[(s & PAGE_MASK) * STRIDE + F_FINAL_GEN] <= gen) continue; // final: emitted above
+      if (!keep(s)) continue;
       slice.push(toRow(pool, sizes, s, false));
       if (slice.length === sliceSize) {
         yield slice;
@@ -1600,6 +1614,40 @@ export class WindowEngine {
         }
       }
     }
+  }
+
+  /**
+   * Every window held (open, or final and not yet cut) as an open row (isFinal false), in slices
+   * of at most `sliceSize`: what a restart re-sends when the previous run held open rows back
+   * (aggregate/deferred.ts). Synchronous like `records()`: read it fully before the next fold.
+   */
+  *openRows(sliceSize: number = DEFAULT_SLICE_SIZE): Iterable<WindowRow[]> {
+    const m0 = this.#mutations;
+    const pool = this.#pool;
+    const sizes = this.#sizes;
+    let slice: WindowRow[] = [];
+    for (const id of this.partitions()) {
+      const p = this.#parts.get(id)!;
+      for (const sym of p.bySymbol.values()) {
+        for (let r = 0; r < sizes.length; r++) {
+          const ix = sym.index[r];
+          if (ix === undefined) continue;
+          for (const s of indexSlots(ix)) {
+            slice.push(toRow(pool, sizes, s, false));
+            if (slice.length === sliceSize) {
+              yield slice;
+              if (this.#mutations !== m0) {
+                throw new EngineError(
+                  "The engine changed while openRows() was being read: read it fully first",
+                );
+              }
+              slice = [];
+            }
+          }
+        }
+      }
+    }
+    if (slice.length > 0) yield slice;
   }
 
   /**

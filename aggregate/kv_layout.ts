@@ -155,6 +155,11 @@ export interface CheckpointPointer {
   openWindows: number;
   /** When idle finalization next becomes possible (epoch ms), null when not pending. */
   finalizeDueAt: number | null;
+  /**
+   * True when open window rows were held back from PostgreSQL (aggregate/deferred.ts): a restart
+   * from this pointer re-sends every restored window. Absent: nothing held back.
+   */
+  openRowsDeferred?: true;
 }
 
 /** The v1 pointer (before incremental checkpoints): one JSON snapshot in `chunks` chunks. */

@@ -27,7 +27,9 @@ export interface TriggerProgress {
   invalidByReason?: Record<string, number>;
   /** Rows PostgreSQL refused for a data reason (written to rejected_rows). */
   rowsRejected?: number;
-  /** Non-final window versions written. */
+  /** Window rows inserted or updated (absent in older records: updated + finalized are counted). */
+  windowsWritten?: number;
+  /** Non-final window versions changed. */
   windowsUpdated: number;
   /** Windows written final. */
   windowsFinalized: number;
@@ -122,7 +124,7 @@ export function createAggregatorMetrics(registry: Registry): AggregatorMetrics {
   for (const reason of REJECT_REASONS) invalid.inc({ reason }, 0);
   const upserted = new Counter({
     name: "tickpipe_aggregator_rows_upserted_total",
-    help: "Window rows sent to PostgreSQL price_windows (updated and final versions).",
+    help: "Window rows inserted or updated in PostgreSQL price_windows (open and final versions).",
     registers,
   });
   const rejected = new Counter({
@@ -208,7 +210,7 @@ export function createAggregatorMetrics(registry: Registry): AggregatorMetrics {
           if (n > 0) invalid.inc({ reason }, n);
         }
       } else if (p.invalidRows > 0) invalid.inc({ reason: "unknown" }, p.invalidRows);
-      count(upserted, p.windowsUpdated + p.windowsFinalized);
+      count(upserted, p.windowsWritten ?? p.windowsUpdated + p.windowsFinalized);
       count(rejected, p.rowsRejected);
       count(finals, p.windowsFinalized);
       count(forced, p.forcedFinal);

@@ -50,8 +50,10 @@ export interface AggregatorProgress {
   rowsPerSecond: number;
   /** Watermark per partition, epoch ms (null before any tick). */
   watermarks: Record<string, number | null>;
-  /** Non-final window versions written. */
+  /** Non-final window versions changed since the previous trigger (a buffer-full trigger holds them back for the next one). */
   windowsUpdated: number;
+  /** Window rows this trigger inserted or updated in price_windows (versions the guard skipped not counted). */
+  windowsWritten?: number;
   /** Windows written final (and evicted from state). */
   windowsFinalized: number;
   /** Late ticks dropped (written to late_ticks). */

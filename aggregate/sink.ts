@@ -13,6 +13,10 @@
  * - The result is that of upserting the rows one by one in the order given (slices in order, rows
  *   in order). Two versions of one key in one slice (the engine never emits that) make PostgreSQL
  *   refuse the statement (21000): the slice is bisected until they are in separate statements.
+ * - `newWindows` (windows never written before) go in by a plain INSERT, about half the cost of
+ *   the upsert for a new row. A slice that meets a stored row (a replay, a rebuild) or a refused
+ *   row is rolled back to its savepoint and upserted; after a conflict, the call's later slices
+ *   are upserted too.
  *
  * Errors ({@linkcode classifyDbError}): every statement runs under a savepoint. A data error
  * (SQLSTATE classes 21, 22, 23, 44, 54) rolls back to it and the rows are bisected, each half
@@ -51,6 +55,13 @@ export interface SinkBatch {
   topic: string;
   /** Window versions: slices (one upsert statement each), or one array sliced by `sliceSize`. */
   windows: Iterable<readonly WindowRow[]> | readonly WindowRow[];
+  /**
+   * Window versions the table should not hold yet (windows never written before), written after
+   * `windows`, in slices: a plain INSERT each (half the cost of the upsert for a new row); a slice
+   * that conflicts with a stored row (or that PostgreSQL refuses) is written by the upsert
+   * instead, and so are the later ones of the call. Keys distinct from those of `windows`.
+   */
+  newWindows?: Iterable<readonly WindowRow[]>;
   /** Late ticks (default none). */
   late?: readonly LateTick[];
   /** The progress record (inserted into aggregator_progress), or null. */
@@ -129,7 +140,7 @@ const EPOCH = "CROSS JOIN (SELECT timestamptz 'epoch' AS t, interval '1 millisec
 // unnested; the others are read by subscript, which on a fixed-width array without NULLs is a
 // direct offset: an 18-array unnest cost about as much as the upsert's inserts (measured in the
 // sink notes of bench/README.md).
-const UPSERT_SQL = `
+const INSERT_SQL = `
 INSERT INTO price_windows AS w (
   topic, symbol, window_length, window_start, window_end, avg_price, open_price, high_price,
   low_price, close_price, tick_count, is_final, kafka_partition, last_offset, updated_at,
@@ -145,6 +156,10 @@ FROM (
     ($18::timestamptz[])[x.i] AS lt, ($19::float8[])[x.i] AS v, ($20::float8[])[x.i] AS pv
   FROM unnest($2::text[], $3::float8[]) WITH ORDINALITY AS x(symbol, vwap, i)
 ) AS u
+`;
+
+/** The upsert: the same rows, a newer version of a row that is not final replaces it. */
+const UPSERT_SQL = `${INSERT_SQL}
 ON CONFLICT (topic, symbol, window_length, window_start) DO UPDATE SET
   window_end = EXCLUDED.window_end, avg_price = EXCLUDED.avg_price,
   open_price = EXCLUDED.open_price, high_price = EXCLUDED.high_price,
@@ -199,33 +214,38 @@ interface RowKind<T> {
   source(row: T): { key: unknown[]; partition: number | null; offset: number | null };
 }
 
+/** The parameters of INSERT_SQL and UPSERT_SQL for `rows`. */
+function windowParams(topic: string, rows: readonly WindowRow[]): unknown[] {
+  const n = rows.length;
+  return [
+    topic,
+    bin.textArray(n, (i) => rows[i].symbol),
+    bin.float8Array(n, (i) => rows[i].vwap),
+    bin.int8Array(n, (i) => rows[i].windowMs),
+    bin.timestamptzArray(n, (i) => rows[i].windowStart),
+    bin.timestamptzArray(n, (i) => rows[i].windowEnd),
+    bin.float8Array(n, (i) => rows[i].avg),
+    bin.float8Array(n, (i) => rows[i].open),
+    bin.float8Array(n, (i) => rows[i].high),
+    bin.float8Array(n, (i) => rows[i].low),
+    bin.float8Array(n, (i) => rows[i].close),
+    bin.int8Array(n, (i) => rows[i].count),
+    bin.boolArray(n, (i) => rows[i].isFinal),
+    bin.int4Array(n, (i) => rows[i].partition),
+    bin.int8Array(n, (i) => rows[i].lastOffset),
+    bin.float8Array(n, (i) => rows[i].sum),
+    bin.timestamptzArray(n, (i) => rows[i].firstEventTime),
+    bin.timestamptzArray(n, (i) => rows[i].lastEventTime),
+    // Subscripted: a NULL would make every read scan the array (pg_binary.ts); none is sent.
+    bin.float8Array(n, (i) => rows[i].volume),
+    bin.float8Array(n, (i) => rows[i].pvSum),
+  ];
+}
+
 const WINDOWS: RowKind<WindowRow> = {
   table: "price_windows",
   async exec(client, topic, rows) {
-    const n = rows.length;
-    const r = await client.query(UPSERT_SQL, [
-      topic,
-      bin.textArray(n, (i) => rows[i].symbol),
-      bin.float8Array(n, (i) => rows[i].vwap),
-      bin.int8Array(n, (i) => rows[i].windowMs),
-      bin.timestamptzArray(n, (i) => rows[i].windowStart),
-      bin.timestamptzArray(n, (i) => rows[i].windowEnd),
-      bin.float8Array(n, (i) => rows[i].avg),
-      bin.float8Array(n, (i) => rows[i].open),
-      bin.float8Array(n, (i) => rows[i].high),
-      bin.float8Array(n, (i) => rows[i].low),
-      bin.float8Array(n, (i) => rows[i].close),
-      bin.int8Array(n, (i) => rows[i].count),
-      bin.boolArray(n, (i) => rows[i].isFinal),
-      bin.int4Array(n, (i) => rows[i].partition),
-      bin.int8Array(n, (i) => rows[i].lastOffset),
-      bin.float8Array(n, (i) => rows[i].sum),
-      bin.timestamptzArray(n, (i) => rows[i].firstEventTime),
-      bin.timestamptzArray(n, (i) => rows[i].lastEventTime),
-      // Subscripted: a NULL would make every read scan the array (pg_binary.ts); none is sent.
-      bin.float8Array(n, (i) => rows[i].volume),
-      bin.float8Array(n, (i) => rows[i].pvSum),
-    ]);
+    const r = await client.query(UPSERT_SQL, windowParams(topic, rows));
     return r.rowCount ?? 0;
   },
   check: windowRowProblem,
@@ -338,6 +358,34 @@ class Transaction {
     readonly topic: string,
     readonly options: { statementTimeoutMs: number; maxTimeouts: number },
   ) {}
+
+  /** Plain inserts are tried (newWindows) until one conflicts. */
+  #plain = true;
+
+  /**
+   * Writes window rows believed new with a plain INSERT under a savepoint; if PostgreSQL refuses
+   * it (a row exists after all: a replay, a rebuild; or a data error), rolls back to the savepoint
+   * and writes them with the upsert, which isolates refused rows. Returns rows affected.
+   */
+  async insertNew(rows: readonly WindowRow[]): Promise<number> {
+    if (!this.#plain || rows.some((r) => windowRowProblem(r) !== null)) {
+      return await this.write(WINDOWS, rows);
+    }
+    await this.client.query("SAVEPOINT tp_sink");
+    let failure: unknown;
+    try {
+      const r = await this.client.query(INSERT_SQL, windowParams(this.topic, rows));
+      await this.client.query("RELEASE SAVEPOINT tp_sink");
+      return r.rowCount ?? 0;
+    } catch (e) {
+      failure = e;
+    }
+    const cls = classifyDbError(failure);
+    if (cls !== "data" && cls !== "timeout") throw failure;
+    await this.client.query("ROLLBACK TO SAVEPOINT tp_sink; RELEASE SAVEPOINT tp_sink");
+    if ((failure as { code?: string }).code === "23505") this.#plain = false;
+    return await this.write(WINDOWS, rows);
+  }
 
   /** Writes `rows` (one statement, bisected on data errors and timeouts); returns rows affected. */
   async write<T>(kind: RowKind<T>, rows: readonly T[]): Promise<number> {
@@ -552,6 +600,9 @@ async function write(
     let windowsWritten = 0;
     for (const slice of slicesOf(batch.windows, sliceSize)) {
       windowsWritten += await tx.write(WINDOWS, slice);
+    }
+    for (const slice of batch.newWindows ?? []) {
+      if (slice.length !== 0) windowsWritten += await tx.insertNew(slice);
     }
     let lateInserted = 0;
     const late = batch.late ?? [];

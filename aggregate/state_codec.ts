@@ -828,8 +828,11 @@ export function* mergeSorted(sources: Iterable<StateRecord>[]): Generator<StateR
  */
 export function sortDelta(records: Iterable<StateRecord>): StateRecord[] {
   const all = [...records];
-  // Stable sort: among equal keys the input order stays, so the last one is the latest.
-  all.sort(compareRecords);
+  // Stable sort: among equal keys the input order stays, so the last one is the latest. A cut's
+  // delta comes sorted already (Cut.delta()): one pass checks that instead of sorting again.
+  let sorted = true;
+  for (let i = 1; i < all.length && sorted; i++) sorted = compareRecords(all[i - 1], all[i]) <= 0;
+  if (!sorted) all.sort(compareRecords);
   const out: StateRecord[] = [];
   for (const r of all) {
     if (out.length > 0 && compareRecords(out[out.length - 1], r) === 0) out[out.length - 1] = r;

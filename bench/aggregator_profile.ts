@@ -8,6 +8,8 @@
  * deno run -A bench/aggregator_profile.ts fill <topic> <ticks> [json|tick-v1]
  * deno run -A bench/aggregator_profile.ts <agg|raw|parse|fold|platformatic> <topic> <ticks> [runs]
  * ```
+ * Environment: PROFILE_WINDOWS (agg: window lengths in ms, comma-separated), PROFILE_THREAD,
+ * PROFILE_TIMELINE, PROFILE_LOG, PROFILE_WATERMARK_MS.
  * @module
  */
 
@@ -148,6 +150,10 @@ for (let r = 0; r < runs; r++) {
       triggerMs: 1000,
       idleTimeoutMs: 600_000,
       watermarkDelayMs: Number(Deno.env.get("PROFILE_WATERMARK_MS") ?? 900_000),
+      // PROFILE_WINDOWS=60000,300000,900000,3600000: the four-resolution row of the suite.
+      ...(Deno.env.get("PROFILE_WINDOWS")
+        ? { windows: Deno.env.get("PROFILE_WINDOWS")!.split(",").map(Number) }
+        : {}),
     });
     while (tDone === 0) await new Promise((r) => setTimeout(r, 5));
     const ms = tDone - t0;

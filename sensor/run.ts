@@ -160,6 +160,8 @@ export function createSensor(deps: SensorDeps, options: SensorOptions): Sensor {
         partitions,
         identityError: identity?.message ?? null,
         finalizeDueAt: pointer !== null && isPointerV2(pointer) ? pointer.finalizeDueAt : null,
+        openRowsDeferred: pointer !== null && isPointerV2(pointer) &&
+          pointer.openRowsDeferred === true,
         minNew: options.minNew,
         lease,
         child: child === null ? null : { pid: child.pid, startedAt: child.startedAt },

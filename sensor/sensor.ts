@@ -68,6 +68,8 @@ export interface DecideInput {
   identityError?: string | null;
   /** When idle finalization can close open windows of the checkpoint (epoch ms), or null. */
   finalizeDueAt?: number | null;
+  /** The checkpoint says a run held open rows back (aggregate/deferred.ts) and never wrote them. */
+  openRowsDeferred?: boolean;
   /**
    * The engine settings of the checkpoint (null: none, or unknown) and those the aggregator
    * would be launched with; `rebuild`: a mismatch launches a rebuild instead of being refused.
@@ -265,8 +267,9 @@ export function decide(input: DecideInput): Decision {
         `"deno task offsets reset --to earliest --yes" starts over, keeping the watermarks`,
     };
   }
-  const finalize = unread < Math.max(1, input.minNew) && input.finalizeDueAt != null &&
-    input.finalizeDueAt <= input.now;
+  const due = input.finalizeDueAt != null && input.finalizeDueAt <= input.now;
+  // A run that held open rows back is gone (no live lease): a short run writes them.
+  const finalize = unread < Math.max(1, input.minNew) && (due || input.openRowsDeferred === true);
   if (unread < Math.max(1, input.minNew) && !finalize && engineProblem === null) {
     return { ...base, kind: "no-new-data", action: "skip: no new data" };
   }
@@ -285,9 +288,11 @@ export function decide(input: DecideInput): Decision {
     return {
       ...base,
       kind: "finalize",
-      action: `launch: open windows are due for idle finalization since ${
-        new Date(input.finalizeDueAt!).toISOString()
-      }`,
+      action: due
+        ? `launch: open windows are due for idle finalization since ${
+          new Date(input.finalizeDueAt!).toISOString()
+        }`
+        : "launch: the last run held open window rows back and stopped before writing them",
     };
   }
   return { ...base, kind: "launch", action: "launch" };

@@ -356,6 +356,56 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "sink: new windows go in by a plain INSERT; a slice that meets stored rows takes the upsert",
+  ...pg,
+  async fn() {
+    await withTopic(async (pool, topic) => {
+      const rows = (from: number, n: number, o: Partial<WindowRow> = {}) =>
+        Array.from({ length: n }, (_, i) => row({ symbol: `N${from + i}`, lastOffset: 10, ...o }));
+      // All new: inserted.
+      const fresh = rows(0, 50);
+      let res = await writeBatch(pool, { topic, windows: [], newWindows: [fresh] });
+      assert.equal(res.windowsWritten, 50);
+      assert.deepEqual(await readRows(pool, topic), [...fresh].sort(byKey));
+      // A "new" slice that is not: a newer version, an older one, a final row stored before, and
+      // a data error. The slice falls back to the upsert: the guard and the bisection apply.
+      await writeBatch(pool, {
+        topic,
+        windows: [row({ symbol: "N60", lastOffset: 5, isFinal: true })],
+      });
+      const mixed = [
+        row({ symbol: "N1", lastOffset: 11, close: 7 }), // newer: applied
+        row({ symbol: "N2", lastOffset: 9, close: 8 }), // older: skipped
+        row({ symbol: "N60", lastOffset: 12, close: 9 }), // final stored: skipped
+        row({ symbol: "N61\u0000", lastOffset: 1 }), // refused: NUL
+        row({ symbol: "N62", lastOffset: 1 }), // new: inserted
+      ];
+      const later = rows(100, 5); // a later slice of the same call: the upsert, fine for new rows
+      res = await writeBatch(pool, { topic, windows: [], newWindows: [mixed, later] });
+      assert.equal(res.windowsWritten, 2 + 5);
+      assert.equal(res.rejected, 1);
+      assert.equal(JSON.parse(res.rejections[0].rowKey)[0], "N61\u0000");
+      const stored = new Map((await readRows(pool, topic)).map((r) => [r.symbol, r]));
+      assert.equal(stored.get("N1")!.close, 7);
+      assert.equal(stored.get("N2")!.lastOffset, 10);
+      assert.equal(stored.get("N60")!.lastOffset, 5);
+      assert.equal(stored.get("N60")!.isFinal, true);
+      assert.ok(stored.has("N62") && stored.has("N104"));
+      assert.equal(stored.size, 50 + 1 + 1 + 5);
+      // A data error alone (no conflict) also falls back, and later slices stay plain inserts.
+      res = await writeBatch(pool, {
+        topic,
+        windows: [],
+        newWindows: [[row({ symbol: "N70\u0000" }), row({ symbol: "N71" })], rows(200, 3)],
+      });
+      assert.equal(res.windowsWritten, 4);
+      assert.equal(res.rejected, 1);
+    });
+  },
+});
+
+Deno.test({
   name: "sink: a window row with a field that cannot be sent exactly is refused with its name",
   ...pg,
   async fn() {

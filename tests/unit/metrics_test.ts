@@ -375,6 +375,7 @@ function progress(rand: () => number, at: number): TriggerProgress {
     rowsRejected: n(2),
     windowsUpdated: n(40),
     windowsFinalized: n(10),
+    ...(rand() < 0.5 ? { windowsWritten: n(50) } : {}),
     forcedFinal: n(2),
     lateDropped: n(5),
     openWindows: n(500),
@@ -416,7 +417,7 @@ Deno.test("aggregator metrics: one trigger() per progress record adds up like th
   assert.equal(sampleValue(fams, "tickpipe_aggregator_records_total"), sum((p) => p.inputRows));
   assert.equal(
     sampleValue(fams, "tickpipe_aggregator_rows_upserted_total"),
-    sum((p) => p.windowsUpdated + p.windowsFinalized),
+    sum((p) => p.windowsWritten ?? p.windowsUpdated + p.windowsFinalized),
   );
   assert.equal(
     sampleValue(fams, "tickpipe_aggregator_rows_rejected_total"),

@@ -88,6 +88,28 @@ Deno.test("sensor decide: open windows due for idle finalization -> a finalizati
   assert.equal(decide(input({ partitions: caught, finalizeDueAt: NOW, crash })).kind, "backoff");
 });
 
+Deno.test("sensor decide: open rows held back by a run that is gone -> a short run writes them", () => {
+  const caught = [{ partition: 0, start: 0, end: 4, stored: 4 }];
+  const held = decide(input({ partitions: caught, openRowsDeferred: true }));
+  assert.equal(held.kind, "finalize");
+  assert.match(held.action, /held open window rows back and stopped before writing them/);
+  assert.equal(decide(input({ partitions: caught, openRowsDeferred: false })).kind, "no-new-data");
+  // Not while the run that held them is alive (its lease), nor during a crash-loop backoff.
+  const lease = { holder: "r", pid: 1, hostname: "h", acquiredAt: NOW, expiresAt: NOW + 1000 };
+  assert.equal(
+    decide(input({ partitions: caught, openRowsDeferred: true, lease })).kind,
+    "lease-held",
+  );
+  const crash: CrashState = { consecutiveFailures: 1, lastFailureAt: NOW, lastExitCode: 1 };
+  assert.equal(
+    decide(input({ partitions: caught, openRowsDeferred: true, crash })).kind,
+    "backoff",
+  );
+  // Unread records: an ordinary launch (which writes them too).
+  const unread = [{ partition: 0, start: 0, end: 9, stored: 4 }];
+  assert.equal(decide(input({ partitions: unread, openRowsDeferred: true })).kind, "launch");
+});
+
 Deno.test("sensor decide: windows/watermark other than the checkpoint's -> refused, or a rebuild", () => {
   const m5 = { windows: [300_000], watermarkDelayMs: 900_000 };
   const m1m5 = { windows: [60_000, 300_000], watermarkDelayMs: 900_000 };
