@@ -708,6 +708,17 @@ function addTick(
   }
 }
 
+/** The slots of the windows `syms` hold, by resolution, then symbol (in `syms` order), then start. */
+function* windowSlots(syms: Iterable<SymbolState>, resolutions: number): Iterable<number> {
+  const list = [...syms];
+  for (let r = 0; r < resolutions; r++) {
+    for (const sym of list) {
+      const ix = sym.index[r];
+      if (ix !== undefined) yield* indexSlots(ix);
+    }
+  }
+}
+
 function toRow(pool: Pool, sizes: readonly number[], s: number, isFinal: boolean): WindowRow {
   const d = pool.pages[s >>> PAGE_BITS];
   const b = (s & PAGE_MASK) * STRIDE;
@@ -1603,15 +1614,9 @@ export class WindowEngine {
         check();
         yield { kind: "baseline", partition: id, symbol: sym.symbol, dayVolume: sym.base };
       }
-      for (let r = 0; r < sizes.length; r++) {
-        for (const sym of syms) {
-          const ix = sym.index[r];
-          if (ix === undefined) continue;
-          for (const s of indexSlots(ix)) {
-            check();
-            yield toWindowRecord(pool, sizes, s);
-          }
-        }
+      for (const s of windowSlots(syms, sizes.length)) {
+        check();
+        yield toWindowRecord(pool, sizes, s);
       }
     }
   }
@@ -1627,23 +1632,16 @@ export class WindowEngine {
     const sizes = this.#sizes;
     let slice: WindowRow[] = [];
     for (const id of this.partitions()) {
-      const p = this.#parts.get(id)!;
-      for (const sym of p.bySymbol.values()) {
-        for (let r = 0; r < sizes.length; r++) {
-          const ix = sym.index[r];
-          if (ix === undefined) continue;
-          for (const s of indexSlots(ix)) {
-            slice.push(toRow(pool, sizes, s, false));
-            if (slice.length === sliceSize) {
-              yield slice;
-              if (this.#mutations !== m0) {
-                throw new EngineError(
-                  "The engine changed while openRows() was being read: read it fully first",
-                );
-              }
-              slice = [];
-            }
+      for (const s of windowSlots(this.#parts.get(id)!.bySymbol.values(), sizes.length)) {
+        slice.push(toRow(pool, sizes, s, false));
+        if (slice.length === sliceSize) {
+          yield slice;
+          if (this.#mutations !== m0) {
+            throw new EngineError(
+              "The engine changed while openRows() was being read: read it fully first",
+            );
           }
+          slice = [];
         }
       }
     }

@@ -371,20 +371,34 @@ class Transaction {
     if (!this.#plain || rows.some((r) => windowRowProblem(r) !== null)) {
       return await this.write(WINDOWS, rows);
     }
+    const r = await this.#underSavepoint(async () =>
+      (await this.client.query(INSERT_SQL, windowParams(this.topic, rows))).rowCount ?? 0
+    );
+    if ("n" in r) return r.n;
+    if ((r.failure as { code?: string }).code === "23505") this.#plain = false;
+    return await this.write(WINDOWS, rows);
+  }
+
+  /**
+   * Runs one statement under a savepoint. A data error or a statement timeout rolls back to it
+   * and is returned with its class; any other error is thrown.
+   */
+  async #underSavepoint(
+    run: () => Promise<number>,
+  ): Promise<{ n: number } | { failure: unknown; cls: "data" | "timeout" }> {
     await this.client.query("SAVEPOINT tp_sink");
     let failure: unknown;
     try {
-      const r = await this.client.query(INSERT_SQL, windowParams(this.topic, rows));
+      const n = await run();
       await this.client.query("RELEASE SAVEPOINT tp_sink");
-      return r.rowCount ?? 0;
+      return { n };
     } catch (e) {
       failure = e;
     }
     const cls = classifyDbError(failure);
     if (cls !== "data" && cls !== "timeout") throw failure;
     await this.client.query("ROLLBACK TO SAVEPOINT tp_sink; RELEASE SAVEPOINT tp_sink");
-    if ((failure as { code?: string }).code === "23505") this.#plain = false;
-    return await this.write(WINDOWS, rows);
+    return { failure, cls };
   }
 
   /** Writes `rows` (one statement, bisected on data errors and timeouts); returns rows affected. */
@@ -401,18 +415,9 @@ class Transaction {
   }
 
   async #attempt<T>(kind: RowKind<T>, rows: readonly T[]): Promise<number> {
-    await this.client.query("SAVEPOINT tp_sink");
-    let failure: unknown;
-    try {
-      const n = await kind.exec(this.client, this.topic, rows);
-      await this.client.query("RELEASE SAVEPOINT tp_sink");
-      return n;
-    } catch (e) {
-      failure = e;
-    }
-    const cls = classifyDbError(failure);
-    if (cls !== "data" && cls !== "timeout") throw failure;
-    await this.client.query("ROLLBACK TO SAVEPOINT tp_sink; RELEASE SAVEPOINT tp_sink");
+    const r = await this.#underSavepoint(() => kind.exec(this.client, this.topic, rows));
+    if ("n" in r) return r.n;
+    const { failure, cls } = r;
     const code = (failure as { code?: string }).code ?? null;
     if (cls === "timeout") {
       if (++this.#timeouts > this.options.maxTimeouts || rows.length === 1) {
