@@ -6,6 +6,7 @@ import { type WindowRow, writeBatch } from "../aggregate/sink.ts";
 import type { Pool } from "../common/pg.ts";
 import { migrate } from "../sql/migrate.ts";
 import { testPool, uniqueName } from "./_helpers/env.ts";
+import { prng as rng } from "./_helpers/aggregate_stream.ts";
 
 const pg = { sanitizeResources: false, sanitizeOps: false };
 const T0 = Date.UTC(2026, 2, 1); // a multiple of every resolution used below
@@ -111,17 +112,6 @@ async function candles(
     isFinal: r.is_final,
     filled: r.filled,
   }));
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function window(symbol: string, windowMs: number, windowStart: number, r: () => number): WindowRow {

@@ -17,21 +17,10 @@ import { floatArray, integerArray, textArray } from "../common/pg_array.ts";
 import * as bin from "../common/pg_binary.ts";
 import { migrate } from "../sql/migrate.ts";
 import { config, testPool, uniqueName } from "./_helpers/env.ts";
+import { prng as rng } from "./_helpers/aggregate_stream.ts";
 
 const T0 = Date.UTC(2026, 0, 5, 14, 0, 0);
 const pg = { sanitizeResources: false, sanitizeOps: false };
-
-/** A deterministic PRNG (mulberry32) so that a failure can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function row(over: Partial<WindowRow> = {}): WindowRow {
   const windowMs = over.windowMs ?? 300_000;

@@ -17,6 +17,7 @@ import { createKafka, ensureTopic, type Kafka } from "../../common/kafka.ts";
 import { createLogger } from "../../common/log.ts";
 import { createPool, type Pool } from "../../common/pg.ts";
 import { migrate } from "../../sql/migrate.ts";
+import { prng } from "../_helpers/aggregate_stream.ts";
 
 /** "short" (default, runs inside `deno task test`) or "full" (CHAOS_PROFILE=full). */
 export const PROFILE: "short" | "full" = Deno.env.get("CHAOS_PROFILE") === "full"
@@ -60,17 +61,8 @@ export function uniq(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 6)}`;
 }
 
-/** mulberry32 PRNG in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 PRNG in [0, 1) (the tests' one). */
+export const rng: (seed: number) => () => number = prng;
 
 /** Waits until `cond` holds (polling), or throws naming `what`. */
 export async function until(

@@ -14,17 +14,7 @@ import {
 } from "../../aggregate/source.ts";
 import { kafkajsIdleFixApplied } from "../../common/kafkajs_idle_fix.ts";
 import RequestQueueModule from "kafkajs/src/network/requestQueue/index.js";
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../_helpers/aggregate_stream.ts";
 
 const FORMATS = [undefined, "json", "tick-v1", "bogus", Buffer.from("tick-v1"), Buffer.from("x")];
 

@@ -5,18 +5,7 @@
 import assert from "node:assert/strict";
 import { WindowEngine, type WindowRow } from "../../aggregate/engine.ts";
 import { DeferredRows, MAX_DEFERRED_ROWS } from "../../aggregate/deferred.ts";
-
-/** A deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng as rng } from "../_helpers/aggregate_stream.ts";
 
 /** price_windows with the sink's guard: final rows never change, otherwise newer versions win. */
 class Table {

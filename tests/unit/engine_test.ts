@@ -17,21 +17,10 @@ import {
   WindowEngine,
   type WindowRow,
 } from "../../aggregate/engine.ts";
+import { prng as mulberry32 } from "../_helpers/aggregate_stream.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/** mulberry32 seeded PRNG, returns floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randInt(rand: () => number, lo: number, hi: number): number {
   return lo + Math.floor(rand() * (hi - lo + 1));

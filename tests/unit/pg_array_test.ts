@@ -10,6 +10,7 @@ import {
   quoteElement,
   textArray,
 } from "../../common/pg_array.ts";
+import { prng as rng } from "../_helpers/aggregate_stream.ts";
 
 /** Parses a one-dimensional array literal: quoted elements with \ escapes, or bare tokens. */
 function parse(literal: string): (string | null)[] {
@@ -43,17 +44,6 @@ function parse(literal: string): (string | null)[] {
   }
   assert.equal(i, literal.length - 1);
   return out;
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const ALPHABET = ['"', "\\", ",", "{", "}", " ", "\n", "NULL", "", "a", "é", "📈", "'", "\\\\"];
