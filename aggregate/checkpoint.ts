@@ -793,7 +793,8 @@ export async function writeDelta(
   input: CheckpointInput,
   options: WriteOptions,
 ): Promise<WriteResult> {
-  const enc = new ChunkEncoder({ chunkBytes: options.chunkBytes });
+  // sortDelta returns the records sorted with distinct keys: the encoder need not check again.
+  const enc = new ChunkEncoder({ chunkBytes: options.chunkBytes, checkOrder: false });
   const chunks: Uint8Array[] = [];
   for (const r of sortDelta(input.records)) {
     const c = enc.add(r);

@@ -39,6 +39,8 @@ interface Held {
   row: WindowRow;
   /** Never written, and created by this run: not in the table (short of a replay). */
   isNew: boolean;
+  /** Its key, when already computed. */
+  key?: string;
 }
 
 /** The cut's rows: of the windows created since the previous cut, or of the others. */
@@ -124,7 +126,7 @@ export class DeferredRows {
             const h = k === null ? undefined : held.get(k);
             if (h !== undefined) seen.add(k!);
             if (defer && !row.isFinal) {
-              hold.push({ row, isNew: h?.isNew ?? false });
+              hold.push({ row, isNew: h?.isNew ?? false, key: k ?? undefined });
               continue;
             }
             if (defer && h !== undefined) drop.push(k!);
@@ -164,7 +166,7 @@ export class DeferredRows {
           return;
         }
         for (const k of drop) held.delete(k);
-        for (const h of hold) held.set(keyOf(h.row), h);
+        for (const h of hold) held.set(h.key ?? keyOf(h.row), h);
       },
     };
   }

@@ -1,7 +1,7 @@
 /**
- * The PostgreSQL sink (schema v2): ONE transaction per trigger, one upsert statement per slice of
- * window rows (`INSERT ... SELECT FROM unnest(...) ON CONFLICT ... DO UPDATE ... WHERE`), the
- * late ticks (`ON CONFLICT DO NOTHING`) and the progress row.
+ * The PostgreSQL sink (schema v2): one transaction per trigger (two for a large one, below), one
+ * upsert statement per slice of window rows (`INSERT ... SELECT ... ON CONFLICT ... DO UPDATE ...
+ * WHERE`), the late ticks (`ON CONFLICT DO NOTHING`) and the progress row.
  *
  * Rows: `price_windows` is keyed by (topic, symbol, window_length, window_start).
  * - A row with `is_final` is never changed again (final rows are immutable).
@@ -17,6 +17,13 @@
  *   the upsert for a new row. A slice that meets a stored row (a replay, a rebuild) or a refused
  *   row is rolled back to its savepoint and upserted; after a conflict, the call's later slices
  *   are upserted too.
+ * - Two connections: a call of two slices or more splits its window rows by symbol between the
+ *   main transaction and a second one (`connections`, default 2; the pool must allow two), so
+ *   PostgreSQL executes them on two cores. Every version of one key goes to the same one, in
+ *   order: they never wait for each other's locks, and the result is the same. The second
+ *   commits just before the main one (late ticks, progress); if the main one then fails, its rows
+ *   are ahead of the progress row and the checkpoint, as after a crash between this commit and
+ *   the checkpoint, and the retry's versions are no-ops. A failure before that rolls back both.
  *
  * Errors ({@linkcode classifyDbError}): every statement runs under a savepoint. A data error
  * (SQLSTATE classes 21, 22, 23, 44, 54) rolls back to it and the rows are bisected, each half
@@ -76,6 +83,11 @@ export interface WriteBatchOptions {
   statementTimeoutMs?: number;
   /** Statement timeouts tolerated in one call before it gives up as unavailable (default 8). */
   maxTimeouts?: number;
+  /**
+   * Connections writing `newWindows` when it has two slices or more (default 2; 1 = one
+   * transaction). The second one commits its share just before the main transaction.
+   */
+  connections?: number;
 }
 
 /** A row PostgreSQL (or the sink's own check) refused, as recorded in rejected_rows. */
@@ -538,7 +550,8 @@ export interface LegacySinkBatch {
 }
 
 /**
- * Writes one trigger's output to PostgreSQL in ONE transaction: data errors are dead-lettered to
+ * Writes one trigger's output to PostgreSQL in one transaction (two for a call of several slices,
+ * split by symbol; see the module doc): data errors are dead-lettered to
  * rejected_rows and never fail the call; availability problems throw SinkUnavailableError (retry),
  * anything else SinkError; on a throw nothing is committed.
  */
@@ -572,6 +585,134 @@ export function writeBatch(
   }, {});
 }
 
+/** A checked-out client in a transaction: its writer, and whether the connection broke. */
+interface Session {
+  client: PoolClient;
+  tx: Transaction;
+  broken: boolean;
+  onError: () => void;
+}
+
+/** Checks a client out and begins a transaction on it (statement timeout set). */
+async function begin(
+  pool: Pool,
+  topic: string,
+  options: { statementTimeoutMs: number; maxTimeouts: number },
+): Promise<Session> {
+  let client: PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (e) {
+    throw sinkError(e, "connecting");
+  }
+  const session: Session = {
+    client,
+    tx: new Transaction(client, topic, options),
+    broken: false,
+    // A connection dropped while checked out emits "error" on the client: without a listener it
+    // would be an uncaught exception. The failing query reports it.
+    onError: () => {
+      session.broken = true;
+    },
+  };
+  client.on("error", session.onError);
+  try {
+    await client.query(`BEGIN; SET LOCAL statement_timeout = ${options.statementTimeoutMs}`);
+  } catch (e) {
+    end(session, true);
+    throw sinkError(e, "beginning a transaction");
+  }
+  return session;
+}
+
+/** Returns the client to the pool; one that failed mid-transaction may be dead: dropped. */
+function end(session: Session, broken = session.broken): void {
+  session.client.off("error", session.onError);
+  session.client.release(broken ? true : undefined);
+}
+
+/** Rolls a failed session's transaction back (an unavailable connection is just dropped). */
+async function abandon(session: Session, err: Error): Promise<void> {
+  if (err instanceof SinkUnavailableError) session.broken = true;
+  else await session.client.query("ROLLBACK").catch(() => (session.broken = true));
+}
+
+/** Whether the pool can lend a second client while one is checked out. */
+function hasSpareClient(pool: Pool): boolean {
+  const max = (pool as { options?: { max?: number } }).options?.max;
+  return typeof max === "number" && max >= 2;
+}
+
+/** One slice of window rows, and whether the table should not hold them yet. */
+interface Work {
+  slice: readonly WindowRow[];
+  isNew: boolean;
+}
+
+/** Writes one slice in `tx`: the upsert, or a plain INSERT for new rows. */
+function writeWork(tx: Transaction, w: Work): Promise<number> {
+  return w.isNew ? tx.insertNew(w.slice) : tx.write(WINDOWS, w.slice);
+}
+
+/** Which of `n` transactions writes the rows of `symbol` (all versions of a key go to one). */
+function shareOf(symbol: string, n: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < symbol.length; i++) h = Math.imul(h ^ symbol.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % n;
+}
+
+/**
+ * Writes the slices of `first` and `rest` over several transactions at once, each taking the
+ * rows of its share of the symbols: every version of one key goes to one transaction, in order,
+ * so they never wait for each other's row locks. Returns the rows written by all.
+ */
+async function writeShared(
+  txs: readonly Transaction[],
+  first: readonly Work[],
+  rest: Iterator<Work>,
+): Promise<number> {
+  const n = txs.length;
+  const queues: Work[][] = txs.map(() => []);
+  const pending = first.slice();
+  let failed = false;
+  const refill = (): boolean => {
+    let w = pending.shift();
+    if (w === undefined) {
+      const r = rest.next();
+      if (r.done) return false;
+      w = r.value;
+    }
+    const parts: WindowRow[][] = txs.map(() => []);
+    for (const row of w.slice) parts[shareOf(row.symbol, n)].push(row);
+    for (let i = 0; i < n; i++) {
+      if (parts[i].length !== 0) queues[i].push({ slice: parts[i], isNew: w.isNew });
+    }
+    return true;
+  };
+  const drain = async (i: number): Promise<number> => {
+    let written = 0;
+    while (!failed) {
+      if (queues[i].length === 0 && !refill()) break;
+      const w = queues[i].shift();
+      if (w === undefined) continue;
+      try {
+        written += await writeWork(txs[i], w);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+    return written;
+  };
+  const results = await Promise.allSettled(txs.map((_, i) => drain(i)));
+  let written = 0;
+  for (const r of results) {
+    if (r.status === "rejected") throw r.reason;
+    written += r.value;
+  }
+  return written;
+}
+
 async function write(
   pool: Pool,
   batch: SinkBatch,
@@ -586,28 +727,32 @@ async function write(
     0,
   );
   const maxTimeouts = positiveInteger("maxTimeouts", options.maxTimeouts, 8, 0);
-  let client: PoolClient;
+  const connections = positiveInteger("connections", options.connections, 2, 1);
+  const txOptions = { statementTimeoutMs, maxTimeouts };
+  const main = await begin(pool, batch.topic, txOptions);
+  let helper: Session | null = null;
   try {
-    client = await pool.connect();
-  } catch (e) {
-    throw sinkError(e, "connecting");
-  }
-  let broken = false;
-  // A connection dropped while checked out emits "error" on the client: without a listener it
-  // would be an uncaught exception. The failing query reports it.
-  const onError = () => {
-    broken = true;
-  };
-  client.on("error", onError);
-  try {
-    await client.query(`BEGIN; SET LOCAL statement_timeout = ${statementTimeoutMs}`);
-    const tx = new Transaction(client, batch.topic, { statementTimeoutMs, maxTimeouts });
-    let windowsWritten = 0;
-    for (const slice of slicesOf(batch.windows, sliceSize)) {
-      windowsWritten += await tx.write(WINDOWS, slice);
+    const tx = main.tx;
+    // The window rows, upserts first, then the new ones, as one stream of slices.
+    const stream = (function* (): Iterable<Work> {
+      for (const slice of slicesOf(batch.windows, sliceSize)) yield { slice, isNew: false };
+      for (const slice of slicesOf(batch.newWindows ?? [], sliceSize)) yield { slice, isNew: true };
+    })()[Symbol.iterator]();
+    const peeked: Work[] = [];
+    while (peeked.length < 2) {
+      const r = stream.next();
+      if (r.done) break;
+      peeked.push(r.value);
     }
-    for (const slice of batch.newWindows ?? []) {
-      if (slice.length !== 0) windowsWritten += await tx.insertNew(slice);
+    let windowsWritten = 0;
+    if (peeked.length === 2 && connections >= 2 && hasSpareClient(pool)) {
+      helper = await begin(pool, batch.topic, txOptions);
+      windowsWritten = await writeShared([tx, helper.tx], peeked, stream);
+    } else {
+      for (const w of peeked) windowsWritten += await writeWork(tx, w);
+      for (let r = stream.next(); !r.done; r = stream.next()) {
+        windowsWritten += await writeWork(tx, r.value);
+      }
     }
     let lateInserted = 0;
     const late = batch.late ?? [];
@@ -620,16 +765,21 @@ async function write(
       await tx.write(PROGRESS, [{ ...p, durationsMs: { ...p.durationsMs, sinkMs } }]);
     }
     const rejections = await tx.recordRejections();
-    await client.query("COMMIT");
+    if (helper !== null) {
+      // The helper commits first: a failure after it leaves rows ahead of the progress row and
+      // the checkpoint, as a crash after this commit would; the retry's versions are no-ops.
+      rejections.push(...await helper.tx.recordRejections());
+      await helper.client.query("COMMIT");
+    }
+    await main.client.query("COMMIT");
     return { windowsWritten, lateInserted, rejected: rejections.length, rejections, sinkMs };
   } catch (e) {
     const err = sinkError(e, `writing a batch of topic ${batch.topic}`);
-    if (err instanceof SinkUnavailableError) broken = true;
-    else await client.query("ROLLBACK").catch(() => (broken = true));
+    await abandon(main, err);
+    if (helper !== null) await abandon(helper, err);
     throw err;
   } finally {
-    client.off("error", onError);
-    // A client that failed mid-transaction may be dead: drop it from the pool.
-    client.release(broken ? true : undefined);
+    end(main);
+    if (helper !== null) end(helper);
   }
 }

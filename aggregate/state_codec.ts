@@ -828,11 +828,13 @@ export function* mergeSorted(sources: Iterable<StateRecord>[]): Generator<StateR
  */
 export function sortDelta(records: Iterable<StateRecord>): StateRecord[] {
   const all = [...records];
-  // Stable sort: among equal keys the input order stays, so the last one is the latest. A cut's
-  // delta comes sorted already (Cut.delta()): one pass checks that instead of sorting again.
-  let sorted = true;
-  for (let i = 1; i < all.length && sorted; i++) sorted = compareRecords(all[i - 1], all[i]) <= 0;
-  if (!sorted) all.sort(compareRecords);
+  // A cut's delta comes sorted with distinct keys already (Cut.delta()): one pass checks that
+  // and returns it as it is.
+  let strict = true;
+  for (let i = 1; i < all.length && strict; i++) strict = compareRecords(all[i - 1], all[i]) < 0;
+  if (strict) return all;
+  // Stable sort: among equal keys the input order stays, so the last one is the latest.
+  all.sort(compareRecords);
   const out: StateRecord[] = [];
   for (const r of all) {
     if (out.length > 0 && compareRecords(out[out.length - 1], r) === 0) out[out.length - 1] = r;

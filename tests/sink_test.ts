@@ -395,6 +395,103 @@ Deno.test({
 });
 
 Deno.test({
+  name: "sink: a call of several slices is split by symbol over two transactions: the same rows " +
+    "as one, and a failure in either share commits nothing",
+  ...pg,
+  async fn() {
+    const one = testPool();
+    const two = testPool();
+    const topicOne = uniqueName("sink1");
+    const topicTwo = uniqueName("sink2");
+    try {
+      await migrate(one);
+      // Random versions of 40 symbols x 2 lengths x 3 starts, with repeated keys across slices,
+      // as upserts and as new rows (the keys of the new rows are distinct from the upserts').
+      const r = rng(11);
+      const versions = (symbols: string[], n: number) =>
+        Array.from({ length: n }, () =>
+          row({
+            symbol: symbols[Math.floor(r() * symbols.length)],
+            windowMs: r() < 0.5 ? 60_000 : 300_000,
+            windowStart: T0 + Math.floor(r() * 3) * 300_000,
+            lastOffset: Math.floor(r() * 50),
+            isFinal: r() < 0.1,
+            close: Math.round(r() * 1e4) / 100,
+          }));
+      const old = Array.from({ length: 40 }, (_, i) => `P${i}`);
+      const fresh = Array.from({ length: 300 }, (_, i) => `Q${i}`);
+      const upserts = versions(old, 400);
+      const seen = new Set<string>();
+      const newRows = versions(fresh, 600).filter((w) => {
+        const k = `${w.symbol}/${w.windowMs}/${w.windowStart}`;
+        return !seen.has(k) && seen.add(k);
+      });
+      const slices = (rows: WindowRow[], size: number) =>
+        Array.from(
+          { length: Math.ceil(rows.length / size) },
+          (_, i) => rows.slice(i * size, (i + 1) * size),
+        );
+      const a = await writeBatch(
+        one,
+        { topic: topicOne, windows: upserts, newWindows: slices(newRows, 50) },
+        { sliceSize: 37, connections: 1 },
+      );
+      assert.equal(one.totalCount, 1, "connections: 1 writes on one connection");
+      const b = await writeBatch(
+        two,
+        { topic: topicTwo, windows: upserts, newWindows: slices(newRows, 50) },
+        { sliceSize: 37 },
+      );
+      assert.equal(two.totalCount, 2, "the default writes on two connections");
+      assert.equal(b.windowsWritten, a.windowsWritten);
+      const stored = await readRows(two, topicTwo);
+      assert.deepEqual(stored, await readRows(one, topicOne));
+      assert.equal(
+        stored.length,
+        seen.size + new Set(upserts.map((w) => w.symbol + w.windowMs + "/" + w.windowStart)).size,
+      );
+      // A failure that is not about the data (a test-only trigger raising 42501) in either share:
+      // both transactions roll back. BOOM0 and BOOM1 fall in different shares of shareOf().
+      const fn = `tp_test_boom_${crypto.randomUUID().slice(0, 8)}`;
+      await one.query(
+        `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.topic = '${topicTwo}' AND starts_with(NEW.symbol, 'BOOM') THEN
+             RAISE EXCEPTION 'boom' USING ERRCODE = '42501';
+           END IF;
+           RETURN NEW;
+         END $$`,
+      );
+      await one.query(
+        `CREATE TRIGGER ${fn} BEFORE INSERT OR UPDATE ON price_windows
+           FOR EACH ROW EXECUTE FUNCTION ${fn}()`,
+      );
+      try {
+        for (const boom of ["BOOM0", "BOOM1"]) {
+          const rows = versions(fresh, 300).map((w, i) => ({ ...w, symbol: `R${i}` }));
+          rows[250].symbol = boom;
+          await assert.rejects(
+            writeBatch(two, { topic: topicTwo, windows: [], newWindows: slices(rows, 40) }),
+            SinkError,
+          );
+          const now = await readRows(two, topicTwo);
+          assert.deepEqual(now, stored, `nothing of the failed call (${boom}) committed`);
+          assert.equal(two.idleCount, two.totalCount, "both clients went back to the pool");
+        }
+      } finally {
+        await one.query(`DROP TRIGGER ${fn} ON price_windows`);
+        await one.query(`DROP FUNCTION ${fn}()`);
+      }
+    } finally {
+      await cleanup(one, topicOne).catch(() => {});
+      await cleanup(one, topicTwo).catch(() => {});
+      await one.end();
+      await two.end();
+    }
+  },
+});
+
+Deno.test({
   name: "sink: a window row with a field that cannot be sent exactly is refused with its name",
   ...pg,
   async fn() {
