@@ -955,33 +955,71 @@ export class Cut {
     const lists = this.#live();
     const { pool, sizes, changedParts, deleteNew } = this.#init;
     const gen = lists.gen;
-    const out: StateRecord[] = [...changedParts];
+    const head: StateRecord[] = [...changedParts];
     for (const b of lists.baselines) {
-      out.push(
+      head.push(
         b instanceof SymbolState
           ? { kind: "baseline", partition: b.part.id, symbol: b.symbol, dayVolume: b.base }
           : { kind: "baseline", partition: b.partition, symbol: b.symbol, dayVolume: b.dayVolume },
       );
     }
+    head.sort(compareStateRecords);
+    // Window records, sorted by numbers (partition, resolution, symbol rank, start) rather than
+    // by comparing records: the same order as compareStateRecords, at a fraction of the cost.
+    const slots: number[] = [];
+    const deleted: boolean[] = [];
     for (const s of lists.windows) {
       const d = pool.pages[s >>> PAGE_BITS];
-      if (d[(s & PAGE_MASK) * STRIDE + F_FINAL_GEN] > gen) out.push(toWindowRecord(pool, sizes, s));
+      if (d[(s & PAGE_MASK) * STRIDE + F_FINAL_GEN] > gen) {
+        slots.push(s);
+        deleted.push(false);
+      }
     }
     for (const s of lists.finals) {
       const d = pool.metas[s >>> PAGE_BITS];
-      const b = (s & PAGE_MASK) * META_STRIDE;
-      if (d[b + M_BORN_GEN] < gen || deleteNew) {
-        const sym = pool.syms[s]!;
+      if (d[(s & PAGE_MASK) * META_STRIDE + M_BORN_GEN] < gen || deleteNew) {
+        slots.push(s);
+        deleted.push(true);
+      }
+    }
+    const n = slots.length;
+    const rank = new Map<string, number>();
+    for (let i = 0; i < n; i++) rank.set(pool.syms[slots[i]]!.symbol, 0);
+    [...rank.keys()].sort().forEach((sym, i) => rank.set(sym, i));
+    const part = new Float64Array(n);
+    const major = new Float64Array(n);
+    const start = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const s = slots[i];
+      const sym = pool.syms[s]!;
+      const md = pool.metas[s >>> PAGE_BITS];
+      const mb = (s & PAGE_MASK) * META_STRIDE;
+      part[i] = sym.part.id;
+      major[i] = md[mb + M_RES] * 2 ** 32 + rank.get(sym.symbol)!;
+      start[i] = md[mb + M_START];
+    }
+    const order = Array.from({ length: n }, (_, i) => i);
+    order.sort((a, b) => (part[a] - part[b]) || (major[a] - major[b]) || (start[a] - start[b]));
+    // Merge: within a partition, its record and baselines come before its windows. Built in full
+    // before the first record is handed out, as the cut's lists may change once the engine folds.
+    const out: StateRecord[] = [];
+    let h = 0;
+    for (const i of order) {
+      while (h < head.length && head[h].partition <= part[i]) out.push(head[h++]);
+      const s = slots[i];
+      if (!deleted[i]) out.push(toWindowRecord(pool, sizes, s));
+      else {
+        const md = pool.metas[s >>> PAGE_BITS];
         out.push({
           kind: "window-deleted",
-          partition: sym.part.id,
-          windowMs: sizes[d[b + M_RES]],
-          symbol: sym.symbol,
-          start: d[b + M_START],
+          partition: part[i],
+          windowMs: sizes[md[(s & PAGE_MASK) * META_STRIDE + M_RES]],
+          symbol: pool.syms[s]!.symbol,
+          start: start[i],
         });
       }
     }
-    out.sort(compareStateRecords);
+    while (h < head.length) out.push(head[h++]);
     yield* out;
   }
 

@@ -119,7 +119,9 @@ export function createSensorMetrics(
             const launched = result.launched;
             if (launched !== null) {
               launches.inc();
-              launched.status.then(
+              // Counted once the sensor has settled the exit (recorded in KV, no child running):
+              // a scrape never sees the exit counted while the running gauge still says 1.
+              sensor.settled().then(
                 (code) => exits.inc({ outcome: exitOutcome(code) }),
                 () => exits.inc({ outcome: "unknown" }),
               );

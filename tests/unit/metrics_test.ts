@@ -292,9 +292,11 @@ Deno.test("sensor metrics: checks, decisions, launches and exits by outcome", as
   const children: Promise<number>[] = [];
   let running: RunningChild | null = null;
   let unread = [0, 0, 0];
+  // As the real sensor: settled() is the latest launch's exit, once recorded.
+  let settled: Promise<number | null> = Promise.resolve(null);
   const raw: Sensor = {
     child: () => running,
-    settled: () => Promise.resolve(null),
+    settled: () => settled,
     check(): Promise<CheckResult> {
       if (rand() < 0.15) return Promise.reject(new Error("Kafka down"));
       const kind = kinds[Math.floor(rand() * kinds.length)];
@@ -305,6 +307,7 @@ Deno.test("sensor metrics: checks, decisions, launches and exits by outcome", as
       const code = [0, 3, 1, 2][Math.floor(rand() * 4)];
       const status = Promise.resolve(code);
       children.push(status);
+      settled = status;
       running = { pid: 1, startedAt: 0, status, kill() {} };
       return Promise.resolve({ decision: decision(kind, unread), launched: running });
     },
@@ -490,6 +493,39 @@ Deno.test("aggregator metrics: one trigger() per progress record adds up like th
   assert.equal(
     sampleValue(after, "tickpipe_aggregator_invalid_records_total", { reason: "unknown" }),
     4,
+  );
+});
+
+Deno.test("sensor metrics: an exit is counted once the sensor has settled it, never while running says 1", async () => {
+  const registry = createRegistry("sensor");
+  let child: RunningChild | null = null;
+  let settle!: (code: number) => void;
+  const settled = new Promise<number | null>((resolve) => settle = resolve);
+  const status = Promise.resolve(1);
+  const sensor = createSensorMetrics(registry, { topic: "t" }).instrument({
+    child: () => child,
+    settled: () => settled,
+    check() {
+      child = { pid: 7, startedAt: 0, status, kill() {} };
+      return Promise.resolve({ decision: decision("launch", [1]), launched: child });
+    },
+  });
+  await sensor.check();
+  // The child's status is in, its exit not yet recorded (the real sensor writes KV first).
+  await status;
+  await new Promise((r) => setTimeout(r, 0));
+  let fams = await parseRegistry(registry);
+  assert.equal(sampleValue(fams, "tickpipe_sensor_aggregator_running"), 1);
+  assert.equal(sampleSum(fams, "tickpipe_sensor_aggregator_exits_total"), 0);
+  child = null;
+  settle(1);
+  await settled;
+  await new Promise((r) => setTimeout(r, 0));
+  fams = await parseRegistry(registry);
+  assert.equal(sampleValue(fams, "tickpipe_sensor_aggregator_running"), 0);
+  assert.equal(
+    sampleValue(fams, "tickpipe_sensor_aggregator_exits_total", { outcome: "failed" }),
+    1,
   );
 });
 
