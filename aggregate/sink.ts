@@ -84,8 +84,9 @@ export interface WriteBatchOptions {
   /** Statement timeouts tolerated in one call before it gives up as unavailable (default 8). */
   maxTimeouts?: number;
   /**
-   * Connections writing `newWindows` when it has two slices or more (default 2; 1 = one
-   * transaction). The second one commits its share just before the main transaction.
+   * Connections writing the window rows (`windows` and `newWindows`, split by symbol) when the
+   * call has two slices or more (default 2; 1 = one transaction). The second one commits its
+   * share just before the main transaction.
    */
   connections?: number;
 }

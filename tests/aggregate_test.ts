@@ -247,15 +247,22 @@ function cliArgs(env: Env, extra: string[]): string[] {
   ];
 }
 
-async function runCliAggregate(env: Env, extra: string[], o: { timeoutMs: number }) {
-  const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "-P=aggregate", "main.ts", ...cliArgs(env, extra)],
-    env: { NO_COLOR: "1", LOG_LEVEL: "warn" },
-    stdout: "piped",
+/** Spawns `main.ts <args>` under the aggregate permission set (stderr piped, stdin closed). */
+function spawnAggregate(
+  args: string[],
+  o: { logLevel?: string; stdout?: "null" | "piped" } = {},
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "-P=aggregate", "main.ts", ...args],
+    env: { NO_COLOR: "1", LOG_LEVEL: o.logLevel ?? "warn" },
+    stdout: o.stdout ?? "null",
     stderr: "piped",
     stdin: "null",
-  });
-  const child = cmd.spawn();
+  }).spawn();
+}
+
+async function runCliAggregate(env: Env, extra: string[], o: { timeoutMs: number }) {
+  const child = spawnAggregate(cliArgs(env, extra), { stdout: "piped" });
   const timer = setTimeout(() => child.kill("SIGKILL"), o.timeoutMs);
   const out = await child.output();
   clearTimeout(timer);
@@ -294,13 +301,7 @@ Deno.test(
           from: chunks[i],
           to: chunks[i + 1],
         });
-        const child = new Deno.Command(Deno.execPath(), {
-          args: ["run", "--no-prompt", "-P=aggregate", "main.ts", ...cliArgs(env, [])],
-          env: { NO_COLOR: "1", LOG_LEVEL: "warn" },
-          stdout: "null",
-          stderr: "piped",
-          stdin: "null",
-        }).spawn();
+        const child = spawnAggregate(cliArgs(env, []));
         const out = child.output();
         await new Promise((r) => setTimeout(r, 2500 + next() * 3500));
         child.kill("SIGKILL");
@@ -353,14 +354,7 @@ Deno.test(
       // A long interval: after the first catch-up, only buffer-full triggers (200 records) run
       // until the consumer has caught up again.
       const args = cliArgs(env, ["--max-buffered", "200"]).map((a) => a === "1s" ? "60s" : a);
-      const start = () =>
-        new Deno.Command(Deno.execPath(), {
-          args: ["run", "--no-prompt", "-P=aggregate", "main.ts", ...args],
-          env: { NO_COLOR: "1", LOG_LEVEL: "info" },
-          stdout: "null",
-          stderr: "piped",
-          stdin: "null",
-        }).spawn();
+      const start = () => spawnAggregate(args, { logLevel: "info" });
       await produceStream(env.kafka, env.topic, env.streams, { from: 0, to: 200 });
       let held = null;
       const dec = new TextDecoder();
@@ -467,13 +461,7 @@ Deno.test(
       assert.equal(refused.code, 2);
       assert.match(refused.stderr, /--from-beginning .* add --yes/);
       await produceStream(env.kafka, env.topic, env.streams, { from: 0, to: 300 });
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "--no-prompt", "-P=aggregate", "main.ts", ...cliArgs(env, [])],
-        env: { NO_COLOR: "1", LOG_LEVEL: "warn" },
-        stdout: "piped",
-        stderr: "piped",
-        stdin: "null",
-      }).spawn();
+      const child = spawnAggregate(cliArgs(env, []), { stdout: "piped" });
       const out = child.output();
       await waitForOffsets(env.kv, env.topic, 300);
       child.kill("SIGTERM");

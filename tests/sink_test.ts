@@ -421,11 +421,9 @@ Deno.test({
       const old = Array.from({ length: 40 }, (_, i) => `P${i}`);
       const fresh = Array.from({ length: 300 }, (_, i) => `Q${i}`);
       const upserts = versions(old, 400);
+      const keyOf = (w: WindowRow) => `${w.symbol}/${w.windowMs}/${w.windowStart}`;
       const seen = new Set<string>();
-      const newRows = versions(fresh, 600).filter((w) => {
-        const k = `${w.symbol}/${w.windowMs}/${w.windowStart}`;
-        return !seen.has(k) && seen.add(k);
-      });
+      const newRows = versions(fresh, 600).filter((w) => !seen.has(keyOf(w)) && seen.add(keyOf(w)));
       const slices = (rows: WindowRow[], size: number) =>
         Array.from(
           { length: Math.ceil(rows.length / size) },
@@ -448,7 +446,7 @@ Deno.test({
       assert.deepEqual(stored, await readRows(one, topicOne));
       assert.equal(
         stored.length,
-        seen.size + new Set(upserts.map((w) => w.symbol + w.windowMs + "/" + w.windowStart)).size,
+        seen.size + new Set(upserts.map(keyOf)).size,
       );
       // A failure that is not about the data (a test-only trigger raising 42501) in either share:
       // both transactions roll back. BOOM0 and BOOM1 fall in different shares of shareOf().
