@@ -246,22 +246,26 @@ export class CheckpointCorruptError extends Error {
 export interface CompactPolicy {
   /** Compact when there are more deltas than this (default 64). */
   maxDeltas?: number;
-  /** Compact when the deltas' bytes reach the base's, once they are at least this (default 1 MiB). */
+  /** Compact when the deltas' bytes reach `ratio` times the base's (default 2). */
+  ratio?: number;
+  /** No compaction (but for `maxDeltas`) while the deltas hold fewer bytes (default 1 MiB). */
   minDeltaBytes?: number;
 }
 
 /**
  * True when `pointer` should be compacted: a `json-v1` base (upgrade), more than `maxDeltas`
- * deltas, or delta bytes >= max(base bytes, minDeltaBytes). Keeps restore reading at most about
- * twice the base plus `minDeltaBytes`, and amortizes compaction to about one delta's bytes per
- * delta byte written.
+ * deltas, or delta bytes >= max(ratio × base bytes, minDeltaBytes). With the default ratio of 2,
+ * a restore reads at most about three times the base plus `minDeltaBytes`, and a compaction
+ * (which rewrites the state) comes once per about two states' worth of deltas: on a backlog, where
+ * every delta is about as large as the state, every other trigger rather than every one.
  */
 export function shouldCompact(pointer: CheckpointPointer, policy: CompactPolicy = {}): boolean {
   if (pointer.base?.format === "json-v1") return true;
   if (pointer.deltas.length === 0) return false;
   if (pointer.deltas.length > (policy.maxDeltas ?? 64)) return true;
   const deltaBytes = pointer.deltas.reduce((n, s) => n + s.bytes, 0);
-  return deltaBytes >= Math.max(pointer.base?.bytes ?? 0, policy.minDeltaBytes ?? 1024 * 1024);
+  const base = pointer.base?.bytes ?? 0;
+  return deltaBytes >= Math.max((policy.ratio ?? 2) * base, policy.minDeltaBytes ?? 1024 * 1024);
 }
 
 // ---------------------------------------------------------------------------------------------

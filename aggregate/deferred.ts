@@ -29,18 +29,86 @@ import type { WindowRow } from "./engine.ts";
 /** Most rows held back at once; a buffer-full trigger beyond it writes its open rows. */
 export const MAX_DEFERRED_ROWS = 100_000;
 
-/** The key of one engine window: partition, resolution, start and symbol. */
-function keyOf(r: WindowRow): string {
-  return `${r.partition}\u0000${r.windowMs}\u0000${r.windowStart}\u0000${r.symbol}`;
-}
-
 /** A held row, and whether its window was ever written by this run or a restored state. */
 interface Held {
   row: WindowRow;
   /** Never written, and created by this run: not in the table (short of a replay). */
   isNew: boolean;
-  /** Its key, when already computed. */
-  key?: string;
+  /** The pass over a cut's rows that last met this window ({@linkcode HeldIndex.pass}). */
+  seen: number;
+}
+
+/** Whether two rows are of the same engine window (partition, resolution, start and symbol). */
+function sameWindow(a: WindowRow, b: WindowRow): boolean {
+  return a.windowStart === b.windowStart && a.windowMs === b.windowMs &&
+    a.partition === b.partition && a.symbol === b.symbol;
+}
+
+/**
+ * The held rows by window: by symbol, then start, then the few (partition, resolution) pairs
+ * that share both. No key string is built per row (it cost more than the rest of this module).
+ */
+class HeldIndex {
+  #bySymbol = new Map<string, Map<number, Held[]>>();
+  #size = 0;
+  /** Counts the passes over a cut's rows; `Held.seen` holds the last pass that met a window. */
+  pass = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get(row: WindowRow): Held | undefined {
+    const list = this.#bySymbol.get(row.symbol)?.get(row.windowStart);
+    if (list === undefined) return undefined;
+    for (let i = 0; i < list.length; i++) if (sameWindow(list[i].row, row)) return list[i];
+    return undefined;
+  }
+
+  /** Holds `h`, in place of the held row of the same window if there is one. */
+  set(h: Held): void {
+    const row = h.row;
+    let starts = this.#bySymbol.get(row.symbol);
+    if (starts === undefined) this.#bySymbol.set(row.symbol, starts = new Map());
+    const list = starts.get(row.windowStart);
+    if (list === undefined) {
+      starts.set(row.windowStart, [h]);
+      this.#size++;
+      return;
+    }
+    for (let i = 0; i < list.length; i++) {
+      if (sameWindow(list[i].row, row)) {
+        list[i] = h;
+        return;
+      }
+    }
+    list.push(h);
+    this.#size++;
+  }
+
+  /** Drops the held row of `row`'s window, if there is one. */
+  delete(row: WindowRow): void {
+    const starts = this.#bySymbol.get(row.symbol);
+    const list = starts?.get(row.windowStart);
+    if (starts === undefined || list === undefined) return;
+    const i = list.findIndex((h) => sameWindow(h.row, row));
+    if (i < 0) return;
+    this.#size--;
+    if (list.length > 1) list.splice(i, 1);
+    else if (starts.size > 1) starts.delete(row.windowStart);
+    else this.#bySymbol.delete(row.symbol);
+  }
+
+  clear(): void {
+    this.#bySymbol.clear();
+    this.#size = 0;
+  }
+
+  *values(): Iterable<Held> {
+    for (const starts of this.#bySymbol.values()) {
+      for (const list of starts.values()) yield* list;
+    }
+  }
 }
 
 /** The cut's rows: of the windows created since the previous cut, or of the others. */
@@ -83,7 +151,7 @@ function* sliced<T>(rows: Iterable<T>, size: number): Iterable<T[]> {
 
 /** The open rows held back, by window. */
 export class DeferredRows {
-  #held = new Map<string, Held>();
+  #held = new HeldIndex();
 
   /** Rows held back now. */
   get size(): number {
@@ -93,7 +161,7 @@ export class DeferredRows {
   /** Holds `rows` back as if a buffer-full trigger had cut them (a restart's restored windows). */
   restore(rows: Iterable<readonly WindowRow[]>): void {
     for (const slice of rows) {
-      for (const row of slice) this.#held.set(keyOf(row), { row, isNew: false });
+      for (const row of slice) this.#held.set({ row, isNew: false, seen: 0 });
     }
   }
 
@@ -106,37 +174,37 @@ export class DeferredRows {
     const held = this.#held;
     const defer = options.defer && held.size + options.changed <= MAX_DEFERRED_ROWS;
     const size = options.sliceSize ?? 5000;
-    // Filled by the latest iteration: what the commit changes in `held`, the rows of windows
-    // held while new (they go with the new rows), and the held windows this cut superseded.
+    // Filled by the latest iteration: what the commit changes in `held`, and the rows of windows
+    // held while new (they go with the new rows). The held windows this cut superseded are
+    // marked with the iteration's pass number.
     let hold: Held[] = [];
-    let drop: string[] = [];
+    let drop: WindowRow[] = [];
     let promoted: WindowRow[] = [];
-    let seen = new Set<string>();
+    let pass = 0;
     return {
       defer,
       *rows() {
         hold = [];
         drop = [];
         promoted = [];
-        seen = new Set();
+        pass = ++held.pass;
         for (const slice of cutRows("before")) {
           const out: WindowRow[] = [];
           for (const row of slice) {
-            const k = held.size === 0 ? null : keyOf(row);
-            const h = k === null ? undefined : held.get(k);
-            if (h !== undefined) seen.add(k!);
+            const h = held.size === 0 ? undefined : held.get(row);
+            if (h !== undefined) h.seen = pass;
             if (defer && !row.isFinal) {
-              hold.push({ row, isNew: h?.isNew ?? false, key: k ?? undefined });
+              hold.push({ row, isNew: h?.isNew ?? false, seen: 0 });
               continue;
             }
-            if (defer && h !== undefined) drop.push(k!);
+            if (defer && h !== undefined) drop.push(row);
             (h?.isNew ? promoted : out).push(row);
           }
           if (out.length !== 0) yield out;
         }
         if (defer) return;
         const rest = (function* () {
-          for (const [k, h] of held) if (!h.isNew && !seen.has(k)) yield h.row;
+          for (const h of held.values()) if (!h.isNew && h.seen !== pass) yield h.row;
         })();
         yield* sliced(rest, size);
       },
@@ -149,14 +217,14 @@ export class DeferredRows {
           const finals: WindowRow[] = [];
           for (const row of slice) {
             if (row.isFinal) finals.push(row);
-            else hold.push({ row, isNew: true });
+            else hold.push({ row, isNew: true, seen: 0 });
           }
           if (finals.length !== 0) yield finals;
         }
         yield* sliced(promoted, size);
         if (defer) return;
         const rest = (function* () {
-          for (const [k, h] of held) if (h.isNew && !seen.has(k)) yield h.row;
+          for (const h of held.values()) if (h.isNew && h.seen !== pass) yield h.row;
         })();
         yield* sliced(rest, size);
       },
@@ -165,8 +233,8 @@ export class DeferredRows {
           held.clear();
           return;
         }
-        for (const k of drop) held.delete(k);
-        for (const h of hold) held.set(h.key ?? keyOf(h.row), h);
+        for (const row of drop) held.delete(row);
+        for (const h of hold) held.set(h);
       },
     };
   }

@@ -708,6 +708,64 @@ function addTick(
   }
 }
 
+/** Sorts `order[lo..hi)` by `key` (stable): insertion sort for a short run, else the built-in. */
+function sortRun(order: Int32Array, lo: number, hi: number, key: Float64Array): void {
+  if (hi - lo > 32) {
+    const run = Array.from(order.subarray(lo, hi)).sort((a, b) => key[a] - key[b]);
+    order.set(run, lo);
+    return;
+  }
+  for (let i = lo + 1; i < hi; i++) {
+    const v = order[i];
+    const k = key[v];
+    let j = i - 1;
+    while (j >= lo && key[order[j]] > k) {
+      order[j + 1] = order[j];
+      j--;
+    }
+    order[j + 1] = v;
+  }
+}
+
+/**
+ * The indices 0..n-1 sorted (stable) by (part, major, start), `major` an integer below `majors`:
+ * a counting sort by (part, major), then each group by start (a cut's windows of one symbol and
+ * resolution are few and mostly in order). A comparison sort when the groups are too many.
+ */
+function deltaOrder(
+  part: Float64Array,
+  major: Float64Array,
+  start: Float64Array,
+  majors: number,
+): Int32Array {
+  const n = part.length;
+  const order = new Int32Array(n);
+  const parts = [...new Set(part)].sort((a, b) => a - b);
+  const groups = parts.length * majors;
+  if (groups > 4 * n + 1024) {
+    const all = Array.from({ length: n }, (_, i) => i);
+    all.sort((a, b) => (part[a] - part[b]) || (major[a] - major[b]) || (start[a] - start[b]));
+    order.set(all);
+    return order;
+  }
+  const partRank = new Map(parts.map((v, i) => [v, i]));
+  const g = new Int32Array(n);
+  const count = new Int32Array(groups + 1);
+  for (let i = 0; i < n; i++) {
+    g[i] = partRank.get(part[i])! * majors + major[i];
+    count[g[i] + 1]++;
+  }
+  for (let i = 1; i <= groups; i++) count[i] += count[i - 1];
+  for (let i = 0; i < n; i++) order[count[g[i]]++] = i;
+  for (let lo = 0; lo < n;) {
+    let hi = lo + 1;
+    while (hi < n && g[order[hi]] === g[order[lo]]) hi++;
+    if (hi - lo > 1) sortRun(order, lo, hi, start);
+    lo = hi;
+  }
+  return order;
+}
+
 /** The slots of the windows `syms` hold, by resolution, then symbol (in `syms` order), then start. */
 function* windowSlots(syms: Iterable<SymbolState>, resolutions: number): Iterable<number> {
   const list = [...syms];
@@ -995,11 +1053,10 @@ export class Cut {
       const md = pool.metas[s >>> PAGE_BITS];
       const mb = (s & PAGE_MASK) * META_STRIDE;
       part[i] = sym.part.id;
-      major[i] = md[mb + M_RES] * 2 ** 32 + rank.get(sym.symbol)!;
+      major[i] = md[mb + M_RES] * rank.size + rank.get(sym.symbol)!;
       start[i] = md[mb + M_START];
     }
-    const order = Array.from({ length: n }, (_, i) => i);
-    order.sort((a, b) => (part[a] - part[b]) || (major[a] - major[b]) || (start[a] - start[b]));
+    const order = deltaOrder(part, major, start, sizes.length * rank.size);
     // Merge: within a partition, its record and baselines come before its windows. Built in full
     // before the first record is handed out, as the cut's lists may change once the engine folds.
     const out: StateRecord[] = [];

@@ -19,6 +19,7 @@ import {
 } from "../../aggregate/checkpoint.ts";
 import {
   checkpointKey,
+  type CheckpointPointer,
   checkpointSummary,
   leaseKey,
   liveSegments,
@@ -825,4 +826,27 @@ Deno.test("checkpoint: a 1M-window base writes and restores (time and peak RSS p
         `peak ${await hwm()} MB (whole test process)`,
     );
   });
+});
+
+Deno.test("checkpoint: compaction is asked for at twice the base's bytes in deltas, past a floor, or past the delta count", () => {
+  const seg = (bytes: number, generation = 1) => ({ generation, chunks: 1, bytes, records: 1 });
+  const pointer = (base: number | null, deltas: number[]) =>
+    ({
+      base: base === null ? null : seg(base),
+      deltas: deltas.map((b, i) => seg(b, i + 2)),
+    }) as unknown as CheckpointPointer;
+  const MiB = 1024 * 1024;
+  assert.equal(shouldCompact(pointer(null, [])), false);
+  assert.equal(shouldCompact(pointer(null, [MiB - 1])), false, "below the 1 MiB floor");
+  assert.equal(shouldCompact(pointer(null, [MiB])), true);
+  assert.equal(shouldCompact(pointer(4 * MiB, [4 * MiB, 4 * MiB - 1])), false, "under 2x base");
+  assert.equal(shouldCompact(pointer(4 * MiB, [4 * MiB, 4 * MiB])), true, "2x base");
+  assert.equal(shouldCompact(pointer(100, [MiB / 2, MiB / 2 - 1])), false, "floor over 2x base");
+  assert.equal(shouldCompact(pointer(10 * MiB, Array(64).fill(1))), false, "64 deltas");
+  assert.equal(shouldCompact(pointer(10 * MiB, Array(65).fill(1))), true, "65 deltas");
+  assert.equal(shouldCompact(pointer(4 * MiB, [5 * MiB]), { ratio: 1 }), true, "ratio 1");
+  assert.equal(shouldCompact(pointer(0, [10]), { minDeltaBytes: 10 }), true, "floor option");
+  assert.equal(shouldCompact(pointer(MiB, [10]), { maxDeltas: 0 }), true, "count option");
+  const upgrade = { base: { ...seg(10), format: "json-v1" }, deltas: [] };
+  assert.equal(shouldCompact(upgrade as unknown as CheckpointPointer), true, "json-v1 base");
 });

@@ -1549,3 +1549,43 @@ Deno.test("SEMANTICS.md worked example", () => {
   }]);
   assert.equal(e.openWindowCount, 2);
 });
+
+Deno.test("a cut's delta is in codec order with many partitions and symbols, and long runs of one symbol", () => {
+  // Cut.delta() counts windows into (partition, resolution, symbol) groups, unless the groups
+  // would outnumber the windows (a comparison sort then), and sorts a group of more than 32
+  // windows with the built-in sort: this covers both, with windows folded out of time order.
+  const T = Date.UTC(2026, 0, 5, 14, 0, 0);
+  const rand = mulberry32(7);
+  const e = new WindowEngine({ windows: [60_000, 300_000], watermarkDelayMs: 86_400_000 });
+  const store = new Map<string, StateRecord>();
+  const offsets = new Map<number, number>();
+  const fold = (symbol: string, eventTime: number, partition: number) => {
+    const offset = offsets.get(partition) ?? 0;
+    offsets.set(partition, offset + 1);
+    e.fold(tick(symbol, eventTime, 100 + rand(), offset, partition, { dayVolume: offset * 10 }));
+  };
+  // 60 partitions x 25 symbols, each with windows folded latest first: 180k groups for 6000.
+  for (let p = 0; p < 60; p++) {
+    for (let i = 0; i < 25; i++) {
+      for (const m of [3, 2, 1]) fold(`P${p}_${String(i).padStart(2, "0")}`, T + m * 60_000, p);
+    }
+  }
+  const c1 = e.cut();
+  const d1 = [...c1.delta()];
+  c1.release();
+  assert.ok(d1.length > 6000, `${d1.length} records`);
+  applyDelta(store, d1);
+  // One symbol: 120 one-minute windows in random order (groups of 120 and 24 windows).
+  const minutes = Array.from({ length: 120 }, (_, i) => i);
+  for (let i = minutes.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [minutes[i], minutes[j]] = [minutes[j], minutes[i]];
+  }
+  for (const m of minutes) fold("LONG", T + 3_600_000 + m * 60_000 + 1, 0);
+  const c2 = e.cut();
+  const d2 = [...c2.delta()];
+  c2.release();
+  assert.ok(d2.filter((r) => r.kind === "window").length >= 144);
+  applyDelta(store, d2);
+  assert.deepEqual(sortedRecords(store.values()), sortedRecords(e.records()));
+});
