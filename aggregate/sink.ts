@@ -270,7 +270,7 @@ const WINDOWS: RowKind<WindowRow> = {
 };
 
 /** The integer fields of a window row (sent as binary integers: they must be exact). */
-const WINDOW_INTEGERS = [
+export const WINDOW_INTEGERS = [
   "windowMs",
   "windowStart",
   "windowEnd",
@@ -278,6 +278,18 @@ const WINDOW_INTEGERS = [
   "lastOffset",
   "firstEventTime",
   "lastEventTime",
+] as const;
+
+/** The float fields of a window row that may not be null (`vwap` may). */
+export const WINDOW_FLOATS = [
+  "avg",
+  "open",
+  "high",
+  "low",
+  "close",
+  "sum",
+  "volume",
+  "pvSum",
 ] as const;
 
 /** Why a window row cannot be sent exactly, or null. */
@@ -308,7 +320,7 @@ function windowRowProblemOf(r: WindowRow): string | null {
   if (!Number.isInteger(r.partition) || r.partition < 0 || r.partition > 2147483647) {
     return `partition is ${r.partition}: expected an integer from 0 to 2147483647`;
   }
-  for (const f of ["avg", "open", "high", "low", "close", "sum", "volume", "pvSum"] as const) {
+  for (const f of WINDOW_FLOATS) {
     if (typeof r[f] !== "number") return `${f} is ${r[f]}: expected a number`;
   }
   if (r.vwap !== null && typeof r.vwap !== "number") {
