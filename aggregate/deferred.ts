@@ -38,10 +38,16 @@ interface Held {
   seen: number;
 }
 
-/** Whether two rows are of the same engine window (partition, resolution, start and symbol). */
-function sameWindow(a: WindowRow, b: WindowRow): boolean {
-  return a.windowStart === b.windowStart && a.windowMs === b.windowMs &&
-    a.partition === b.partition && a.symbol === b.symbol;
+/** Where `row`'s engine window (partition, resolution, start, symbol) is in `list`, or -1. */
+function indexIn(list: readonly Held[], row: WindowRow): number {
+  for (let i = 0; i < list.length; i++) {
+    const r = list[i].row;
+    if (
+      r.windowStart === row.windowStart && r.windowMs === row.windowMs &&
+      r.partition === row.partition && r.symbol === row.symbol
+    ) return i;
+  }
+  return -1;
 }
 
 /**
@@ -61,8 +67,8 @@ class HeldIndex {
   get(row: WindowRow): Held | undefined {
     const list = this.#bySymbol.get(row.symbol)?.get(row.windowStart);
     if (list === undefined) return undefined;
-    for (let i = 0; i < list.length; i++) if (sameWindow(list[i].row, row)) return list[i];
-    return undefined;
+    const i = indexIn(list, row);
+    return i < 0 ? undefined : list[i];
   }
 
   /** Holds `h`, in place of the held row of the same window if there is one. */
@@ -76,11 +82,10 @@ class HeldIndex {
       this.#size++;
       return;
     }
-    for (let i = 0; i < list.length; i++) {
-      if (sameWindow(list[i].row, row)) {
-        list[i] = h;
-        return;
-      }
+    const i = indexIn(list, row);
+    if (i >= 0) {
+      list[i] = h;
+      return;
     }
     list.push(h);
     this.#size++;
@@ -91,7 +96,7 @@ class HeldIndex {
     const starts = this.#bySymbol.get(row.symbol);
     const list = starts?.get(row.windowStart);
     if (starts === undefined || list === undefined) return;
-    const i = list.findIndex((h) => sameWindow(h.row, row));
+    const i = indexIn(list, row);
     if (i < 0) return;
     this.#size--;
     if (list.length > 1) list.splice(i, 1);

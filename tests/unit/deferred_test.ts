@@ -1,7 +1,8 @@
 // Open rows held back by buffer-full triggers (aggregate/deferred.ts) against a reference that
 // writes every cut in full: the real engine, random ticks (late, out of order, two partitions,
-// two resolutions, some symbols on both partitions), random buffer-full triggers, retried commits and crashes with a restart from
-// the state, each applied to a model of price_windows with the sink's version guard.
+// two resolutions, some symbols on both partitions), random buffer-full triggers, retried
+// commits and crashes with a restart from the state, each applied to a model of price_windows
+// with the sink's version guard.
 import assert from "node:assert/strict";
 import { WindowEngine, type WindowRow } from "../../aggregate/engine.ts";
 import { DeferredRows, MAX_DEFERRED_ROWS } from "../../aggregate/deferred.ts";
