@@ -15,6 +15,8 @@
  *   meanwhile. Deltas may be written while it runs: a delta writer whose fence fails because the
  *   compaction flipped re-reads the pointer and retries (same run and batch: same logical state).
  * - {@linkcode writeBase}: the whole state as a new base (upgrade, reset), deltas cleared.
+ * - {@linkcode writeCheckpoint} (what a trigger calls): a delta, or over an empty state (no base,
+ *   no deltas: a topic's first checkpoint) a base, since such a delta is the whole state.
  * - Retired segments go to `pointer.garbage` in the flip and are deleted by key (generation,
  *   0..chunks-1) after it, best-effort: a failure is returned in `cleanup`, never thrown, and the
  *   next flip retries. Chunks of a crashed writer (generations >= `nextGeneration`, or the
@@ -926,6 +928,32 @@ export async function writeBase(
   const bytes = enc.bytes + alsoSet.reduce((n, e) => n + sizeOf(e.value), 0) +
     JSON.stringify(pointer).length;
   return { checkpoint: tidy.checkpoint, cleanup, segment, ops: batcher.ops + tidy.ops, bytes };
+}
+
+/** True when `previous` holds no state: no checkpoint yet, or one with no base and no deltas. */
+function holdsNoState(previous: StoredCheckpoint | null): boolean {
+  return previous === null ||
+    (previous.pointer.base === null && previous.pointer.deltas.length === 0);
+}
+
+/**
+ * Writes a trigger's checkpoint: {@linkcode writeDelta}, except over an empty state (no
+ * checkpoint yet, or one with no base and no deltas), where a non-empty delta is the whole state:
+ * it goes in as the base ({@linkcode writeBase}), so a large first checkpoint is not compacted
+ * again at once. Records may come in any order, latest per key winning (as for `writeDelta`);
+ * in `Cut.delta()`'s order (sorted, distinct keys) that costs one check.
+ */
+export async function writeCheckpoint(
+  kv: Deno.Kv,
+  topic: string,
+  input: CheckpointInput,
+  options: WriteOptions,
+): Promise<WriteResult> {
+  if (!holdsNoState(options.previous)) return await writeDelta(kv, topic, input, options);
+  const records = sortDelta(input.records);
+  if (records.length === 0) return await writeDelta(kv, topic, { ...input, records }, options);
+  // Over an empty state a `window-deleted` record deletes nothing (writeBase drops them).
+  return await writeBase(kv, topic, { ...input, records }, { ...options, sorted: true });
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
  * The commit step of a trigger, in the one order that keeps PostgreSQL and the offsets in step:
  * dead letters to `<topic>.dlq` (Kafka), then the rows in one PostgreSQL transaction, then a
- * delta checkpoint in Deno KV (fenced by the lease). A crash between any two steps re-reads
- * the records after the last checkpoint; the row versions make the replay idempotent.
+ * checkpoint in Deno KV (a delta; over an empty state, the base), fenced by the lease. A crash
+ * between any two steps re-reads the records after the last checkpoint; the row versions make the
+ * replay idempotent.
  * Availability errors are retried with backoff, each logged once as what it is.
  * @module
  */
@@ -12,7 +13,7 @@ import type { Pool } from "../common/pg.ts";
 import { backoffDelay, sleep } from "../common/backoff.ts";
 import type { Cut, WindowRow } from "./engine.ts";
 import { SinkUnavailableError, writeBatch } from "./sink.ts";
-import { CheckpointConflictError, type StoredCheckpoint, writeDelta } from "./checkpoint.ts";
+import { CheckpointConflictError, type StoredCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import type { CheckpointPointer } from "./kv_layout.ts";
 import { progressKey } from "./progress.ts";
 import type { DeadLetter, DeadLetterSink } from "./dead_letters.ts";
@@ -144,18 +145,21 @@ export async function commitTrigger(
   progress.rowsRejected = sink.rejected;
   progress.windowsWritten = sink.windowsWritten;
   const t1 = performance.now();
-  const written = await retry("kv", () =>
-    deps.serialize(() =>
-      writeDelta(deps.kv, input.topic, {
-        ...input.pointer,
-        committedAt: deps.now(),
-        records: input.cut.delta(),
-      }, {
-        previous: input.previous,
-        guard: input.guard,
-        alsoSet: [{ key: progressKey(input.topic), value: progress }],
-      })
-    ));
+  const written = await retry(
+    "kv",
+    () =>
+      deps.serialize(() =>
+        writeCheckpoint(deps.kv, input.topic, {
+          ...input.pointer,
+          committedAt: deps.now(),
+          records: input.cut.delta(),
+        }, {
+          previous: input.previous,
+          guard: input.guard,
+          alsoSet: [{ key: progressKey(input.topic), value: progress }],
+        })
+      ),
+  );
   progress.durationsMs.checkpointMs = Math.round(performance.now() - t1);
   progress.checkpointBytes = written.bytes;
   if (written.cleanup.error) deps.onCleanupError?.(written.cleanup.error);

@@ -96,6 +96,7 @@ export {
   V1_DEFAULT_ENGINE,
   writeBase,
   type WriteBaseOptions,
+  writeCheckpoint,
   writeDelta,
   type WriteOptions,
   type WriteResult,

@@ -15,6 +15,7 @@ import {
   shouldCompact,
   type StoredCheckpoint,
   writeBase,
+  writeCheckpoint,
   writeDelta,
 } from "../../aggregate/checkpoint.ts";
 import {
@@ -212,6 +213,54 @@ Deno.test("checkpoint: random deltas, bases and compactions restore exactly the 
       }
       assert.ok(compactions >= 2, `${compactions} compactions`);
       assert.ok(bases >= 1 || seed === 2, `${bases} bases`);
+    }
+  });
+});
+
+Deno.test("checkpoint: a trigger's first checkpoint over an empty state is the base, later ones are deltas; each restores the oracle", async () => {
+  await withKv(async (kv) => {
+    for (const seed of [3, 4, 5]) {
+      const topic = `first${seed}`;
+      const rnd = prng(seed);
+      const oracle = new Map<string, StateRecord>();
+      let prev: StoredCheckpoint | null = null;
+      if (seed !== 3) {
+        // An empty delta over no state writes no segment: the pointer holds no state still.
+        const empty = await writeCheckpoint(kv, topic, { ...meta(1), records: [] }, {
+          previous: null,
+        });
+        assert.equal(empty.segment, null);
+        assert.equal(empty.checkpoint.pointer.base, null);
+        assert.deepEqual(empty.checkpoint.pointer.deltas, []);
+        prev = empty.checkpoint;
+      }
+      // Unsorted, with repeated keys and deletes (of windows that were never there).
+      const first = randomDelta(rnd, oracle, 2000);
+      const r1 = await writeCheckpoint(kv, topic, { ...meta(2), records: first }, {
+        previous: prev,
+        chunkBytes: 2048,
+      });
+      applyRecords(oracle, first);
+      const base = r1.checkpoint.pointer.base;
+      assert.ok(base !== null, `seed ${seed}: the first delta over an empty state is the base`);
+      assert.deepEqual(r1.checkpoint.pointer.deltas, []);
+      assert.equal(base.records, oracle.size, "deletes and repeated keys are not in the base");
+      assert.equal(shouldCompact(r1.checkpoint.pointer), false);
+      assert.deepEqual(await restored(kv, topic), sortedState(oracle));
+      assert.deepEqual(r1.checkpoint.pointer.offsets, meta(2).offsets);
+      prev = r1.checkpoint;
+      for (let b = 3; b <= 7; b++) {
+        const delta = randomDelta(rnd, oracle);
+        const r = await writeCheckpoint(kv, topic, { ...meta(b), records: delta }, {
+          previous: prev,
+        });
+        applyRecords(oracle, delta);
+        prev = r.checkpoint;
+        assert.equal(prev.pointer.base?.generation, base.generation, `batch ${b}: same base`);
+        assert.equal(prev.pointer.deltas.length, b - 2);
+        assert.deepEqual(await restored(kv, topic), sortedState(oracle), `seed ${seed} batch ${b}`);
+        await assertChunkHygiene(kv, topic);
+      }
     }
   });
 });
