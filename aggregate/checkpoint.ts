@@ -930,12 +930,6 @@ export async function writeBase(
   return { checkpoint: tidy.checkpoint, cleanup, segment, ops: batcher.ops + tidy.ops, bytes };
 }
 
-/** True when `previous` holds no state: no checkpoint yet, or one with no base and no deltas. */
-function holdsNoState(previous: StoredCheckpoint | null): boolean {
-  return previous === null ||
-    (previous.pointer.base === null && previous.pointer.deltas.length === 0);
-}
-
 /**
  * Writes a trigger's checkpoint: {@linkcode writeDelta}, except over an empty state (no
  * checkpoint yet, or one with no base and no deltas), where a non-empty delta is the whole state:
@@ -949,7 +943,10 @@ export async function writeCheckpoint(
   input: CheckpointInput,
   options: WriteOptions,
 ): Promise<WriteResult> {
-  if (!holdsNoState(options.previous)) return await writeDelta(kv, topic, input, options);
+  const prev = options.previous;
+  if (prev !== null && liveSegments(prev.pointer).length > 0) {
+    return await writeDelta(kv, topic, input, options);
+  }
   const records = sortDelta(input.records);
   if (records.length === 0) return await writeDelta(kv, topic, { ...input, records }, options);
   // Over an empty state a `window-deleted` record deletes nothing (writeBase drops them).
