@@ -262,6 +262,22 @@ Deno.test("checkpoint: a trigger's first checkpoint over an empty state is the b
         await assertChunkHygiene(kv, topic);
       }
     }
+    // A pointer with deltas and no base (as writeDelta alone, and earlier versions, leave a
+    // topic's first checkpoints) holds state: the next write appends to it.
+    const oracle = new Map<string, StateRecord>();
+    const rnd = prng(6);
+    const first = randomDelta(rnd, oracle, 500);
+    let prev = (await writeDelta(kv, "old", { ...meta(1), records: first }, { previous: null }))
+      .checkpoint;
+    applyRecords(oracle, first);
+    assert.equal(prev.pointer.base, null);
+    const delta = randomDelta(rnd, oracle);
+    prev = (await writeCheckpoint(kv, "old", { ...meta(2), records: delta }, { previous: prev }))
+      .checkpoint;
+    applyRecords(oracle, delta);
+    assert.equal(prev.pointer.base, null);
+    assert.equal(prev.pointer.deltas.length, 2);
+    assert.deepEqual(await restored(kv, "old"), sortedState(oracle));
   });
 });
 
