@@ -11,7 +11,11 @@
  * - a later request cuts the flush (the process exits at once, code 130) only when the flush has
  *   already run longer than its deadline; before that it is logged and ignored.
  *
- * {@linkcode watchStopSignals} applies the rule to SIGINT and SIGTERM.
+ * {@linkcode watchStopSignals} applies the rule to SIGINT and SIGTERM. Its listeners stay until the
+ * process exits: after the flush ({@linkcode StopSignals.dispose}) a copy of the request is still a
+ * copy (a supervisor's second SIGTERM that lands while the process closes its connections must not
+ * turn a clean exit into "killed by SIGTERM"); any other request ends the process at once with the
+ * code the signal's default action gives (128 + its number).
  * @module
  */
 
@@ -22,6 +26,13 @@ export const COALESCE_MS = 3_000;
 
 /** Exit code of a process whose flush was cut by a later stop request (128 + SIGINT). */
 export const EXIT_CUT = 130;
+
+const SIGNAL_NUMBERS: Partial<Record<Deno.Signal, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+/** The exit code a shell reports for a process that `signal` killed (128 + its number). */
+export function signalExitCode(signal: Deno.Signal): number {
+  return 128 + (SIGNAL_NUMBERS[signal] ?? 15);
+}
 
 /** What a stop request means. */
 export type StopDecision =
@@ -101,12 +112,10 @@ export class StopRule {
   }
 }
 
-/** Where signal listeners are added and removed (Deno's by default; injectable for tests). */
+/** Where signal listeners are added (Deno's by default; injectable for tests). */
 export interface SignalSource {
-  /** Adds `handler` for `signal`. */
+  /** Adds `handler` for `signal` (for the rest of the process). */
   add(signal: Deno.Signal, handler: () => void): void;
-  /** Removes `handler` for `signal`. */
-  remove(signal: Deno.Signal, handler: () => void): void;
 }
 
 /** Options for {@linkcode watchStopSignals}. */
@@ -119,7 +128,12 @@ export interface StopSignalsOptions extends StopRuleOptions {
   signals?: readonly Deno.Signal[];
   /** Called on a cut, after the log line (default: exit with code 130). */
   onCut?: (signal: Deno.Signal) => void;
-  /** Listener registry (default Deno.addSignalListener / removeSignalListener). */
+  /**
+   * Called for a stop request after `dispose()` that is not a copy of the last one (default: exit
+   * with {@linkcode signalExitCode}, what the signal's default action would report).
+   */
+  onAfterFlush?: (signal: Deno.Signal) => void;
+  /** Listener registry (default Deno.addSignalListener). */
   source?: SignalSource;
 }
 
@@ -129,14 +143,14 @@ export interface StopSignals {
   readonly requested: Promise<string>;
   /** Starts stopping for `reason` (e.g. "duration"); later signals are later requests. */
   begin(reason: string): void;
-  /** Removes the listeners; call it when the flush is done (a later signal then kills). */
+  /**
+   * Marks the flush as done: a copy of the last request is then ignored, any other request ends
+   * the process at once (the listeners stay until it exits; they do not keep it alive).
+   */
   dispose(): void;
 }
 
-const DENO_SIGNALS: SignalSource = {
-  add: (s, h) => Deno.addSignalListener(s, h),
-  remove: (s, h) => Deno.removeSignalListener(s, h),
-};
+const DENO_SIGNALS: SignalSource = { add: (s, h) => Deno.addSignalListener(s, h) };
 
 /** Default stop signals: SIGINT, and SIGTERM where the OS has it. */
 export function defaultStopSignals(): Deno.Signal[] {
@@ -150,12 +164,18 @@ export function watchStopSignals(options: StopSignalsOptions): StopSignals {
   const source = options.source ?? DENO_SIGNALS;
   const log = options.logger;
   const onCut = options.onCut ?? (() => Deno.exit(EXIT_CUT));
+  const onAfterFlush = options.onAfterFlush ?? ((s) => Deno.exit(signalExitCode(s)));
   const { promise, resolve } = Promise.withResolvers<string>();
-  const handlers = (options.signals ?? defaultStopSignals()).map((signal) => {
-    const handler = () => {
+  let disposed = false;
+  for (const signal of options.signals ?? defaultStopSignals()) {
+    source.add(signal, () => {
       const t = now();
       const decision = rule.request(t);
-      if (decision === "stop") resolve(signal);
+      if (disposed) {
+        if (decision === "duplicate") {
+          log.debug("Repeated stop signal after the flush: exiting as before", { signal });
+        } else onAfterFlush(signal);
+      } else if (decision === "stop") resolve(signal);
       else if (decision === "duplicate") {
         log.info("Repeated stop signal: the same stop request, still flushing", { signal });
       } else if (decision === "early") {
@@ -171,11 +191,8 @@ export function watchStopSignals(options: StopSignalsOptions): StopSignals {
         });
         onCut(signal);
       }
-    };
-    source.add(signal, handler);
-    return [signal, handler] as const;
-  });
-  let disposed = false;
+    });
+  }
   return {
     requested: promise,
     begin(reason: string) {
@@ -183,9 +200,7 @@ export function watchStopSignals(options: StopSignalsOptions): StopSignals {
       rule.begin(now());
     },
     dispose() {
-      if (disposed) return;
       disposed = true;
-      for (const [s, h] of handlers) source.remove(s, h);
     },
   };
 }

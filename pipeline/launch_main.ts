@@ -15,8 +15,9 @@
  * TICKPIPE_KAFKA_HOSTS skips the probe.
  *
  * The command shares the launcher's terminal and process group; SIGINT, SIGTERM and SIGHUP that
- * reach the launcher alone are passed on (the commands treat copies within 3 s as one request).
- * The launcher exits with the command's exit code.
+ * reach the launcher alone are passed on (the commands treat copies within 3 s as one request);
+ * one that arrives after the command exited is ignored. The launcher exits with the command's
+ * exit code.
  * @module
  */
 
@@ -142,19 +143,18 @@ export async function main(args: string[]): Promise<number> {
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
-  const forward = new Map<Deno.Signal, () => void>();
+  // The forwarders stay until the launcher exits: a signal that arrives after the command exited
+  // (a supervisor's second SIGTERM) must not turn the command's exit code into "killed by
+  // SIGTERM" (listeners do not keep the process alive).
   for (const signal of FORWARDED) {
-    const handler = () => {
-      try {
-        child.kill(signal);
-      } catch { /* exited */ }
-    };
     try {
-      Deno.addSignalListener(signal, handler);
-      forward.set(signal, handler);
+      Deno.addSignalListener(signal, () => {
+        try {
+          child.kill(signal);
+        } catch { /* exited */ }
+      });
     } catch { /* not supported here */ }
   }
   const status = await child.status;
-  for (const [signal, handler] of forward) Deno.removeSignalListener(signal, handler);
   return status.code;
 }

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import {
   COALESCE_MS,
   EXIT_CUT,
+  signalExitCode,
   type SignalSource,
   type StopDecision,
   StopRule,
@@ -103,7 +104,6 @@ function fakeSignals() {
   const handlers = new Map<Deno.Signal, Set<() => void>>();
   const source: SignalSource = {
     add: (s, h) => void (handlers.get(s) ?? handlers.set(s, new Set()).get(s)!).add(h),
-    remove: (s, h) => void handlers.get(s)?.delete(h),
   };
   let now = 0;
   return {
@@ -144,8 +144,46 @@ Deno.test("stop signals: one request from a group kill, a warning for an early o
   assert.equal(recs[2].cutsInMs, 5_100);
   assert.match(recs[3].msg, /exiting without finishing the flush/);
   stops.dispose();
-  stops.dispose();
-  assert.equal(f.count(), 0, "dispose removes the listeners");
+  assert.equal(f.count(), 2, "the listeners stay after the flush");
+});
+
+Deno.test("stop signals: after the flush a copy of the request is ignored, any other request ends the process", () => {
+  for (const begun of ["signal", "duration", "none"] as const) {
+    const f = fakeSignals();
+    const lines: string[] = [];
+    const cuts: Deno.Signal[] = [];
+    const late: Deno.Signal[] = [];
+    const stops = watchStopSignals({
+      logger: createLogger("t", { write: (l) => lines.push(l), format: "json", level: "debug" }),
+      deadlineMs: 10_000,
+      now: f.clock,
+      source: f.source,
+      onCut: (s) => cuts.push(s),
+      onAfterFlush: (s) => late.push(s),
+    });
+    if (begun === "signal") f.at(100, "SIGTERM");
+    if (begun === "duration") stops.begin("duration");
+    stops.dispose();
+    stops.dispose();
+    // A supervisor's second SIGTERM, 50 ms after its first, while the process closes its edges.
+    f.at(150, "SIGTERM");
+    if (begun === "signal") {
+      assert.deepEqual(late, [], "a copy of the request that was flushed");
+      assert.match(JSON.parse(lines.at(-1)!).msg, /after the flush/);
+      f.at(3_100, "SIGINT"); // a new request, 3 s after the one that counted
+      assert.deepEqual(late, ["SIGINT"]);
+    } else {
+      // No request was flushed (an idle exit, a duration): nothing for a signal to be a copy of.
+      assert.deepEqual(late, ["SIGTERM"], begun);
+    }
+    assert.deepEqual(cuts, [], "a flush that is done is never cut");
+  }
+});
+
+Deno.test("stop signals: the exit code after the flush is the signal's own", () => {
+  assert.equal(signalExitCode("SIGTERM"), 143);
+  assert.equal(signalExitCode("SIGINT"), 130);
+  assert.equal(signalExitCode("SIGHUP"), 129);
 });
 
 Deno.test("stop signals: begin() resolves the request with its reason; a signal then is a later request", async () => {
@@ -167,7 +205,8 @@ Deno.test("stop signals: begin() resolves the request with its reason; a signal 
   stops.dispose();
 });
 
-// A real process: it flushes for 1.5 s after the first stop request, then exits 0.
+// A real process: it flushes for 1.5 s after the first stop request, then closes its edges for
+// Deno.args[2] ms (default 0) and exits 0.
 const FLUSHER = `
 import { watchStopSignals } from ${
   JSON.stringify(new URL("../../common/signals.ts", import.meta.url).href)
@@ -186,17 +225,28 @@ console.log("flushing", why);
 await new Promise((r) => setTimeout(r, 1500));
 console.log("flushed");
 stops.dispose();
+await new Promise((r) => setTimeout(r, Number(Deno.args[2] ?? 0)));
+console.log("closed");
 `;
 
 async function runFlusher(
   deadlineMs: number,
   coalesceMs: number,
   killsAtMs: number[],
+  closeMs = 0,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const file = await Deno.makeTempFile({ suffix: ".ts" });
   await Deno.writeTextFile(file, FLUSHER);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "-A", file, String(deadlineMs), String(coalesceMs)],
+    args: [
+      "run",
+      "--no-prompt",
+      "-A",
+      file,
+      String(deadlineMs),
+      String(coalesceMs),
+      String(closeMs),
+    ],
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
@@ -234,6 +284,18 @@ Deno.test("stop signals: a real process given SIGTERM three times in a second fl
   const repeats = r.stderr.match(/Repeated stop signal/g)?.length ?? 0;
   assert.ok(repeats >= 1 && repeats <= 2, `${repeats} repeats logged: ${r.stderr}`);
   assert.doesNotMatch(r.stderr, /without finishing/);
+});
+
+Deno.test("stop signals: a real process given SIGTERM again while it closes after the flush exits 0; a new request exits 143", async () => {
+  // The second SIGTERM lands 100 ms after the flush, while the process closes (0.6 s): a copy.
+  const copy = await runFlusher(60_000, 2_000, [0, 1_600], 600);
+  assert.equal(copy.code, 0, copy.stderr);
+  assert.match(copy.stdout, /flushed\nclosed/);
+  // A request 2.1 s after the first is a new one: the flush is done, the process ends at once.
+  const fresh = await runFlusher(60_000, 2_000, [0, 2_100], 10_000);
+  assert.equal(fresh.code, 143, fresh.stderr);
+  assert.match(fresh.stdout, /flushed/);
+  assert.doesNotMatch(fresh.stdout, /closed/);
 });
 
 Deno.test("stop signals: a real process is cut (exit 130) by a request after its deadline", async () => {
