@@ -29,7 +29,7 @@ export const EXIT_CUT = 130;
 
 const SIGNAL_NUMBERS: Partial<Record<Deno.Signal, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
-/** The exit code a shell reports for a process that `signal` killed (128 + its number). */
+/** The code a shell reports for a process `signal` killed: 128 + its number (else SIGTERM's). */
 export function signalExitCode(signal: Deno.Signal): number {
   return 128 + (SIGNAL_NUMBERS[signal] ?? 15);
 }
