@@ -19,6 +19,7 @@
  * @module
  */
 
+import { constants as osConstants } from "node:os";
 import type { Logger } from "./log.ts";
 
 /** Window in which repeated stop signals count as one request (ms). */
@@ -27,11 +28,9 @@ export const COALESCE_MS = 3_000;
 /** Exit code of a process whose flush was cut by a later stop request (128 + SIGINT). */
 export const EXIT_CUT = 130;
 
-const SIGNAL_NUMBERS: Partial<Record<Deno.Signal, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
-
 /** The code a shell reports for a process `signal` killed: 128 + its number (else SIGTERM's). */
 export function signalExitCode(signal: Deno.Signal): number {
-  return 128 + (SIGNAL_NUMBERS[signal] ?? 15);
+  return 128 + ((osConstants.signals as Partial<Record<string, number>>)[signal] ?? 15);
 }
 
 /** What a stop request means. */
