@@ -8,6 +8,7 @@
 
 import { encode, type PricingData, shortestFloat32 } from "../proto/mod.ts";
 import { encodeFrame, type FrameReason, parseFrame } from "./frame.ts";
+import { mulberry32 as prng } from "../common/prng.ts";
 
 /** What a sent frame was meant to exercise. */
 export type SentKind =
@@ -208,17 +209,6 @@ interface SymbolState {
   crypto: boolean;
   /** Session (event time) the volume belongs to. */
   session: number;
-}
-
-/** Seeded PRNG (mulberry32) returning floats in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function hashString(s: string): number {

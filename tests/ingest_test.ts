@@ -13,6 +13,7 @@ import type { OutRecord, SendBatch } from "../ingest/producer.ts";
 import { openSpool } from "../ingest/spool.ts";
 import { decodeTick } from "../proto/mod.ts";
 import { config, quietLogger, testKafka, uniqueName } from "./_helpers/env.ts";
+import { mulberry32 as prng } from "../common/prng.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -304,17 +305,6 @@ Deno.test({
     }
   },
 });
-
-/** Seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function garbageFrames(n: number, seed: number): string[] {
   const rnd = prng(seed);

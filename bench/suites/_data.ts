@@ -6,18 +6,10 @@
 
 import type { Tick, WindowRow } from "../../aggregate/engine.ts";
 import type { PricingData } from "../../proto/mod.ts";
+import { mulberry32 } from "../../common/prng.ts";
 
-/** mulberry32 seeded PRNG returning floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 seeded PRNG returning floats in [0, 1) (common/prng.ts). */
+export const prng: (seed: number) => () => number = mulberry32;
 
 /** Base event time of generated data (fixed, for determinism). */
 export const T0 = 1_750_000_000_000;

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import type { Kafka } from "../../common/kafka.ts";
 import type { Pool } from "../../common/pg.ts";
+import { mulberry32 } from "../../common/prng.ts";
 
 /** One Kafka record of the stream: a tick, or an invalid value. */
 export interface StreamRecord {
@@ -17,17 +18,8 @@ export interface StreamRecord {
   tick: { id: string; price: number; time: number; dayVolume?: number } | null;
 }
 
-/** mulberry32 seeded PRNG in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 seeded PRNG in [0, 1) (common/prng.ts). */
+export const prng: (seed: number) => () => number = mulberry32;
 
 /** Options of {@linkcode generateStream}. */
 export interface StreamOptions {

@@ -15,6 +15,7 @@
 
 import { encodeTick, type TickMessage } from "../../proto/tick.ts";
 import type { RejectReason } from "../../proto/validate.ts";
+import { mulberry32 } from "../../common/prng.ts";
 
 /** A valid tick as the record parser returns it. */
 export interface HostileTick {
@@ -71,16 +72,8 @@ export interface HostileOptions {
 
 const UTF8 = new TextEncoder();
 
-/** Seeded PRNG (mulberry32), floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG (mulberry32, common/prng.ts), floats in [0, 1). */
+export const prng: (seed: number) => () => number = mulberry32;
 
 /** Symbols that look dangerous but are valid data (suffixes to the prefix; <= 16 code points). */
 export const HOSTILE_VALID_SYMBOLS: readonly string[] = [

@@ -8,6 +8,7 @@ import {
   parseFrame,
   tickKey,
 } from "../../ingest/frame.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 interface Vector {
   id: string;
@@ -29,17 +30,6 @@ function assertRejected(result: FrameResult, reason: FrameReason): void {
   if (result.ok !== false) return;
   assert.equal(result.reason, reason, result.detail);
   assert.match(result.detail, /^[A-Z]/);
-}
-
-/** Seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 Deno.test("vectors parse exactly in v2 envelopes and as bare v1 frames", () => {

@@ -19,6 +19,7 @@ import {
   TickScan,
   type ValueFormat,
 } from "../../proto/tick.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 interface Vector {
   id: string;
@@ -54,17 +55,6 @@ function referenceDecode(bytes: Uint8Array): PricingData {
     out[name] = FLOAT_FIELDS.has(name) ? shortestFloat32(v as number) : v;
   }
   return out as PricingData;
-}
-
-/** Seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function assertProtoError(fn: () => unknown, code: string): void {
