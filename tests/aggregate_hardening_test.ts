@@ -25,7 +25,8 @@ import {
   readRows,
   type StreamRecord,
 } from "./_helpers/aggregate_stream.ts";
-import { hostileRecords, prng } from "./_helpers/hostile.ts";
+import { hostileRecords } from "./_helpers/hostile.ts";
+import { mulberry32 as prng } from "../common/prng.ts";
 
 const WINDOW = 60_000;
 const DELAY = 180_000;

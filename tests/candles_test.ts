@@ -6,7 +6,7 @@ import { type WindowRow, writeBatch } from "../aggregate/sink.ts";
 import type { Pool } from "../common/pg.ts";
 import { migrate } from "../sql/migrate.ts";
 import { testPool, uniqueName } from "./_helpers/env.ts";
-import { prng as rng } from "./_helpers/aggregate_stream.ts";
+import { mulberry32 as rng } from "../common/prng.ts";
 
 const pg = { sanitizeResources: false, sanitizeOps: false };
 const T0 = Date.UTC(2026, 2, 1); // a multiple of every resolution used below

@@ -18,7 +18,8 @@ import {
 } from "../pipeline/web/data.ts";
 import type { CandleView, ProcessView } from "../pipeline/web/types.ts";
 import { config, tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
-import { cleanupRows, prng } from "./_helpers/aggregate_stream.ts";
+import { cleanupRows } from "./_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../common/prng.ts";
 import { randomPrefix } from "./_helpers/e2e_pipeline.ts";
 
 const T0 = Date.UTC(2026, 5, 1, 9, 0);

@@ -22,11 +22,11 @@ import {
   assertRowsEqual,
   cleanupRows,
   oracle,
-  prng,
   readLate,
   readRows,
   type StreamRecord,
 } from "./_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../common/prng.ts";
 import { randomPrefix, waitFor } from "./_helpers/e2e_pipeline.ts";
 
 const WINDOWS = [10_000, 30_000];

@@ -18,7 +18,7 @@ import { resolveAggregatorOptions } from "../aggregate/aggregator.ts";
 import { startSimulator } from "../ingest/simulator.ts";
 import { runCli, tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
 import { descendants, randomPrefix, waitFor } from "./_helpers/e2e_pipeline.ts";
-import { prng } from "./_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../common/prng.ts";
 
 type Flag = keyof typeof AGGREGATOR_FLAGS;
 type Rnd = () => number;

@@ -9,7 +9,7 @@ import {
   startSimulator,
 } from "../ingest/simulator.ts";
 import { WindowEngine } from "../aggregate/engine.ts";
-import { prng } from "./_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../common/prng.ts";
 
 const T0 = 1_750_000_000_000;
 

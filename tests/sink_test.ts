@@ -17,7 +17,7 @@ import { floatArray, integerArray, textArray } from "../common/pg_array.ts";
 import * as bin from "../common/pg_binary.ts";
 import { migrate } from "../sql/migrate.ts";
 import { config, testPool, uniqueName } from "./_helpers/env.ts";
-import { prng as rng } from "./_helpers/aggregate_stream.ts";
+import { mulberry32 as rng } from "../common/prng.ts";
 
 const T0 = Date.UTC(2026, 0, 5, 14, 0, 0);
 const pg = { sanitizeResources: false, sanitizeOps: false };

@@ -6,10 +6,7 @@
 
 import type { Tick, WindowRow } from "../../aggregate/engine.ts";
 import type { PricingData } from "../../proto/mod.ts";
-import { mulberry32 } from "../../common/prng.ts";
-
-/** mulberry32 seeded PRNG returning floats in [0, 1) (common/prng.ts). */
-export const prng: (seed: number) => () => number = mulberry32;
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 /** Base event time of generated data (fixed, for determinism). */
 export const T0 = 1_750_000_000_000;

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import type { Kafka } from "../../common/kafka.ts";
 import type { Pool } from "../../common/pg.ts";
-import { mulberry32 } from "../../common/prng.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 /** One Kafka record of the stream: a tick, or an invalid value. */
 export interface StreamRecord {
@@ -17,9 +17,6 @@ export interface StreamRecord {
   /** The tick, or null for an invalid record. */
   tick: { id: string; price: number; time: number; dayVolume?: number } | null;
 }
-
-/** mulberry32 seeded PRNG in [0, 1) (common/prng.ts). */
-export const prng: (seed: number) => () => number = mulberry32;
 
 /** Options of {@linkcode generateStream}. */
 export interface StreamOptions {

@@ -18,7 +18,8 @@ import {
   writeDelta,
 } from "../../aggregate/checkpoint.ts";
 import type { StateRecord } from "../../aggregate/state_codec.ts";
-import { prng, randomRecords, type RecordSpace } from "./state_records.ts";
+import { randomRecords, type RecordSpace } from "./state_records.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 /** The record space of the writer's deltas (fixed, so the test can replay them). */
 export const WRITER_SPACE: RecordSpace = {

@@ -15,7 +15,7 @@
 
 import { encodeTick, type TickMessage } from "../../proto/tick.ts";
 import type { RejectReason } from "../../proto/validate.ts";
-import { mulberry32 } from "../../common/prng.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 /** A valid tick as the record parser returns it. */
 export interface HostileTick {
@@ -71,9 +71,6 @@ export interface HostileOptions {
 }
 
 const UTF8 = new TextEncoder();
-
-/** Seeded PRNG (mulberry32, common/prng.ts), floats in [0, 1). */
-export const prng: (seed: number) => () => number = mulberry32;
 
 /** Symbols that look dangerous but are valid data (suffixes to the prefix; <= 16 code points). */
 export const HOSTILE_VALID_SYMBOLS: readonly string[] = [

@@ -5,10 +5,7 @@
  * @module
  */
 
-import { prng } from "./aggregate_stream.ts";
 import { compareRecords, stateKey, type StateRecord } from "../../aggregate/state_codec.ts";
-
-export { prng };
 
 /** Strings that break naive codecs: lone surrogates, pairs, NUL, controls, long, empty. */
 export const HOSTILE_STRINGS: readonly string[] = [

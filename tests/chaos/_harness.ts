@@ -17,7 +17,6 @@ import { createKafka, ensureTopic, type Kafka } from "../../common/kafka.ts";
 import { createLogger } from "../../common/log.ts";
 import { createPool, type Pool } from "../../common/pg.ts";
 import { migrate } from "../../sql/migrate.ts";
-import { prng } from "../_helpers/aggregate_stream.ts";
 
 /** "short" (default, runs inside `deno task test`) or "full" (CHAOS_PROFILE=full). */
 export const PROFILE: "short" | "full" = Deno.env.get("CHAOS_PROFILE") === "full"
@@ -60,9 +59,6 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function uniq(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 6)}`;
 }
-
-/** mulberry32 PRNG in [0, 1) (the tests' one). */
-export const rng: (seed: number) => () => number = prng;
 
 /** Waits until `cond` holds (polling), or throws naming `what`. */
 export async function until(

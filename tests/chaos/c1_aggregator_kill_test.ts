@@ -26,7 +26,6 @@ import {
   kill9,
   pick,
   removeKv,
-  rng,
   SHIM_DIR,
   sleep,
   spawnCli,
@@ -35,6 +34,7 @@ import {
   uniq,
   until,
 } from "./_harness.ts";
+import { mulberry32 as rng } from "../../common/prng.ts";
 
 const WINDOWS = [60_000, 300_000]; // the sensor launches the aggregator with --windows 1m,5m
 const WINDOW = WINDOWS[0];

@@ -10,13 +10,13 @@ import {
   killKafka,
   pick,
   readTopic,
-  rng,
   sleep,
   summary,
   testOpts,
   uniq,
   until,
 } from "./_harness.ts";
+import { mulberry32 as rng } from "../../common/prng.ts";
 import {
   chaosSpoolDir,
   compareTicks,

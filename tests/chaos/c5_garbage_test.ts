@@ -13,13 +13,13 @@ import {
   ensureKafka,
   pick,
   readTopic,
-  rng,
   sleep,
   summary,
   testOpts,
   uniq,
   until,
 } from "./_harness.ts";
+import { mulberry32 as rng } from "../../common/prng.ts";
 import { chaosSpoolDir, compareTicks, spawnIngest } from "./_ingest.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "BTC-USD"];

@@ -14,7 +14,7 @@ import {
 } from "../../aggregate/source.ts";
 import { kafkajsIdleFixApplied } from "../../common/kafkajs_idle_fix.ts";
 import RequestQueueModule from "kafkajs/src/network/requestQueue/index.js";
-import { prng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 const FORMATS = [undefined, "json", "tick-v1", "bogus", Buffer.from("tick-v1"), Buffer.from("x")];
 

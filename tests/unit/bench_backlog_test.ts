@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { Tick } from "../../aggregate/engine.ts";
 import { committedOf, measureProcess, parseProcStat } from "../../bench/suites/_backlog.ts";
-import { engineTickChunks, engineTicks, prng } from "../../bench/suites/_data.ts";
+import { engineTickChunks, engineTicks } from "../../bench/suites/_data.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 import {
   createWindowOracle,
   diffIsClean,

@@ -32,12 +32,12 @@ import { tempKvPath } from "../_helpers/env.ts";
 import {
   applyRecords,
   HOSTILE_STRINGS,
-  prng,
   randomRecords,
   type RecordSpace,
   shuffled,
   sortedState,
 } from "../_helpers/state_records.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 import { deltaFor, WRITER_OPTIONS, writerMeta } from "../_helpers/checkpoint_writer.ts";
 import { serialQueue } from "../../common/serial.ts";
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { WindowEngine, type WindowRow } from "../../aggregate/engine.ts";
 import { DeferredRows, MAX_DEFERRED_ROWS } from "../../aggregate/deferred.ts";
-import { prng as rng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as rng } from "../../common/prng.ts";
 
 /**
  * price_windows with the sink's guard: final rows never change, otherwise newer versions win.

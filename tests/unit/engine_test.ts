@@ -17,7 +17,7 @@ import {
   WindowEngine,
   type WindowRow,
 } from "../../aggregate/engine.ts";
-import { prng as mulberry32 } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 } from "../../common/prng.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

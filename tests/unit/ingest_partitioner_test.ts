@@ -11,7 +11,7 @@ import {
   murmur2String,
   type PartitionInfo,
 } from "../../ingest/partitioner.ts";
-import { prng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 const partitions = (n: number, leaderless: number[] = []): PartitionInfo[] =>
   Array.from(

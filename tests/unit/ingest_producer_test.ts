@@ -16,7 +16,7 @@ import {
 } from "../../ingest/producer.ts";
 import { openSpool, parseSegment } from "../../ingest/spool.ts";
 import { createLogger } from "../../common/log.ts";
-import { prng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 const quiet = createLogger("test", { level: "error" });
 const rec = (i: number): OutRecord => ({

@@ -20,7 +20,7 @@ import {
   tooLargeHandler,
 } from "../../ingest/ingest.ts";
 import { type OutRecord, recordBytes } from "../../ingest/producer.ts";
-import { prng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 const utf8 = (s: string | Uint8Array) =>
   typeof s === "string" ? new TextEncoder().encode(s).length : s.length;

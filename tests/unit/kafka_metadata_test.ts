@@ -8,7 +8,7 @@ import {
   encodeMetadataRequest,
   KafkaMetadataError,
 } from "../../common/kafka_metadata.ts";
-import { prng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 /** An independent Metadata v1-v8 response body encoder (after the size prefix). */
 function responseBody(

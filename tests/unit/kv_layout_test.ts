@@ -7,7 +7,7 @@ import * as checkpoint from "../../aggregate/checkpoint.ts";
 import * as progress from "../../aggregate/progress.ts";
 import * as sensorKv from "../../sensor/_kv.ts";
 import { leaseIsLive } from "../../sensor/sensor.ts";
-import { prng } from "../_helpers/state_records.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 Deno.test("kv layout: one lease-liveness rule (expiresAt > now) for aggregate and sensor", () => {
   const l = { holder: "h", pid: 1, hostname: "x", acquiredAt: 0, expiresAt: 1000 };

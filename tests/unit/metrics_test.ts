@@ -29,7 +29,7 @@ import { parseCommandLine } from "../../common/cli.ts";
 import { START_COMMAND } from "../../pipeline/options.ts";
 import { buildAggregateCommand } from "../../sensor/launcher.ts";
 import { loadBaseConfig } from "../../common/config.ts";
-import { prng as mulberry32 } from "../_helpers/hostile.ts";
+import { mulberry32 } from "../../common/prng.ts";
 import {
   family,
   histogram,

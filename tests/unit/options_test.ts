@@ -60,7 +60,7 @@ import {
   START_INGEST_FLAGS,
 } from "../../pipeline/options.ts";
 import { COMMANDS } from "../../main.ts";
-import { prng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 import { invalidRaw, type Rnd, sampleRaw } from "../_helpers/option_samples.ts";
 
 const config = loadBaseConfig({

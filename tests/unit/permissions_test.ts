@@ -19,7 +19,7 @@ import {
 } from "../../common/permissions.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "../../ingest/simulator.ts";
 import { METRICS_PORTS } from "../../common/metrics_flags.ts";
-import { prng as mulberry32 } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 } from "../../common/prng.ts";
 import { sampleRaw } from "../_helpers/option_samples.ts";
 import { COMMAND_OPTIONS } from "../../pipeline/options.ts";
 

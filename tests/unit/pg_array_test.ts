@@ -10,7 +10,7 @@ import {
   quoteElement,
   textArray,
 } from "../../common/pg_array.ts";
-import { prng as rng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as rng } from "../../common/prng.ts";
 
 /** Parses a one-dimensional array literal: quoted elements with \ escapes, or bare tokens. */
 function parse(literal: string): (string | null)[] {

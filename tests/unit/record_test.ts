@@ -27,8 +27,8 @@ import {
   type HostileCase,
   hostileCatalog,
   hostileRecords,
-  prng,
 } from "../_helpers/hostile.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 const NOW = 1_750_000_000_000;
 const UTF8 = new TextEncoder();

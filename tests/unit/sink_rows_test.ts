@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { WINDOW_FLOATS, WINDOW_INTEGERS, windowRowProblem } from "../../aggregate/sink.ts";
 import type { WindowRow } from "../../aggregate/engine.ts";
-import { prng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 function validRow(r: () => number): WindowRow {
   const windowStart = Math.floor(r() * 2e12);

@@ -20,7 +20,6 @@ import {
 import {
   applyRecords,
   HOSTILE_STRINGS,
-  prng,
   randomRecord,
   randomRecords,
   randomString,
@@ -28,6 +27,7 @@ import {
   shuffled,
   sortedState,
 } from "../_helpers/state_records.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 function space(rnd: () => number, hostile = true): RecordSpace {
   const symbols = new Set<string>(hostile ? HOSTILE_STRINGS : []);

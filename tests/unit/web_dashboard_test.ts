@@ -37,7 +37,7 @@ import { ConfigError } from "../../common/config.ts";
 import { launchFlags } from "../../common/permissions.ts";
 import { pipelineChildren } from "../../pipeline/start_main.ts";
 import type { PipelineStatus } from "../../pipeline/status.ts";
-import { prng } from "../_helpers/aggregate_stream.ts";
+import { mulberry32 as prng } from "../../common/prng.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Random snapshots and their successors.
