@@ -203,15 +203,30 @@ export async function ensureTopic(
         })),
       }],
     });
-    // Until its partitions answer offset requests, a new topic is not usable (a fresh broker
-    // can take tens of seconds): wait here rather than in every caller.
-    if (created) await topicOffsets(admin, topic).catch(() => {});
+    if (created) await waitUsable(admin, topic);
     return created;
   } catch (e) {
     // Lost a race with another creator: fine.
     if (/already exists/i.test(String((e as Error).message))) return false;
+    // kafkajs created the topic, then gave up waiting for its leaders: it retries only "leader
+    // not available", and a broker that has just started answers "does not host this
+    // topic-partition" for a while. The topic is there once it is listed and answers.
+    const waiting = isLeadershipError(e) || /waiting for topic leaders/i.test(String(e));
+    if (waiting && await waitUsable(admin, topic)) return true;
     throw e;
   }
+}
+
+/**
+ * Waits until a topic just created is listed and its partitions answer offset requests (a fresh
+ * broker can take tens of seconds): true when it does, false after about 15 s.
+ */
+async function waitUsable(admin: Admin, topic: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    if (await topicOffsets(admin, topic).catch(() => null) !== null) return true;
+    await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
+  }
+  return false;
 }
 
 /** End offsets (next offset to be written) per partition of `topic` (empty when it does not exist). */
