@@ -1,14 +1,15 @@
 // Idle finalization end to end (issue 14 §1, "the outcome to prove"), on the real Kafka,
 // PostgreSQL and KV, through the sensor and the aggregators it launches, with the settings scaled
-// down: 10s and 30s windows, a 20 s watermark delay and idle finalization after 20 s, 1 s
-// triggers, a 5 s idle timeout, a sensor check every second.
+// down: 5s and 15s windows, a 14 s watermark delay and idle finalization after 14 s, 1 s
+// triggers, a 3 s idle timeout, a sensor check every second.
 //
 // A feed writes ticks for ~12 s (event time = arrival time, some out of order, some late, day
 // volumes with a session reset, one symbol without volume), then stops for good. The aggregator
 // the sensor launched exits on its idle timeout with windows still open (they are due later than
-// one window + two triggers); the sensor launches a finalization run when the checkpoint's
-// finalizeDueAt passes; that run waits for the windows due soon and exits idle. Within delay +
-// window + a couple of triggers of the last tick (20 + 30 s + slack) every window is final in
+// another idle timeout: 14 s after the last tick against 3 + 3 s, so the run could lag 8 s); the
+// sensor launches a finalization run when the checkpoint's finalizeDueAt passes; that run waits
+// for the windows due soon and exits idle. Within delay + window + a couple of triggers of the
+// last tick (14 + 15 s + slack) every window is final in
 // PostgreSQL, equal to the pure event-time oracle (idle finalization changes when a window turns
 // final, not what it holds: no tick arrives after it, so none is late because of it), the late
 // ticks are exactly the oracle's, and the checkpoint holds no open window.
@@ -29,19 +30,20 @@ import {
 import { mulberry32 as prng } from "../common/prng.ts";
 import { randomPrefix, waitFor } from "./_helpers/e2e_pipeline.ts";
 
-const WINDOWS = [10_000, 30_000];
-const DELAY_MS = 20_000;
+const WINDOWS = [5_000, 15_000];
+const LONGEST = Math.max(...WINDOWS);
+const DELAY_MS = 14_000;
 const FLAGS = [
   "--windows",
-  "10s,30s",
+  "5s,15s",
   "--watermark",
-  "20s",
+  "14s",
   "--idle-finalize",
-  "20s",
+  "14s",
   "--trigger",
   "1s",
   "--idle-timeout",
-  "5s",
+  "3s",
 ];
 /** Allowed beyond delay + the longest window: triggers, the sensor's cadence, a loaded machine. */
 const SLACK_MS = 12_000;
@@ -106,7 +108,7 @@ Deno.test({
               const id = symbols[p][Math.floor(rnd() * 2)];
               const r = rnd();
               const time = r < 0.08 && round > 3
-                ? now - 60_000 // late for both resolutions (watermark = newest - 20 s)
+                ? now - 60_000 // late for both resolutions (watermark = newest - 14 s)
                 : r < 0.3
                 ? now - 1000 - Math.floor(rnd() * 4000) // out of order, accepted
                 : now;
@@ -142,7 +144,7 @@ Deno.test({
 
       // Every window final in PostgreSQL, through the idle exit and the finalization run.
       const expected = oracle(streams, { windows: WINDOWS, watermarkDelayMs: DELAY_MS });
-      const deadline = lastArrival + DELAY_MS + Math.max(...WINDOWS) + SLACK_MS;
+      const deadline = lastArrival + DELAY_MS + LONGEST + SLACK_MS;
       const allFinalAt = await waitFor("every window final", async () => {
         const { rows } = await pool.query(
           `SELECT count(*)::int AS n, count(*) FILTER (WHERE is_final)::int AS f
@@ -154,11 +156,11 @@ Deno.test({
       const tookMs = allFinalAt - lastArrival;
       // The rule's time: quiet for the idle-finalize time, and the wall clock - delay past the
       // end of the last window.
-      const lastEnd = Math.floor(lastTick / 30_000) * 30_000 + 30_000;
+      const lastEnd = Math.floor(lastTick / LONGEST) * LONGEST + LONGEST;
       const ruleAt = Math.max(lastArrival + DELAY_MS, lastEnd + DELAY_MS);
       console.log(
         `idle finalization: every window final ${(tookMs / 1000).toFixed(1)} s after the last ` +
-          `tick (bound: delay + window = ${(DELAY_MS + 30_000) / 1000} s; the rule's time for ` +
+          `tick (bound: delay + window = ${(DELAY_MS + LONGEST) / 1000} s; the rule's time for ` +
           `this feed ${((ruleAt - lastArrival) / 1000).toFixed(1)} s, reached +${
             ((allFinalAt - ruleAt) / 1000).toFixed(1)
           } s after it)`,

@@ -349,9 +349,18 @@ export async function deleteTopics(kafka: Kafka, topics: string[]) {
   }
 }
 
-/** Removes a KV file and its -wal/-shm. */
+/** Removes a KV file, its -wal/-shm and the aggregators' process locks beside it. */
 export async function removeKv(path: string): Promise<void> {
   for (const s of ["", "-wal", "-shm"]) await Deno.remove(path + s).catch(() => {});
+  // The aggregators' process locks next to it (`processLockPath`: one empty file per topic).
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : path.slice(0, slash);
+  const prefix = `${path.slice(slash + 1)}.aggregate-`;
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.startsWith(prefix) && e.name.endsWith(".lock")) {
+      await Deno.remove(`${dir}/${e.name}`).catch(() => {});
+    }
+  }
 }
 
 /** Prints the scenario's one-line summary (also appended to LOG_DIR/summary.log). */

@@ -33,7 +33,7 @@ Deno.test(
   "chaos 6: Kafka down, ticks spooled to disk, delivered in order; bounded spool",
   testOpts,
   async () => {
-    const downMs = pick(15_000, 120_000);
+    const downMs = pick(8_000, 120_000);
     const t0 = Date.now();
     await ensureKafka();
     const kafka = chaosKafka();
