@@ -96,8 +96,10 @@ export interface IngestStats {
   ignored: number;
   /** Reconnects of the WebSocket feed. */
   reconnects: number;
-  /** Records refused because memory and spool were full. */
+  /** Records refused because memory and spool were full (or the disk refused the spool). */
   dropped: number;
+  /** Spool writes the disk refused (full, I/O error); their records stayed in memory. */
+  spoolErrors: number;
   /** Records in memory. */
   memory: number;
   /** Records in the spool. */
@@ -335,7 +337,8 @@ export function progressLine(
   } frames=${cur.frames} ticks_produced=${cur.ticksProduced}` +
     ` dlq=${dlq} ignored=${cur.ignored} reconnects=${cur.reconnects}` +
     ` batch_p50=${ms(p50)} batch_max=${ms(max)} memory=${cur.memory}` +
-    ` spool=${cur.spooled}/${cur.spoolBytes}B dropped=${cur.dropped}`;
+    ` spool=${cur.spooled}/${cur.spoolBytes}B dropped=${cur.dropped}` +
+    (cur.spoolErrors > 0 ? ` spool_errors=${cur.spoolErrors}` : "");
 }
 
 /** Connects to Kafka (creating the topics), opens the spool and the feed, and starts ingesting. */
@@ -550,6 +553,7 @@ export async function startIngest(options: IngestOptions): Promise<Ingest> {
       dlq: { ...dlq },
       reconnects: feed.stats().reconnects,
       dropped: b.dropped,
+      spoolErrors: b.spoolErrors,
       memory: b.memory,
       spooled: b.spooled,
       spoolBytes: b.spoolBytes,

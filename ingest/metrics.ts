@@ -102,6 +102,11 @@ export function createIngestMetrics(registry: Registry): IngestMetrics {
     "Records lost because memory and the disk spool were full.",
     (s) => s.dropped,
   );
+  mirror(
+    "tickpipe_ingest_spool_write_errors_total",
+    "Disk spool writes the disk refused (full, I/O error); their records stayed in memory.",
+    (s) => s.spoolErrors,
+  );
   const dlqSeen: Record<string, number> = {};
   const dlq = new Counter({
     name: "tickpipe_ingest_dead_letters_total",

@@ -16,7 +16,9 @@
  * the batch in flight and everything in memory go to the disk spool (fsync'd), and new records
  * follow every `outageCheckMs`: a crash during an outage loses about the last second. Without
  * an outage, records beyond `maxMemory` in memory are spooled too (the oldest first). When the
- * spool is full, new records are refused (dropped, counted, logged).
+ * spool is full, new records are refused (dropped, counted, logged). A spool write the disk
+ * refuses (full, an I/O error) writes none of its records: they stay in memory, the write is
+ * tried again with backoff, and meanwhile the spool counts as full.
  *
  * Delivery order is always: the batch in flight, the spool, memory.
  * @module
@@ -174,7 +176,7 @@ export interface BatcherOptions {
   spoolAfterMs?: number;
   /** During an outage, new records are spooled this often, ms (default 100). */
   outageCheckMs?: number;
-  /** Backoff between failed sends (default 100 ms .. 5 s). */
+  /** Backoff between failed sends, and between spool writes the disk refused (100 ms .. 5 s). */
   backoff?: BackoffOptions;
   /** Logger (default "ingest.producer"). */
   logger?: Logger;
@@ -198,6 +200,8 @@ export interface BatcherStats {
   tooLargeReplaced: number;
   /** Records refused because memory and spool were full, or too large and not replaceable. */
   dropped: number;
+  /** Spool writes the disk refused (full, I/O error); their records stayed in memory. */
+  spoolErrors: number;
   /** Records in memory (including the part of a batch in flight that is not in the spool). */
   memory: number;
   /** Records in the spool not yet delivered. */
@@ -283,6 +287,8 @@ export function createBatcher(options: BatcherOptions): Batcher {
   let closing = false;
   let stopped = false;
   let spoolFull = false;
+  // The disk refused the last spool write: retried from `retryAt` (backoff), counted as full.
+  let spoolDown: { error: Error; retryAt: number; attempt: number; loggedAt: number } | undefined;
   let attempt = 0;
   let lastDropLog = 0;
   let latencies: number[] = [];
@@ -301,6 +307,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
     tooLargeRefusals: 0,
     tooLargeReplaced: 0,
     dropped: 0,
+    spoolErrors: 0,
   };
   let wake: (() => void) | undefined;
   let idleWaiters: (() => void)[] = [];
@@ -357,6 +364,66 @@ export function createBatcher(options: BatcherOptions): Batcher {
     return memCount() + inflightUnspooled() + (spool?.count() ?? 0);
   }
 
+  /**
+   * Appends to the spool; a write the disk refuses (it throws, having written none of them) is
+   * counted and logged, the records stay where they are, and no spool write is tried again
+   * before the backoff's next time (the sends' backoff) unless `force`. Null when nothing was
+   * written.
+   */
+  async function appendOrHold(
+    records: readonly OutRecord[],
+    force: boolean,
+  ): Promise<AppendResult | null> {
+    if (spoolDown && !force && now() < spoolDown.retryAt) return null;
+    try {
+      const r = await spool!.append(records.map(toSpooled));
+      if (spoolDown) {
+        log.info("The disk spool is writable again", {
+          dir: spool!.dir,
+          failedWrites: spoolDown.attempt,
+        });
+        spoolDown = undefined;
+      }
+      return r;
+    } catch (e) {
+      stats.spoolErrors++;
+      const attempt = (spoolDown?.attempt ?? 0) + 1;
+      const t = now();
+      const logIt = !spoolDown || t - spoolDown.loggedAt >= 10_000;
+      spoolDown = {
+        error: e as Error,
+        attempt,
+        retryAt: t + backoffDelay(attempt - 1, backoff),
+        loggedAt: logIt ? t : spoolDown!.loggedAt,
+      };
+      if (logIt) {
+        log.error(
+          "Cannot write to the disk spool: its records stay in memory, and new ones are " +
+            "dropped (counted) while memory is full, until the disk takes writes again",
+          { dir: spool!.dir, records: records.length, failedWrites: attempt, error: e as Error },
+        );
+      }
+      return null;
+    }
+  }
+
+  let cursorLogged = false;
+  /** Logs when the spool's read position cannot be saved, and when it is saved again. */
+  function noteCursor(): void {
+    const e = spool!.cursorError();
+    if (e && !cursorLogged) {
+      cursorLogged = true;
+      log.warn(
+        "Cannot save the spool's read position: records delivered since would be sent again " +
+          "after a restart",
+        { dir: spool!.dir, error: e },
+      );
+    } else if (!e && cursorLogged) {
+      cursorLogged = false;
+      log.info("The spool's read position is saved again", { dir: spool!.dir });
+    }
+  }
+
   function noteSpooled(r: AppendResult): void {
     if (r.refused > 0 && !spoolFull) {
       spoolFull = true;
@@ -370,16 +437,18 @@ export function createBatcher(options: BatcherOptions): Batcher {
   /**
    * Moves records to the spool, oldest first: the undelivered rest of the batch in flight, then
    * memory (all of it, or the oldest down to half of maxMemory when `all` is false and memory
-   * overflows). Call under `locked`.
+   * overflows). A write the disk refuses leaves everything in place (`appendOrHold`); `force`
+   * tries even while the spool is backing off. Call under `locked`.
    */
-  async function spill(all: boolean): Promise<void> {
+  async function spill(all: boolean, force = false): Promise<void> {
     if (!spool) return;
     if (!all && memCount() <= maxMemory) return;
     const b = inflight;
     if (b) {
       const from = Math.max(b.done, b.spooledTo);
       if (from < b.records.length) {
-        const r = await spool.append(b.records.slice(from).map(toSpooled));
+        const r = await appendOrHold(b.records.slice(from), force);
+        if (r === null) return;
         b.spooledTo = from + r.written;
         noteSpooled(r);
         // The rest of that batch stays in memory's place (requeue): memory cannot pass it.
@@ -388,7 +457,8 @@ export function createBatcher(options: BatcherOptions): Batcher {
     }
     const n = all ? memCount() : memCount() - Math.floor(maxMemory / 2);
     if (n <= 0) return;
-    const r = await spool.append(memory.slice(memHead, memHead + n).map(toSpooled));
+    const r = await appendOrHold(memory.slice(memHead, memHead + n), force);
+    if (r === null) return;
     release(r.written);
     noteSpooled(r);
   }
@@ -446,6 +516,8 @@ export function createBatcher(options: BatcherOptions): Batcher {
     if (ack > 0) {
       await spool!.ack(ack);
       spoolFull = false; // space was freed
+      if (spoolDown) spoolDown.retryAt = 0; // and the disk may take writes again
+      noteCursor();
     }
     if (b.done >= b.records.length) inflight = undefined;
   }
@@ -620,13 +692,20 @@ export function createBatcher(options: BatcherOptions): Batcher {
 
   return {
     enqueue(record) {
-      if (memCount() >= maxMemory && (!spool || spoolFull)) {
+      if (memCount() >= maxMemory && (!spool || spoolFull || spoolDown)) {
         stats.dropped++;
         if (now() - lastDropLog > 10_000) {
           lastDropLog = now();
-          log.error("Memory buffer and spool are full: dropping new records", {
-            dropped: stats.dropped,
-          });
+          if (spool && !spoolFull && spoolDown) {
+            log.error(
+              "Memory buffer is full and the disk refuses the spool: dropping new records",
+              { dropped: stats.dropped, error: spoolDown.error },
+            );
+          } else {
+            log.error("Memory buffer and spool are full: dropping new records", {
+              dropped: stats.dropped,
+            });
+          }
         }
         return false;
       }
@@ -670,18 +749,25 @@ export function createBatcher(options: BatcherOptions): Batcher {
       notify();
       // Timed out (Kafka down): put what is not on disk there now, before waiting for a send
       // that may still hang, so a hard exit from here on loses nothing.
-      if (ac.signal.aborted && spool) await locked(() => spill(true));
+      if (ac.signal.aborted && spool) await locked(() => spill(true, true));
       await running;
       unstall();
       // Whatever is left (Kafka down): keep it on disk for the next run, in order.
       if (spool && memCount() > 0) {
         const left = memCount();
-        await locked(() => spill(true));
+        await locked(() => spill(true, true));
         const lost = memCount();
         if (lost > 0) {
           stats.dropped += lost;
           release(lost);
-          log.error("Spool full at shutdown: records lost", { lost, of: left });
+          if (spoolDown) {
+            log.error("Cannot write to the disk spool at shutdown: records lost", {
+              lost,
+              of: left,
+              dir: spool.dir,
+              error: spoolDown.error,
+            });
+          } else log.error("Spool full at shutdown: records lost", { lost, of: left });
         }
       }
       const remaining = pendingTotal();

@@ -11,6 +11,11 @@
  * longest prefix of its records that fits and reports how many it refused (the caller counts
  * and logs them as dropped).
  *
+ * Failures: an append whose write or fsync fails (a full disk, an I/O error) is undone (the
+ * segments it wrote are truncated back or removed) and throws a SpoolError: none of its records
+ * is in the spool, so the caller keeps them all. A cursor that cannot be saved is kept in memory
+ * and saved at the next acknowledgement (`cursorError()` tells).
+ *
  * Delivery is at-least-once: records acknowledged to Kafka whose cursor update did not reach the
  * disk (crash between the two) are delivered again after a restart.
  * @module
@@ -47,7 +52,10 @@ export interface Spool<T> {
   bytes(): number;
   /** Corrupt lines skipped so far (torn writes after a crash, or non-JSON). */
   skipped(): number;
-  /** Appends `records` (fsync'd), as many as fit within maxBytes, in order. */
+  /**
+   * Appends `records` (fsync'd), as many as fit within maxBytes, in order; throws a SpoolError,
+   * having written none of them, when the disk refuses the write.
+   */
   append(records: readonly T[]): Promise<AppendResult>;
   /** The oldest `max` unacknowledged records (does not consume them). */
   peek(max: number): Promise<T[]>;
@@ -55,9 +63,11 @@ export interface Spool<T> {
   ack(n: number): Promise<void>;
   /** Flushes the cursor and closes the current segment. */
   close(): Promise<void>;
+  /** Why the cursor could not be saved last time (undefined once saved again). */
+  cursorError(): Error | undefined;
 }
 
-/** Raised for an unusable spool directory or option. */
+/** Raised for an unusable spool directory or option, or a write the disk refused. */
 export class SpoolError extends Error {
   /** Creates the error; the message names the bad value. */
   constructor(message: string, options?: ErrorOptions) {
@@ -151,10 +161,63 @@ export async function openSpool<T>(dir: string, options: SpoolOptions = {}): Pro
   const serial = serialQueue();
   const total = () => segments.reduce((s, x) => s + x.size, 0);
 
+  let cursorError: Error | undefined;
+  /** Saves the cursor; a failure is remembered (the next save retries), not thrown. */
   async function writeCursor(): Promise<void> {
     const tmp = `${dir}/cursor.json.tmp`;
-    await Deno.writeTextFile(tmp, JSON.stringify(cursor));
-    await Deno.rename(tmp, `${dir}/cursor.json`);
+    try {
+      await Deno.writeTextFile(tmp, JSON.stringify(cursor));
+      await Deno.rename(tmp, `${dir}/cursor.json`);
+      cursorError = undefined;
+    } catch (e) {
+      cursorError = e as Error;
+    }
+  }
+
+  /** What an append may have to undo: the current segment as it was, and the next number. */
+  interface AppendStart {
+    current: { seg: Segment; file: Deno.FsFile } | undefined;
+    size: number;
+    lines: number;
+    segments: number;
+    nextN: number;
+    pending: number;
+  }
+
+  /**
+   * Undoes a failed append: segments it created are removed, the segment it appended to is
+   * truncated back. A segment that cannot be truncated is retired (closed; no append follows
+   * its torn tail) and read up to the lines counted before the append (after a restart, its
+   * complete extra lines are read too: records the caller kept, so sent twice, never lost).
+   */
+  async function undoAppend(start: AppendStart): Promise<void> {
+    for (const seg of segments.splice(start.segments)) {
+      if (current?.seg === seg) {
+        try {
+          current.file.close();
+        } catch { /* already closed */ }
+        current = undefined;
+      }
+      await Deno.remove(seg.path).catch(() => {});
+    }
+    nextN = start.nextN;
+    pending = start.pending;
+    const before = start.current;
+    if (!before) return;
+    before.seg.size = start.size;
+    before.seg.lines = start.lines;
+    try {
+      // By path: a rollover has closed its handle already (the next append starts a segment).
+      await Deno.truncate(before.seg.path, start.size);
+    } catch {
+      if (current === before) {
+        try {
+          before.file.close();
+        } catch { /* already closed */ }
+        current = undefined;
+      }
+      before.seg.size = await Deno.stat(before.seg.path).then((i) => i.size, () => start.size);
+    }
   }
 
   async function newSegment(): Promise<{ seg: Segment; file: Deno.FsFile }> {
@@ -191,23 +254,43 @@ export async function openSpool<T>(dir: string, options: SpoolOptions = {}): Pro
           used += len;
           lines.push(line);
         }
-        let i = 0;
-        while (i < lines.length) {
-          const cur = current && current.seg.size < segmentBytes ? current : await newSegment();
-          const chunk: string[] = [];
-          let size = 0;
-          while (i < lines.length && (chunk.length === 0 || cur.seg.size + size < segmentBytes)) {
-            chunk.push(lines[i]);
-            size += encoder.encode(lines[i]).length;
-            i++;
+        const start: AppendStart = {
+          current,
+          size: current?.seg.size ?? 0,
+          lines: current?.seg.lines ?? 0,
+          segments: segments.length,
+          nextN,
+          pending,
+        };
+        try {
+          let i = 0;
+          while (i < lines.length) {
+            const cur = current && current.seg.size < segmentBytes ? current : await newSegment();
+            const chunk: string[] = [];
+            let size = 0;
+            while (
+              i < lines.length && (chunk.length === 0 || cur.seg.size + size < segmentBytes)
+            ) {
+              chunk.push(lines[i]);
+              size += encoder.encode(lines[i]).length;
+              i++;
+            }
+            const bytes = encoder.encode(chunk.join(""));
+            let off = 0;
+            while (off < bytes.length) off += await cur.file.write(bytes.subarray(off));
+            await cur.file.sync();
+            cur.seg.size += bytes.length;
+            cur.seg.lines += chunk.length;
+            pending += chunk.length;
           }
-          const bytes = encoder.encode(chunk.join(""));
-          let off = 0;
-          while (off < bytes.length) off += await cur.file.write(bytes.subarray(off));
-          await cur.file.sync();
-          cur.seg.size += bytes.length;
-          cur.seg.lines += chunk.length;
-          pending += chunk.length;
+        } catch (e) {
+          await undoAppend(start);
+          throw new SpoolError(
+            `Cannot write ${lines.length} records to the spool in ${dir}: ${
+              (e as Error).message
+            } (none of them was spooled)`,
+            { cause: e },
+          );
         }
         return { written: lines.length, refused: records.length - lines.length };
       }),
@@ -221,7 +304,9 @@ export async function openSpool<T>(dir: string, options: SpoolOptions = {}): Pro
           const records = s.n === cursor.segment
             ? await loadHead()
             : parseSegment<T>(await Deno.readTextFile(s.path)).records;
-          for (let i = line; i < records.length && out.length < max; i++) out.push(records[i]);
+          // A segment retired after a failed append may hold a torn tail past its counted lines.
+          const end = Math.min(records.length, s.lines);
+          for (let i = line; i < end && out.length < max; i++) out.push(records[i]);
           segIdx++;
           line = 0;
         }
@@ -268,6 +353,7 @@ export async function openSpool<T>(dir: string, options: SpoolOptions = {}): Pro
         current = undefined;
         await writeCursor();
       }),
+    cursorError: () => cursorError,
   };
 }
 

@@ -168,6 +168,7 @@ Deno.test({
           "tickpipe_ingest_ignored_frames_total",
           "tickpipe_ingest_send_failures_total",
           "tickpipe_ingest_dropped_records_total",
+          "tickpipe_ingest_spool_write_errors_total",
         ]
       ) family(first, name, "COUNTER");
       const dlq = family(first, "tickpipe_ingest_dead_letters_total", "COUNTER");

@@ -14,7 +14,7 @@ import {
   toSpooled,
   valueBytes,
 } from "../../ingest/producer.ts";
-import { openSpool, parseSegment } from "../../ingest/spool.ts";
+import { openSpool, parseSegment, SpoolError } from "../../ingest/spool.ts";
 import { createLogger } from "../../common/log.ts";
 import { mulberry32 as prng } from "../../common/prng.ts";
 
@@ -726,4 +726,95 @@ Deno.test("kafkaSend: ingest's records go to kafkajs as they are; other shapes a
   assert.equal((v as Buffer).buffer, bytes.buffer, "a view, not a copy");
   await send([]);
   assert.equal(sent.length, 2, "nothing sent for an empty batch");
+});
+
+// ---- A disk that refuses the spool (full, I/O errors) ----
+
+Deno.test("batcher: a disk that refuses the spool never stops it: memory stays bounded (newest dropped, counted), the spool is retried, the rest delivered once in order (randomized)", async () => {
+  for (const seed of [1, 2, 3]) {
+    const rnd = prng(seed);
+    const dir = await tempDir();
+    try {
+      const real = await openSpool<SpooledRecord>(dir);
+      const disk = { full: true, refusals: 0 };
+      // The spool as the disk makes it: the real one, or the error it throws having written none.
+      const spool = {
+        ...real,
+        dir: real.dir,
+        append: (records: readonly SpooledRecord[]) => {
+          if (!disk.full) return real.append(records);
+          disk.refusals++;
+          return Promise.reject(
+            new SpoolError(
+              `Cannot write ${records.length} records to the spool in ${dir}: No space left on ` +
+                "device (os error 28) (none of them was spooled)",
+            ),
+          );
+        },
+      };
+      const lines: string[] = [];
+      const kafka = { down: true };
+      const delivered: number[] = [];
+      const maxMemory = 100;
+      const batchSize = 20;
+      const b = createBatcher({
+        batchSize,
+        lingerMs: 1,
+        maxMemory,
+        spool,
+        spoolAfterMs: 10,
+        outageCheckMs: 5,
+        backoff: { initialMs: 2, maxMs: 20 },
+        logger: createLogger("test", { level: "warn", write: (l) => lines.push(l) }),
+        send: async (records) => {
+          await new Promise((r) => setTimeout(r, rnd() * 2));
+          if (kafka.down) throw new Error("Connection error: ECONNREFUSED");
+          delivered.push(...records.map((r) => Number(r.value)));
+        },
+      });
+      const accepted: number[] = [];
+      let refused = 0;
+      let maxMem = 0;
+      let i = 0;
+      // Phases: disk full and Kafka down; disk back, Kafka down; disk full again, Kafka back
+      // for a while then down; both back. Bursts of random size with random pauses.
+      const phases: [boolean, boolean][] = [[true, true], [false, true], [true, false], [
+        true,
+        true,
+      ], [false, false]];
+      for (const [full, down] of phases) {
+        disk.full = full;
+        kafka.down = down;
+        for (let burst = 0; burst < 15; burst++) {
+          for (let k = Math.floor(rnd() * 60); k > 0; k--, i++) {
+            if (b.enqueue(rec(i))) accepted.push(i);
+            else refused++;
+          }
+          // Enqueue never blocks: memory may pass maxMemory by a burst before the loop spools or
+          // (disk refusing) starts dropping, never by more.
+          if (full && down) maxMem = Math.max(maxMem, b.stats().memory);
+          await new Promise((r) => setTimeout(r, 1 + rnd() * 15));
+        }
+      }
+      await b.flush(AbortSignal.timeout(20_000)); // a stopped delivery loop fails, not hangs
+      const s = b.stats();
+      assert.equal(await b.close({ timeoutMs: 1000 }), 0, "everything kept was delivered");
+      assert.ok(disk.refusals > 0 && s.spoolErrors === disk.refusals, `${s.spoolErrors}`);
+      assert.ok(refused > 0, "records were dropped while memory was full and the disk refused");
+      assert.equal(s.dropped, refused, "every dropped record is counted");
+      assert.deepEqual(delivered, accepted, "every kept record delivered once, in order");
+      assert.ok(maxMem <= maxMemory + batchSize + 60, `memory held ${maxMem} records`);
+      assert.ok(
+        lines.some((l) => /Cannot write to the disk spool: .*No space left on device/.test(l)),
+        "the log says the disk refused the spool, and why",
+      );
+      assert.ok(
+        lines.some((l) => /Memory buffer is full and the disk refuses the spool/.test(l)),
+        "drops say why",
+      );
+      assert.ok(!lines.some((l) => /Producer loop crashed/.test(l)), lines.join("\n"));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
 });

@@ -1,7 +1,9 @@
 // The disk spool on its own over a temp dir: FIFO order across segments and restarts, the byte
-// bound (refuses the newest), crash safety (a torn last line is ignored) and cleanup.
+// bound (refuses the newest), crash safety (a torn last line is ignored), writes the disk
+// refuses (nothing half-written) and cleanup.
 import assert from "node:assert/strict";
-import { openSpool, parseSegment } from "../../ingest/spool.ts";
+import { openSpool, parseSegment, SpoolError } from "../../ingest/spool.ts";
+import { mulberry32 } from "../../common/prng.ts";
 
 async function tempDir(): Promise<string> {
   await Deno.mkdir(".data/test", { recursive: true });
@@ -101,4 +103,89 @@ Deno.test("spool: a torn last line (crash mid-write) is ignored and new appends 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+// A write the disk refuses, for real: the next segment files are symbolic links to /dev/full,
+// where every write fails with ENOSPC ("No space left on device"). An append that needs such a
+// segment (its first line, or its rest after a rollover from the current segment) must write
+// none of its records: the segment it had begun is truncated back, the refused one removed.
+const DEV_FULL = "/dev/full";
+const devFullReason = await Deno.lstat(DEV_FULL).then(
+  (i) => i.isCharDevice ? null : `${DEV_FULL} is not a character device here`,
+  (e) => `${DEV_FULL} is not available here (${(e as Error).message})`,
+);
+if (devFullReason) console.log(`skipping the spool's disk-full tests: ${devFullReason}`);
+
+Deno.test({
+  name:
+    "spool: appends the disk refuses write none of their records; the rest reads in order, also after a restart (randomized)",
+  ignore: devFullReason !== null,
+  async fn() {
+    const dir = await tempDir();
+    const segName = (n: number) => `${String(n).padStart(16, "0")}.jsonl`;
+    const rnd = mulberry32(0x5eed);
+    const oracle: { i: number; s: string }[] = [];
+    let spool = await openSpool<{ i: number; s: string }>(dir, { segmentBytes: 300 });
+    let next = 0;
+    let refused = 0;
+    let restarts = 0;
+    try {
+      for (let op = 0; op < 400; op++) {
+        const r = rnd();
+        if (r < 0.55) {
+          // Make the next segments unwritable now and then (one the append may need).
+          const full: string[] = [];
+          if (rnd() < 0.4) {
+            const top = Math.max(
+              0,
+              ...(await segmentFiles(dir)).map((f) => Number(f.slice(0, 16))),
+            );
+            for (let n = top + 1; n <= top + 3; n++) {
+              const path = `${dir}/${segName(n)}`;
+              if (await Deno.symlink(DEV_FULL, path).then(() => true, () => false)) full.push(path);
+            }
+          }
+          const batch = Array.from({ length: 1 + Math.floor(rnd() * 8) }, () => ({
+            i: next++,
+            s: "x".repeat(Math.floor(rnd() * 120)),
+          }));
+          const before = spool.count();
+          try {
+            const res = await spool.append(batch);
+            assert.equal(res.refused, 0);
+            oracle.push(...batch);
+          } catch (e) {
+            assert.ok(e instanceof SpoolError, String(e));
+            assert.match(e.message, /No space left on device/);
+            assert.match(e.message, /none of them was spooled/);
+            assert.equal(spool.count(), before, "a refused append counts none of its records");
+            refused++;
+          }
+          for (const path of full) await Deno.remove(path).catch(() => {});
+        } else if (r < 0.9) {
+          const n = Math.floor(rnd() * (oracle.length + 1));
+          const got = await spool.peek(n);
+          assert.deepEqual(got, oracle.slice(0, n));
+          await spool.ack(n);
+          oracle.splice(0, n);
+        } else {
+          await spool.close();
+          spool = await openSpool<{ i: number; s: string }>(dir, { segmentBytes: 300 });
+          restarts++;
+          assert.equal(spool.skipped(), 0, "no torn or foreign line was left behind");
+        }
+        assert.equal(spool.count(), oracle.length, `op ${op} r ${r.toFixed(2)}`);
+        const onDisk = (await Promise.all(
+          (await segmentFiles(dir)).map((f) => Deno.stat(`${dir}/${f}`).then((s) => s.size)),
+        )).reduce((a, b) => a + b, 0);
+        assert.equal(spool.bytes(), onDisk, "the byte count is what is on disk");
+      }
+      assert.deepEqual(await spool.peek(oracle.length + 1), oracle);
+      assert.ok(refused >= 10 && restarts >= 10, `refused ${refused}, restarts ${restarts}`);
+      assert.ok((await Deno.lstat(DEV_FULL)).isCharDevice, "/dev/full untouched");
+    } finally {
+      await spool.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

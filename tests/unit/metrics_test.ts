@@ -196,6 +196,7 @@ function ingestStats(over: Partial<IngestStats> = {}): IngestStats {
     ignored: 0,
     reconnects: 0,
     dropped: 0,
+    spoolErrors: 0,
     memory: 0,
     spooled: 0,
     spoolBytes: 0,
@@ -234,6 +235,7 @@ Deno.test("ingest metrics: counters mirror the stats, batches are timed, failure
       ignored: stats.ignored + Math.floor(rand() * 3),
       reconnects: stats.reconnects + (rand() < 0.2 ? 1 : 0),
       sendFailures: stats.sendFailures + (rand() < 0.2 ? 1 : 0),
+      spoolErrors: stats.spoolErrors + (rand() < 0.2 ? 1 : 0),
       dlq,
       memory: Math.floor(rand() * 1000),
       spooled: Math.floor(rand() * 1000),
@@ -257,6 +259,10 @@ Deno.test("ingest metrics: counters mirror the stats, batches are timed, failure
     assert.equal(sampleValue(fams, "tickpipe_ingest_ignored_frames_total"), stats.ignored);
     assert.equal(sampleValue(fams, "tickpipe_ingest_reconnects_total"), stats.reconnects);
     assert.equal(sampleValue(fams, "tickpipe_ingest_send_failures_total"), stats.sendFailures);
+    assert.equal(
+      sampleValue(fams, "tickpipe_ingest_spool_write_errors_total"),
+      stats.spoolErrors,
+    );
     for (const [reason, v] of Object.entries(stats.dlq)) {
       assert.equal(sampleValue(fams, "tickpipe_ingest_dead_letters_total", { reason }), v, reason);
     }
