@@ -14,6 +14,7 @@ import {
   UsageError,
 } from "../common/cli.ts";
 import { loadBaseConfig } from "../common/config.ts";
+import { isKvStorageError } from "../common/kv.ts";
 import { createLogger } from "../common/log.ts";
 import { metricsFlags } from "../common/metrics_flags.ts";
 import { sectionsUsage } from "../common/options.ts";
@@ -196,6 +197,15 @@ export async function main(args: string[]): Promise<number> {
       if (e instanceof EngineConfigMismatchError) {
         console.error(`tickpipe aggregate: ${e.message}`);
         return 2;
+      }
+      if (isKvStorageError(e)) {
+        // Nothing was read yet; the sensor launches the aggregator again at its next check.
+        console.error(
+          `tickpipe aggregate: Deno KV at ${config.kvPath} refused a write: ${
+            (e as Error).message
+          } (free space on that disk; nothing was processed)`,
+        );
+        return 1;
       }
       if ((e as Error)?.name?.startsWith("KafkaJS")) throw kafkaError(e, config.brokers);
       throw e;

@@ -1,6 +1,13 @@
 /**
  * The aggregator's lease in Deno KV: one live aggregator per topic. Taken atomically
  * (`kv.atomic().check(...)`), renewed while running, released on exit. The clock is passed in.
+ *
+ * A lease is live while its `expiresAt` is in the future (`isLeaseLive`, the only test anyone
+ * makes); an expired one stays stored until it is taken over or released. It is deliberately
+ * written without KV's `expireIn`: Deno's expiry collector, which runs in every process that has
+ * the KV open (the sensor, status, a new aggregator: at open, then about once a minute), panics
+ * and kills that process when its delete fails, e.g. on a full disk ("KV collect expired failed:
+ * database or disk is full"). With no expiring key it never writes.
  * @module
  */
 
@@ -105,7 +112,7 @@ export async function acquireLease(
       expiresAt: req.now + ttl,
       ...(req.processLocked ? { processLocked: true } : {}),
     };
-    const res = await kv.atomic().check(cur).set(key, lease, { expireIn: ttl }).commit();
+    const res = await kv.atomic().check(cur).set(key, lease).commit();
     if (res.ok) return { lease, versionstamp: res.versionstamp };
     // Lost a race: re-read; the winner's lease is live, so the next round throws.
   }
@@ -131,7 +138,7 @@ export async function renewLease(
       throw new LeaseLostError(topic, req.holder, cur.value);
     }
     const lease: LeaseRecord = { ...cur.value, expiresAt: req.now + ttl };
-    const res = await kv.atomic().check(cur).set(key, lease, { expireIn: ttl }).commit();
+    const res = await kv.atomic().check(cur).set(key, lease).commit();
     if (res.ok) return { lease, versionstamp: res.versionstamp };
   }
   throw new LeaseLostError(topic, req.holder, (await kv.get<LeaseRecord>(key)).value);

@@ -21,6 +21,15 @@ export function isKvBusy(e: unknown): boolean {
   );
 }
 
+/**
+ * True when `e` is SQLite refusing to store (the disk is full, an I/O error, a read-only file):
+ * a storage problem to report as such, not a bug and not a network outage.
+ */
+export function isKvStorageError(e: unknown): boolean {
+  return /database or disk is full|disk I\/O error|readonly database|SQLITE_(FULL|IOERR|READONLY)/i
+    .test(String((e as Error)?.message ?? e));
+}
+
 /** Runs `fn`, retrying while KV reports the database locked by another process. */
 export async function withKvRetry<T>(fn: () => Promise<T>, attempts = 40): Promise<T> {
   for (let i = 0;; i++) {

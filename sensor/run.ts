@@ -199,15 +199,18 @@ export function createSensor(deps: SensorDeps, options: SensorOptions): Sensor {
         pid: c.pid,
         command: [command.command, ...command.args].join(" "),
       });
-      await updateLaunches(deps.kv, options.topic, (list) => [...list, {
+      // The child runs whatever KV says: its exit is watched from now on, so a launch record
+      // that cannot be written (a full disk) does not leave the sensor waiting for it forever.
+      const recorded = updateLaunches(deps.kv, options.topic, (list) => [...list, {
         launchedAt: c.startedAt,
         pid: c.pid,
         sensor: options.identity,
         exitCode: null,
         exitedAt: null,
-      }]);
+      }]).catch((e) => log.error("cannot record the launch", { pid: c.pid, error: e }));
       settledP = c.status.then(async (code) => {
         try {
+          await recorded; // its exit is recorded after its launch
           await recordExit(c, code);
         } catch (e) {
           log.error("cannot record aggregator exit", { pid: c.pid, error: e });
@@ -220,6 +223,7 @@ export function createSensor(deps: SensorDeps, options: SensorOptions): Sensor {
         if (child === c) child = null;
         return null;
       });
+      await recorded;
       return { decision, launched: c };
     },
   };

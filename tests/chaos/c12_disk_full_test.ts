@@ -28,29 +28,9 @@ import {
   parseIngestStopLine,
   spawnIngest,
 } from "./_ingest.ts";
+import { mountTmpfs, tmpfsUnavailable, umount } from "./_tmpfs.ts";
 
 const SIZE = "512k";
-
-async function run(cmd: string, args: string[]): Promise<string | null> {
-  try {
-    const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
-    return out.success ? null : new TextDecoder().decode(out.stderr).trim() || `exit ${out.code}`;
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
-
-/** Why a small tmpfs cannot be mounted here (null when it can: tried once on a temp dir). */
-async function tmpfsUnavailable(): Promise<string | null> {
-  const dir = await Deno.makeTempDir({ prefix: "tickpipe-tmpfs-probe-" });
-  try {
-    const err = await run("mount", ["-t", "tmpfs", "-o", `size=${SIZE}`, "tmpfs", dir]);
-    if (err !== null) return `cannot mount a tmpfs (needs root): ${err}`;
-    return await run("umount", [dir]);
-  } finally {
-    await Deno.remove(dir).catch(() => {});
-  }
-}
 
 const reason = await tmpfsUnavailable();
 if (reason) console.log(`skipping chaos 12 (disk full under the spool): ${reason}`);
@@ -68,9 +48,7 @@ Deno.test({
     const topic = uniq("chaos-diskfull");
     await createTopics(kafka, [topic, `${topic}.dlq`]);
     const spool = chaosSpoolDir(topic);
-    await Deno.mkdir(spool, { recursive: true });
-    const mountErr = await run("mount", ["-t", "tmpfs", "-o", `size=${SIZE}`, "tmpfs", spool]);
-    assert.equal(mountErr, null, `mount a ${SIZE} tmpfs at ${spool}`);
+    await mountTmpfs(spool, SIZE);
     const sim = await startSimulator({ port: 0, rate: 2000, seed: 12, heartbeatMs: 1000 });
     const symbols = ["AAPL", "MSFT", "NVDA", "BTC-USD", "ETH-USD", "TSLA"];
     // Ground truth is what ingest received (frames still in the socket at shutdown never were).
@@ -144,7 +122,7 @@ Deno.test({
       }
       await sim.close();
       if (kafkaDown) await ensureKafka().catch(() => {});
-      await run("umount", [spool]);
+      await umount(spool);
       await Deno.remove(spool, { recursive: true }).catch(() => {});
       await deleteTopics(kafka, [topic, `${topic}.dlq`]);
     }

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { openKv } from "../../common/kv.ts";
 import {
   acquireLease,
+  isLeaseLive,
   LeaseHeldError,
   LeaseLostError,
   readLease,
@@ -55,6 +56,32 @@ Deno.test("aggregate kv: lease acquire, refuse, expire, renew, release", async (
     const c = await acquireLease(kv, topic, { holder: "C", now: 50_003, ttlMs: 30_000 });
     assert.equal(c.lease.holder, "C");
   });
+});
+
+Deno.test("aggregate kv: a lease has no KV expiry: expired, it stays stored (not live) across a reopen, where Deno's collector would delete it", async () => {
+  const path = await tempKvPath("agg-lease-expiry");
+  try {
+    const kv = await openKv(path);
+    await acquireLease(kv, "t", { holder: "A", now: Date.now(), ttlMs: 1 });
+    kv.close();
+    await new Promise((r) => setTimeout(r, 50));
+    // Opening runs Deno's expiry collector at once: a key set with expireIn would be gone (and
+    // on a full disk that delete panics the process that opened the KV).
+    const again = await openKv(path);
+    try {
+      const held = await readLease(again, "t");
+      assert.ok(held !== null, "the expired lease is still stored");
+      assert.equal(held.lease.holder, "A");
+      assert.equal(isLeaseLive(held.lease, Date.now()), false, "and it is not live");
+      // Its holder, back after the stall, renews it (nobody took it over).
+      const r = await renewLease(again, "t", { holder: "A", now: Date.now(), ttlMs: 30_000 });
+      assert.equal(isLeaseLive(r.lease, Date.now()), true);
+    } finally {
+      again.close();
+    }
+  } finally {
+    for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(path + suffix).catch(() => {});
+  }
 });
 
 Deno.test("aggregate kv: of many racers for a free lease exactly one wins", async () => {
