@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { endOffsets, ensureTopic } from "../common/kafka.ts";
 import { openKv } from "../common/kv.ts";
+import { createLogger } from "../common/log.ts";
+import { createSensor } from "../sensor/mod.ts";
 import { config, runCli, tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
 
 const AGG = ["--trigger", "1s", "--idle-timeout", "3s"];
@@ -267,4 +269,98 @@ Deno.test({
     assert.match(c.stderr, /--schedule "often"/);
     assert.equal(config.topic.length > 0, true);
   },
+});
+
+// A launch record the KV refuses (its disk is full: no root needed here, the KV's commits are
+// refused with SQLite's error while `full`) must not leave the sensor waiting for that child
+// forever: its exit is seen, and the next check launches again once the KV takes writes.
+Deno.test("sensor: a launch whose record KV refuses (disk full) is still watched; the next check launches again", async () => {
+  const kafka = testKafka();
+  const admin = kafka.admin();
+  await admin.connect();
+  const topic = uniqueName("t-sensor-kvfull");
+  const kvPath = await tempKvPath("sensor-kvfull");
+  const realKv = await openKv(kvPath);
+  const disk = { full: true };
+  const refuse = () => Promise.reject(new TypeError("database or disk is full"));
+  // The real KV; its atomic commits fail as SQLite's do while the disk is full.
+  const kv = new Proxy(realKv, {
+    get(target, prop) {
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const wrapped: Deno.AtomicOperation = new Proxy(op, {
+            get(o, p) {
+              if (p === "commit") return () => disk.full ? refuse() : o.commit();
+              const v = Reflect.get(o, p, o);
+              return typeof v === "function"
+                ? (...a: unknown[]) => {
+                  const r = v.apply(o, a);
+                  return r === o ? wrapped : r;
+                }
+                : v;
+            },
+          });
+          return wrapped;
+        };
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  const lines: string[] = [];
+  const launched: number[] = [];
+  try {
+    await ensureTopic(admin, topic, { partitions: 1 });
+    await produceTicks(kafka, topic, ["AAA"], 5);
+    const sensor = createSensor({
+      kv,
+      admin,
+      logger: createLogger("sensor", { level: "info", write: (l) => lines.push(l) }),
+      // A child that fails at once, as an aggregator on the full disk does (exit 1).
+      launch: () => {
+        const child = new Deno.Command("sh", { args: ["-c", "exit 1"] }).spawn();
+        launched.push(child.pid);
+        return {
+          pid: child.pid,
+          startedAt: Date.now(),
+          status: child.status.then((s) => s.code),
+          kill: () => {},
+        };
+      },
+    }, {
+      topic,
+      minNew: 1,
+      backoff: { baseMs: 1, maxMs: 1 },
+      command: { command: "unused", args: [], env: {} },
+      identity: "test:1",
+    });
+    const first = await sensor.check(); // must not throw on the refused launch record
+    assert.equal(first.decision.kind, "launch");
+    assert.ok(first.launched !== null);
+    assert.equal(await sensor.settled(), 1, "the child's exit is seen");
+    assert.equal(sensor.child(), null, "and the sensor no longer waits for it");
+    assert.ok(
+      lines.some((l) => /cannot record the launch.*database or disk is full/.test(l)),
+      lines.join("\n"),
+    );
+    disk.full = false;
+    await new Promise((r) => setTimeout(r, 10)); // past the 1 ms crash backoff
+    const second = await sensor.check();
+    assert.equal(second.decision.kind, "launch", second.decision.action);
+    assert.equal(await sensor.settled(), 1);
+    assert.equal(launched.length, 2);
+    const recorded = (await realKv.get<{ pid: number; exitCode: number | null }[]>([
+      "tickpipe",
+      topic,
+      "sensor",
+      "launches",
+    ])).value ?? [];
+    assert.deepEqual(recorded.map((l) => [l.pid, l.exitCode]), [[launched[1], 1]]);
+  } finally {
+    realKv.close();
+    await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    await admin.disconnect();
+    for (const s of ["", "-wal", "-shm"]) await Deno.remove(kvPath + s).catch(() => {});
+  }
 });
