@@ -128,15 +128,13 @@ Deno.test({
         "status",
         "--brokers",
         BROKER,
-        "--database-url",
-        DB_URL,
         "--topic",
         topic,
         "--kv",
         kvPath,
         "--json",
         "--no-rate",
-      ], { name: `c13-status-${topic}` });
+      ], { name: `c13-status-${topic}`, env: { DATABASE_URL: DB_URL } }); // never in argv
       const statusCode = await status.status;
       const panicked = (lines: string[]) =>
         lines.some((l) => /Deno has panicked|KV collect expired/.test(l));
