@@ -8,6 +8,7 @@ import { endOffsets, ensureTopic } from "../common/kafka.ts";
 import { openKv } from "../common/kv.ts";
 import { createLogger } from "../common/log.ts";
 import { createSensor } from "../sensor/mod.ts";
+import { faultyKv } from "./_helpers/faulty_kv.ts";
 import { config, runCli, tempKvPath, testKafka, testPool, uniqueName } from "./_helpers/env.ts";
 
 const AGG = ["--trigger", "1s", "--idle-timeout", "3s"];
@@ -282,32 +283,11 @@ Deno.test("sensor: a launch whose record KV refuses (disk full) is still watched
   const kvPath = await tempKvPath("sensor-kvfull");
   const realKv = await openKv(kvPath);
   const disk = { full: true };
-  const refuse = () => Promise.reject(new TypeError("database or disk is full"));
-  // The real KV; its atomic commits fail as SQLite's do while the disk is full.
-  const kv = new Proxy(realKv, {
-    get(target, prop) {
-      if (prop === "atomic") {
-        return () => {
-          const op = target.atomic();
-          const wrapped: Deno.AtomicOperation = new Proxy(op, {
-            get(o, p) {
-              if (p === "commit") return () => disk.full ? refuse() : o.commit();
-              const v = Reflect.get(o, p, o);
-              return typeof v === "function"
-                ? (...a: unknown[]) => {
-                  const r = v.apply(o, a);
-                  return r === o ? wrapped : r;
-                }
-                : v;
-            },
-          });
-          return wrapped;
-        };
-      }
-      const v = Reflect.get(target, prop, target);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
+  // The real KV; its commits fail as SQLite's do while the disk is full.
+  const { kv } = faultyKv(
+    realKv,
+    () => disk.full ? new TypeError("database or disk is full") : null,
+  );
   const lines: string[] = [];
   const launched: number[] = [];
   try {

@@ -17,6 +17,7 @@ import { createKafka, ensureTopic, type Kafka } from "../../common/kafka.ts";
 import { createLogger } from "../../common/log.ts";
 import { createPool, type Pool } from "../../common/pg.ts";
 import { migrate } from "../../sql/migrate.ts";
+import { processLockPath } from "../../aggregate/lease.ts";
 
 /** "short" (default, runs inside `deno task test`) or "full" (CHAOS_PROFILE=full). */
 export const PROFILE: "short" | "full" = Deno.env.get("CHAOS_PROFILE") === "full"
@@ -349,18 +350,10 @@ export async function deleteTopics(kafka: Kafka, topics: string[]) {
   }
 }
 
-/** Removes a KV file, its -wal/-shm and the aggregators' process locks beside it. */
-export async function removeKv(path: string): Promise<void> {
+/** Removes a KV file, its -wal/-shm and the process lock `topic`'s aggregators left beside it. */
+export async function removeKv(path: string, topic: string): Promise<void> {
   for (const s of ["", "-wal", "-shm"]) await Deno.remove(path + s).catch(() => {});
-  // The aggregators' process locks next to it (`processLockPath`: one empty file per topic).
-  const slash = path.lastIndexOf("/");
-  const dir = slash < 0 ? "." : path.slice(0, slash);
-  const prefix = `${path.slice(slash + 1)}.aggregate-`;
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && e.name.startsWith(prefix) && e.name.endsWith(".lock")) {
-      await Deno.remove(`${dir}/${e.name}`).catch(() => {});
-    }
-  }
+  await Deno.remove(processLockPath(path, topic)).catch(() => {});
 }
 
 /** Prints the scenario's one-line summary (also appended to LOG_DIR/summary.log). */

@@ -138,7 +138,7 @@ Deno.test(
         if (!agg.exited()) agg.kill("SIGKILL");
       }
       kv.close();
-      await removeKv(kvPath);
+      await removeKv(kvPath, topic);
       await deleteTopics(chaosKafka(), [topic]);
     }
   },

@@ -75,29 +75,16 @@ Deno.test({
     });
     const half = Math.floor(per / 2);
     await produceStream(kafka, topic, streams, { from: 0, to: half });
-    const args = [
-      "aggregate",
-      "--brokers",
-      BROKER,
-      "--topic",
-      topic,
-      "--kv",
-      kvPath,
-      "--trigger",
-      "500ms",
-      "--idle-timeout",
-      "60s",
-      "--windows",
-      "1m,5m",
-      "--watermark",
-      "3m",
-      "--lease-ttl",
-      "2s",
-      "--group",
-      uniq("chaos-kvfull-group"),
+    // What the killed run and the sensor's launches share: where, and the engine's settings.
+    const common = [
+      ...["--brokers", BROKER, "--topic", topic, "--kv", kvPath],
+      ...["--trigger", "500ms", "--windows", "1m,5m", "--watermark", "3m"],
     ];
-    const env = { DATABASE_URL: DB_URL, LOG_LEVEL: "info" };
-    const first = await spawnCli("aggregate", args, { name: `c13-first-${topic}`, env });
+    const first = await spawnCli("aggregate", [
+      "aggregate",
+      ...common,
+      ...["--idle-timeout", "60s", "--lease-ttl", "2s", "--group", uniq("chaos-kvfull-group")],
+    ], { name: `c13-first-${topic}`, env: { DATABASE_URL: DB_URL, LOG_LEVEL: "info" } });
     let sensor: Awaited<ReturnType<typeof spawnCli>> | undefined;
     const filler = `${dir}/filler`;
     try {
@@ -146,26 +133,8 @@ Deno.test({
       await ensureDenoShim();
       sensor = await spawnCli("sensor", [
         "sensor",
-        "--every",
-        "1s",
-        "--brokers",
-        BROKER,
-        "--topic",
-        topic,
-        "--kv",
-        kvPath,
-        "--trigger",
-        "500ms",
-        "--idle-timeout",
-        "4s",
-        "--windows",
-        "1m,5m",
-        "--watermark",
-        "3m",
-        "--backoff-base",
-        "1s",
-        "--backoff-max",
-        "2s",
+        ...common,
+        ...["--every", "1s", "--idle-timeout", "4s", "--backoff-base", "1s", "--backoff-max", "2s"],
       ], {
         name: `c13-sensor-${topic}`,
         net: BROKER,
@@ -240,7 +209,7 @@ Deno.test({
         }
       }
       await Deno.remove(filler).catch(() => {});
-      await removeKv(kvPath);
+      await removeKv(kvPath, topic);
       await umount(dir);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       await deleteTopics(chaosKafka(), [topic]);

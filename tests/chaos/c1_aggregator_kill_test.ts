@@ -209,7 +209,7 @@ Deno.test(
       await pool.query("DELETE FROM late_ticks WHERE topic = $1", [topic]).catch(() => {});
       await pool.end();
       kv.close();
-      await removeKv(kvPath);
+      await removeKv(kvPath, topic);
       await deleteTopics(kafka, [topic]);
     }
   },

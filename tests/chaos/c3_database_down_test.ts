@@ -143,7 +143,7 @@ Deno.test(
         if (!agg.exited()) agg.kill("SIGKILL");
       }
       kv.close();
-      await removeKv(kvPath);
+      await removeKv(kvPath, topic);
       await deleteTopics(kafka, [topic]);
     }
   },

@@ -190,7 +190,7 @@ Deno.test(
       }
       await sim.close();
       await pool.end();
-      await removeKv(kvPath);
+      await removeKv(kvPath, topic);
       await deleteTopics(kafka, [topic, `${topic}.dlq`]);
       await Deno.remove(chaosSpoolDir(topic), { recursive: true }).catch(() => {});
     }

@@ -4,6 +4,7 @@
 // pointer upgrades; and a 1M-window base writes and restores.
 import assert from "node:assert/strict";
 import { openKv } from "../../common/kv.ts";
+import { faultyKv } from "../_helpers/faulty_kv.ts";
 import {
   CheckpointConflictError,
   type CheckpointInput,
@@ -126,50 +127,6 @@ async function assertChunkHygiene(kv: Deno.Kv, topic: string) {
   for (const s of liveSegments(cp.pointer)) {
     assert.equal((await chunkGenerations(kv, topic)).get(s.generation) ?? 0, s.chunks);
   }
-}
-
-/** A KV whose atomic ops that delete fail while `failing.on` (and which counts list calls). */
-function faultyKv(kv: Deno.Kv) {
-  const state = { on: false, lists: 0 };
-  const proxy = new Proxy(kv, {
-    get(target, prop) {
-      if (prop === "atomic") {
-        return () => {
-          const op = target.atomic();
-          let deletes = false;
-          const proxyOp: Deno.AtomicOperation = new Proxy(op, {
-            get(o, p) {
-              if (p === "delete") {
-                return (key: Deno.KvKey) => {
-                  deletes = true;
-                  o.delete(key);
-                  return proxyOp;
-                };
-              }
-              if (p === "commit") {
-                return () =>
-                  state.on && deletes
-                    ? Promise.reject(new Error("Injected KV delete failure"))
-                    : o.commit();
-              }
-              const v = Reflect.get(o, p, o);
-              return typeof v === "function"
-                ? (...args: unknown[]) => {
-                  const r = v.apply(o, args);
-                  return r === o ? proxyOp : r;
-                }
-                : v;
-            },
-          });
-          return proxyOp;
-        };
-      }
-      if (prop === "list") state.lists++;
-      const v = Reflect.get(target, prop, target);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
-  return { kv: proxy, state };
 }
 
 Deno.test("checkpoint: random deltas, bases and compactions restore exactly the Map oracle", async () => {
@@ -505,7 +462,11 @@ Deno.test("checkpoint: a guard function follows the holder's own lease renewals"
 
 Deno.test("checkpoint: cleanup after the flip is best-effort, by key, and retried by the next write", async () => {
   await withKv(async (raw) => {
-    const { kv, state } = faultyKv(raw);
+    const failing = { on: false };
+    const { kv, state } = faultyKv(
+      raw,
+      (c) => failing.on && c.deletes ? new Error("Injected KV delete failure") : null,
+    );
     const rnd = prng(10);
     const oracle = new Map<string, StateRecord>();
     let prev: StoredCheckpoint | null = null;
@@ -514,7 +475,7 @@ Deno.test("checkpoint: cleanup after the flip is best-effort, by key, and retrie
       prev = (await writeDelta(kv, "t", { ...meta(b), records: d }, { previous: prev })).checkpoint;
       applyRecords(oracle, d);
     }
-    state.on = true;
+    failing.on = true;
     const c = (await compact(kv, "t"))!; // must not throw
     assert.match(String(c.cleanup.error), /Injected KV delete failure/);
     assert.equal(c.cleanup.failed.length, 4);
@@ -529,7 +490,7 @@ Deno.test("checkpoint: cleanup after the flip is best-effort, by key, and retrie
     applyRecords(oracle, d5);
     assert.ok(w5.cleanup.error !== null);
     // Deletes work again: the next write deletes the garbage by key, without listing anything.
-    state.on = false;
+    failing.on = false;
     state.lists = 0;
     const d6 = randomDelta(rnd, oracle);
     const w6 = await writeDelta(kv, "t", { ...meta(6), records: d6 }, { previous: w5.checkpoint });

@@ -740,7 +740,6 @@ Deno.test("batcher: a disk that refuses the spool never stops it: memory stays b
       // The spool as the disk makes it: the real one, or the error it throws having written none.
       const spool = {
         ...real,
-        dir: real.dir,
         append: (records: readonly SpooledRecord[]) => {
           if (!disk.full) return real.append(records);
           disk.refusals++;
