@@ -18,8 +18,8 @@ export const DEFAULT_KV_PATH = ".data/tickpipe.kv";
 /** Raised for invalid configuration; the CLI turns it into exit code 2. */
 export class ConfigError extends Error {
   /** Creates the error; `message` names the bad value and what was expected. */
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "ConfigError";
   }
 }

@@ -11,6 +11,15 @@ import "./kafkajs_idle_fix.ts";
 import net from "node:net";
 import process from "node:process";
 import tls from "node:tls";
+import { ConfigError } from "./config.ts";
+import {
+  kafkajsSecurity,
+  type KafkaSecurity,
+  KafkaSecurityError,
+  kafkaSecurityError,
+  kafkaSecurityFromEnv,
+  tlsTrustCode,
+} from "./kafka_security.ts";
 import { createLogger, type Logger } from "./log.ts";
 import {
   AccessDeniedError,
@@ -20,7 +29,7 @@ import {
   type PermissionQuery,
 } from "./permissions.ts";
 
-export { isPermissionError };
+export { isPermissionError, KafkaSecurityError, kafkaSecurityError, kafkaSecurityFromEnv };
 
 // kafkajs schedules timers with negative delays (its request queue computes
 // "throttled until" in the past); Node treats them as 1 ms but Deno prints a
@@ -62,6 +71,13 @@ export interface CreateKafkaOptions {
   onDenied?: (error: AccessDeniedError) => void;
   /** Permission query (tests; default Deno.permissions.querySync). */
   query?: PermissionQuery;
+  /** TLS and SASL settings (default: this process' environment, {@linkcode kafkaSecurityFromEnv}). */
+  security?: KafkaSecurity;
+  /**
+   * Called once when a broker's TLS certificate is not trusted (a configuration error to stop
+   * on, like a denied address; default: `onDenied`).
+   */
+  onUntrusted?: (error: KafkaSecurityError) => void;
 }
 
 const KEEP_ALIVE_DELAY_MS = 60_000;
@@ -70,8 +86,15 @@ const KEEP_ALIVE_DELAY_MS = 60_000;
  * kafkajs' socket factory (plain or TLS, keep-alive) that first asks whether this process may
  * reach the broker, and reports a denied one to `onDenied` (once per address).
  */
-function checkedSocketFactory(brokers: string[], options: CreateKafkaOptions): ISocketFactory {
+function checkedSocketFactory(
+  brokers: string[],
+  security: KafkaSecurity,
+  options: CreateKafkaOptions,
+): ISocketFactory {
   const reported = new Set<string>();
+  let untrusted = false;
+  const onUntrusted = options.onUntrusted ??
+    (options.onDenied as ((e: KafkaSecurityError) => void) | undefined);
   const query: PermissionQuery = options.query ??
     ((need) => Deno.permissions.querySync({ name: "net", host: need.target }).state === "granted");
   return ({ host, port, ssl, onConnect }) => {
@@ -86,6 +109,19 @@ function checkedSocketFactory(brokers: string[], options: CreateKafkaOptions): I
         onConnect,
       )
       : net.connect({ host, port }, onConnect);
+    if (ssl && onUntrusted) {
+      // An untrusted certificate fails every attempt the same way: report it at once instead
+      // of after kafkajs' retries.
+      socket.once("error", (e: Error) => {
+        if (untrusted) return;
+        const error = tlsTrustCode(e) === undefined
+          ? undefined
+          : kafkaSecurityError(e, brokers, security);
+        if (error === undefined) return;
+        untrusted = true;
+        onUntrusted(error);
+      });
+    }
     socket.setKeepAlive(true, KEEP_ALIVE_DELAY_MS);
     return socket;
   };
@@ -106,11 +142,13 @@ const TRANSIENT =
 /** Creates a kafkajs client for `brokers`. */
 export function createKafka(brokers: string[], options: CreateKafkaOptions = {}): Kafka {
   const log = options.logger ?? createLogger("kafka");
+  const security = options.security ?? kafkaSecurityFromEnv();
   return new Kafka({
     clientId: options.clientId ?? "tickpipe",
     brokers,
+    ...kafkajsSecurity(security),
     connectionTimeout: options.connectionTimeout ?? 3000,
-    socketFactory: checkedSocketFactory(brokers, options),
+    socketFactory: checkedSocketFactory(brokers, security, options),
     retry: { retries: options.retries ?? 5, initialRetryTime: 200, maxRetryTime: 5000 },
     logLevel: logLevel.WARN,
     logCreator: () => (entry: LogEntry) => {
@@ -120,6 +158,11 @@ export function createKafka(brokers: string[], options: CreateKafkaOptions = {})
       // A denied address is reported once, as a configuration error, by whoever handles it
       // (onDenied, kafkaError): kafkajs' own lines about each attempt would repeat it.
       if (/Requires net access to/.test(`${message} ${rest.error ?? ""}`)) level = "debug";
+      // Refused TLS or SASL settings, likewise (kafkaSecurityError, onUntrusted): one message.
+      if (
+        /SASL|SaslAuthenticate/.test(`${message} ${rest.error ?? ""}`) ||
+        tlsTrustCode({ message: `${message} ${rest.error ?? ""}` }) !== undefined
+      ) level = "debug";
       if (/switched default partitioner/.test(message)) return;
       // Our producers retry failed batches themselves (same records, same producer id and
       // sequence numbers, so the broker still de-duplicates): kafkajs' own retry limit is
@@ -149,10 +192,13 @@ export async function connectAdmin(kafka: Kafka, brokers: string[]): Promise<Adm
 
 /**
  * Wraps any Kafka connection failure in a KafkaUnavailableError naming `brokers`; a permission
- * denial becomes an AccessDeniedError (a configuration error) naming the refused address.
+ * denial becomes an AccessDeniedError and refused TLS or SASL settings a KafkaSecurityError
+ * (configuration errors, exit 2) naming the refused address or setting.
  */
 export function kafkaError(e: unknown, brokers: string[]): Error {
-  if (e instanceof KafkaUnavailableError || e instanceof AccessDeniedError) return e;
+  if (e instanceof KafkaUnavailableError || e instanceof ConfigError) return e;
+  const refused = kafkaSecurityError(e, brokers);
+  if (refused !== undefined) return refused;
   const err = e as Error;
   if (isPermissionError(e)) {
     // A configuration error (exit 2), naming the address Deno refused.

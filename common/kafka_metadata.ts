@@ -6,9 +6,12 @@
  *
  * Kafka clients connect to the advertised listeners after bootstrapping (a TCP proxy in front of
  * a broker advertises the broker's own address), so these are the addresses a Kafka client must
- * also be allowed to reach.
+ * also be allowed to reach. A cluster behind TLS or SASL (KAFKA_SECURITY_PROTOCOL) is asked
+ * through kafkajs instead (`--secure`), with the same settings as the commands.
  * @module
  */
+
+import { KAFKA_SECURITY_ENV, type KafkaSecurity } from "./kafka_security.ts";
 
 /** Kafka's Metadata API key. */
 const METADATA = 3;
@@ -198,8 +201,35 @@ export async function fetchAdvertisedBrokers(
 export interface ProbeOptions {
   /** The deno executable (default "deno" on PATH: the launcher may run only that). */
   deno?: string;
-  /** Give up after this long (default 5000 ms). */
+  /** Give up after this long (default 5000 ms; the launcher gives a TLS or SASL probe 15 s). */
   timeoutMs?: number;
+  /**
+   * The cluster's TLS and SASL settings (default: plain TCP). With any, the probe is a kafkajs
+   * admin client (the project's own, with the project's configuration) that may also read the
+   * security variables and the CA file; the password reaches it in the inherited environment.
+   */
+  security?: KafkaSecurity;
+}
+
+/** Asks the bootstrap servers through kafkajs with this process' TLS and SASL settings (I/O). */
+async function fetchSecurely(bootstrap: string[]): Promise<string[]> {
+  const { createKafka, kafkaError } = await import("./kafka.ts");
+  const { createLogger } = await import("./log.ts");
+  const kafka = createKafka(bootstrap, {
+    clientId: "tickpipe-probe",
+    retries: 1,
+    logger: createLogger("probe", { level: "error" }),
+  });
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    const { brokers } = await admin.describeCluster();
+    return [...new Set(brokers.map(brokerAddress))];
+  } catch (e) {
+    throw kafkaError(e, bootstrap);
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
 }
 
 /**
@@ -212,15 +242,25 @@ export async function probeAdvertisedBrokers(
   options: ProbeOptions = {},
 ): Promise<string[] | null> {
   const self = decodeURIComponent(new URL(import.meta.url).pathname);
+  const security = options.security;
+  const secure = security !== undefined && security.protocol !== "PLAINTEXT";
+  const config = decodeURIComponent(new URL("../deno.json", import.meta.url).pathname);
   const child = new Deno.Command(options.deno ?? "deno", {
     args: [
       "run",
       "--quiet",
       "--no-prompt",
-      "--no-config",
+      ...(secure
+        ? [
+          `--config=${config}`,
+          `--allow-env=${KAFKA_SECURITY_ENV.join(",")}`,
+          ...(security.caFile ? [`--allow-read=${security.caFile}`] : []),
+        ]
+        : ["--no-config"]),
       `--allow-net=${bootstrap.join(",")}`,
       self,
       bootstrap.join(","),
+      ...(secure ? ["--secure"] : []),
     ],
     stdin: "null",
     stdout: "piped",
@@ -248,7 +288,10 @@ if (import.meta.main) {
   // The launcher's probe: `deno run --allow-net=<bootstrap> kafka_metadata.ts <a:1,b:2>`.
   const bootstrap = (Deno.args[0] ?? "").split(",").filter((s) => s !== "");
   try {
-    console.log(JSON.stringify({ brokers: await fetchAdvertisedBrokers(bootstrap) }));
+    const brokers = Deno.args[1] === "--secure"
+      ? await fetchSecurely(bootstrap)
+      : await fetchAdvertisedBrokers(bootstrap);
+    console.log(JSON.stringify({ brokers }));
   } catch (e) {
     console.log(JSON.stringify({ error: (e as Error)?.message ?? String(e) }));
     Deno.exit(1);

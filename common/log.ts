@@ -75,16 +75,18 @@ export function addSecret(value: string): void {
   secretsLongestFirst = [...literalSecrets].sort((a, b) => b.length - a.length);
 }
 
-/** Registers PGPASSWORD's value as a secret, once, when this process may read it. */
+/** Registers the passwords of the environment (PostgreSQL's, Kafka's SASL one) as secrets, once. */
 function loadEnvSecrets(): void {
   if (envSecretsLoaded) return;
   envSecretsLoaded = true;
-  try {
-    const state = Deno.permissions.querySync({ name: "env", variable: "PGPASSWORD" }).state;
-    if (state !== "granted") return;
-    const v = Deno.env.get("PGPASSWORD");
-    if (v) addSecret(v);
-  } catch { /* no env access: nothing to register */ }
+  for (const variable of ["PGPASSWORD", "KAFKA_SASL_PASSWORD"]) {
+    try {
+      const state = Deno.permissions.querySync({ name: "env", variable }).state;
+      if (state !== "granted") continue;
+      const v = Deno.env.get(variable);
+      if (v) addSecret(v);
+    } catch { /* no env access: nothing to register */ }
+  }
 }
 
 function decodeParam(name: string): string {

@@ -20,6 +20,7 @@ import {
   resolveSetting,
 } from "./config.ts";
 import { redact } from "./log.ts";
+import { parseKafkaSecurity } from "./kafka_security.ts";
 import { hostPort } from "./metrics_flags.ts";
 import { parseArgsConfig, type RawValues, resolveOptions } from "./options.ts";
 import { SIMULATOR_LISTEN, spoolDirOf } from "../ingest/options.ts";
@@ -212,6 +213,17 @@ export function commandAccess(
             what: "Kafka",
             setting: settingText(b, b.value.join(",")),
             settings: "KAFKA_BROKERS / --brokers",
+          });
+        }
+        // TLS and SASL come from the environment only; a CA file must be readable.
+        const security = parseKafkaSecurity(env);
+        if (security.caFile !== undefined) {
+          add({
+            kind: "read",
+            target: security.caFile,
+            what: "Kafka CA file",
+            setting: `KAFKA_SSL_CA_FILE=${security.caFile}`,
+            settings: "KAFKA_SSL_CA_FILE",
           });
         }
         const raw = env("TICKPIPE_KAFKA_HOSTS");

@@ -23,6 +23,7 @@
 
 import { ConfigError, readEnv } from "../common/config.ts";
 import { denoRunArgs } from "../common/child.ts";
+import { parseKafkaSecurity } from "../common/kafka_security.ts";
 import { addSecret, createLogger, redact } from "../common/log.ts";
 import {
   configuredBrokers,
@@ -81,9 +82,14 @@ export async function planLaunch(
     const given = env("TICKPIPE_KAFKA_HOSTS");
     if (given !== undefined) kafkaHosts = parseKafkaHosts(given);
     else {
+      const security = parseKafkaSecurity(env);
       const probe = options.probe ??
         (async (b: string[]) =>
-          (await import("../common/kafka_metadata.ts")).probeAdvertisedBrokers(b));
+          (await import("../common/kafka_metadata.ts")).probeAdvertisedBrokers(b, {
+            security,
+            // A kafkajs client with a TLS and SASL handshake takes longer than one request.
+            timeoutMs: security.protocol === "PLAINTEXT" ? undefined : 15_000,
+          }));
       const learned = await probe(configuredBrokers(command, args, { env }));
       if (learned !== null && learned.length > 0) {
         kafkaHosts = learned;

@@ -7,7 +7,7 @@
  */
 
 import type { BaseConfig } from "../common/config.ts";
-import { type Kafka, topicOffsets } from "../common/kafka.ts";
+import { type Kafka, kafkaSecurityError, topicOffsets } from "../common/kafka.ts";
 import { redact, redactValue } from "../common/log.ts";
 import type { Pool } from "../common/pg.ts";
 import { checkpointSummary, isLeaseLive } from "../aggregate/kv_layout.ts";
@@ -101,8 +101,11 @@ export interface PipelineStatus {
   at: string;
   /** Ticks topic. */
   topic: string;
-  /** Kafka reachability. */
-  kafka: { brokers: string[]; reachable: boolean; error?: string };
+  /**
+   * Kafka reachability; `refused`: Kafka answered but refused this process' TLS or SASL settings
+   * (a configuration error, not an outage).
+   */
+  kafka: { brokers: string[]; reachable: boolean; error?: string; refused?: boolean };
   /** PostgreSQL reachability (URL redacted). */
   postgres: { url: string; reachable: boolean; error?: string };
   /** Whether the ticks topic exists. */
@@ -334,7 +337,9 @@ async function collectKafka(
         .reduce((n, r) => n + r.end - r.start, 0);
     }
   } catch (e) {
-    status.kafka.error = redact((e as Error).message);
+    const refused = kafkaSecurityError(e, status.kafka.brokers);
+    if (refused !== undefined) status.kafka.refused = true;
+    status.kafka.error = redact((refused ?? e as Error).message);
   } finally {
     await admin.disconnect().catch(() => {});
   }
@@ -579,9 +584,9 @@ export function renderStatus(s: PipelineStatus): string {
   const at = Date.parse(s.at);
   out.push(`tickpipe status at ${s.at}  topic ${s.topic}`);
   out.push(
-    `kafka      ${s.kafka.reachable ? "up  " : "DOWN"} ${s.kafka.brokers.join(",")}${
-      s.kafka.error ? `  (${s.kafka.error})` : ""
-    }`,
+    `kafka      ${s.kafka.reachable ? "up  " : s.kafka.refused ? "REFUSED" : "DOWN"} ${
+      s.kafka.brokers.join(",")
+    }${s.kafka.error ? `  (${s.kafka.error})` : ""}`,
   );
   out.push(
     `postgres   ${s.postgres.reachable ? "up  " : "DOWN"} ${s.postgres.url}${

@@ -1,0 +1,304 @@
+/**
+ * Kafka's security settings (TLS and SASL), from the environment only, so that a password is
+ * never on a command line: `KAFKA_SECURITY_PROTOCOL` (Kafka's `security.protocol`: PLAINTEXT, the
+ * default, SSL, SASL_PLAINTEXT or SASL_SSL), `KAFKA_SASL_MECHANISM` (PLAIN, SCRAM-SHA-256 or
+ * SCRAM-SHA-512), `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD`, and `KAFKA_SSL_CA_FILE` (a PEM file
+ * of the CAs to trust instead of the system's). Children inherit them with the environment.
+ *
+ * Parsing is pure ({@linkcode parseKafkaSecurity}); reading the CA file is the one I/O
+ * ({@linkcode kafkajsSecurity}). Configuration problems are ConfigErrors (exit 2): a setting that
+ * would be ignored (credentials without a SASL protocol, a CA file without TLS) is refused rather
+ * than silently connecting without it.
+ * @module
+ */
+
+import { ConfigError, readEnv } from "./config.ts";
+import { addSecret } from "./log.ts";
+
+/** Kafka's `security.protocol` values. */
+export const KAFKA_SECURITY_PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] as const;
+
+/** A Kafka security protocol. */
+export type KafkaSecurityProtocol = typeof KAFKA_SECURITY_PROTOCOLS[number];
+
+/** The SASL mechanisms tickpipe's Kafka client speaks. */
+export const KAFKA_SASL_MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] as const;
+
+/** A SASL mechanism. */
+export type KafkaSaslMechanism = typeof KAFKA_SASL_MECHANISMS[number];
+
+/** The environment variables of the security settings (every Kafka client's set may read them). */
+export const KAFKA_SECURITY_ENV = [
+  "KAFKA_SECURITY_PROTOCOL",
+  "KAFKA_SASL_MECHANISM",
+  "KAFKA_SASL_USERNAME",
+  "KAFKA_SASL_PASSWORD",
+  "KAFKA_SSL_CA_FILE",
+] as const;
+
+/** SASL credentials. */
+export interface KafkaSasl {
+  /** Mechanism. */
+  mechanism: KafkaSaslMechanism;
+  /** User name. */
+  username: string;
+  /** Password (registered as a secret: logs show it redacted). */
+  password: string;
+}
+
+/** Resolved security settings. */
+export interface KafkaSecurity {
+  /** Protocol. */
+  protocol: KafkaSecurityProtocol;
+  /** Credentials (SASL_* protocols only). */
+  sasl?: KafkaSasl;
+  /** PEM file of the CAs to trust (SSL and SASL_SSL only; default: the system's). */
+  caFile?: string;
+}
+
+/** No TLS, no SASL (the default). */
+export const PLAINTEXT_SECURITY: KafkaSecurity = { protocol: "PLAINTEXT" };
+
+/** True when `security` uses TLS. */
+export function usesTls(security: KafkaSecurity): boolean {
+  return security.protocol === "SSL" || security.protocol === "SASL_SSL";
+}
+
+function oneOf<T extends string>(list: readonly T[]): string {
+  return `${list.slice(0, -1).join(", ")} or ${list[list.length - 1]}`;
+}
+
+/**
+ * Parses the security settings from `env`. Pure (apart from registering the password as a secret
+ * for the logs); throws ConfigError naming the variable and what was expected.
+ */
+export function parseKafkaSecurity(env: (name: string) => string | undefined): KafkaSecurity {
+  const get = (name: string) => {
+    const v = env(name)?.trim();
+    return v === undefined || v === "" ? undefined : v;
+  };
+  const rawProtocol = get("KAFKA_SECURITY_PROTOCOL") ?? "PLAINTEXT";
+  const protocol = rawProtocol.toUpperCase() as KafkaSecurityProtocol;
+  if (!KAFKA_SECURITY_PROTOCOLS.includes(protocol)) {
+    throw new ConfigError(
+      `KAFKA_SECURITY_PROTOCOL "${rawProtocol}" is not a security protocol: expected ${
+        oneOf(KAFKA_SECURITY_PROTOCOLS)
+      }`,
+    );
+  }
+  const rawMechanism = get("KAFKA_SASL_MECHANISM");
+  const username = get("KAFKA_SASL_USERNAME");
+  // A password keeps its spaces: only an empty one counts as unset.
+  const password = env("KAFKA_SASL_PASSWORD") || undefined;
+  const caFile = get("KAFKA_SSL_CA_FILE");
+  const security: KafkaSecurity = { protocol };
+  if (protocol.startsWith("SASL_")) {
+    if (rawMechanism === undefined) {
+      throw new ConfigError(
+        `KAFKA_SECURITY_PROTOCOL=${protocol} needs KAFKA_SASL_MECHANISM: expected ${
+          oneOf(KAFKA_SASL_MECHANISMS)
+        }`,
+      );
+    }
+    const mechanism = rawMechanism.toUpperCase() as KafkaSaslMechanism;
+    if (!KAFKA_SASL_MECHANISMS.includes(mechanism)) {
+      throw new ConfigError(
+        `KAFKA_SASL_MECHANISM "${rawMechanism}" is not supported: expected ${
+          oneOf(KAFKA_SASL_MECHANISMS)
+        }`,
+      );
+    }
+    const missing = [
+      username === undefined ? "KAFKA_SASL_USERNAME" : "",
+      password === undefined ? "KAFKA_SASL_PASSWORD" : "",
+    ].filter((s) => s !== "");
+    if (missing.length > 0) {
+      throw new ConfigError(
+        `KAFKA_SECURITY_PROTOCOL=${protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD: ` +
+          `${missing.join(" and ")} ${missing.length > 1 ? "are" : "is"} unset`,
+      );
+    }
+    addSecret(password!);
+    security.sasl = { mechanism, username: username!, password: password! };
+  } else {
+    const given = [
+      rawMechanism === undefined ? "" : "KAFKA_SASL_MECHANISM",
+      username === undefined ? "" : "KAFKA_SASL_USERNAME",
+      password === undefined ? "" : "KAFKA_SASL_PASSWORD",
+    ].filter((s) => s !== "");
+    if (given.length > 0) {
+      if (password !== undefined) addSecret(password);
+      throw new ConfigError(
+        `${given.join(", ")} ${given.length > 1 ? "are" : "is"} set but ` +
+          `KAFKA_SECURITY_PROTOCOL=${protocol} sends no credentials: set KAFKA_SECURITY_PROTOCOL=` +
+          `${protocol === "SSL" ? "SASL_SSL" : "SASL_SSL (or SASL_PLAINTEXT)"}, or unset them`,
+      );
+    }
+  }
+  if (caFile !== undefined) {
+    if (!usesTls(security)) {
+      throw new ConfigError(
+        `KAFKA_SSL_CA_FILE is set but KAFKA_SECURITY_PROTOCOL=${protocol} does not use TLS: ` +
+          `set KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, or unset KAFKA_SSL_CA_FILE`,
+      );
+    }
+    security.caFile = caFile;
+  }
+  return security;
+}
+
+/** kafkajs' `ssl` and `sasl` client options. */
+export interface KafkajsSecurity {
+  /** TLS: true (the system's CAs) or the CAs to trust; absent for plain TCP. */
+  ssl?: true | { ca: string[] };
+  /** SASL credentials in kafkajs' form; absent without SASL. */
+  sasl?:
+    | { mechanism: "plain"; username: string; password: string }
+    | { mechanism: "scram-sha-256"; username: string; password: string }
+    | { mechanism: "scram-sha-512"; username: string; password: string };
+}
+
+/**
+ * kafkajs' options for `security`, reading its CA file (the one I/O; `readFile` for tests).
+ * Throws ConfigError when the file cannot be read or holds no PEM certificate.
+ */
+export function kafkajsSecurity(
+  security: KafkaSecurity,
+  options: { readFile?: (path: string) => string } = {},
+): KafkajsSecurity {
+  const out: KafkajsSecurity = {};
+  if (usesTls(security)) {
+    if (security.caFile === undefined) out.ssl = true;
+    else {
+      let pem: string;
+      try {
+        pem = (options.readFile ?? Deno.readTextFileSync)(security.caFile);
+      } catch (e) {
+        throw new ConfigError(
+          `KAFKA_SSL_CA_FILE=${security.caFile} cannot be read: ${
+            (e as Error)?.message ?? e
+          }: expected a PEM file of the CA certificates that signed the brokers' certificates`,
+          { cause: e },
+        );
+      }
+      if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+        throw new ConfigError(
+          `KAFKA_SSL_CA_FILE=${security.caFile} holds no PEM certificate: expected ` +
+            `"-----BEGIN CERTIFICATE-----" blocks of the CAs that signed the brokers' certificates`,
+        );
+      }
+      out.ssl = { ca: [pem] };
+    }
+  }
+  if (security.sasl !== undefined) {
+    out.sasl = {
+      mechanism: security.sasl.mechanism.toLowerCase() as "plain" | "scram-sha-256",
+      username: security.sasl.username,
+      password: security.sasl.password,
+    };
+  }
+  return out;
+}
+
+/** How `security` is shown in a message or a settings line (never the password). */
+export function describeKafkaSecurity(security: KafkaSecurity): string {
+  const parts: string[] = [security.protocol];
+  if (security.sasl) parts.push(`${security.sasl.mechanism} user "${security.sasl.username}"`);
+  if (security.caFile) parts.push(`CA file ${security.caFile}`);
+  return parts.join(", ");
+}
+
+/** TLS errors that mean the broker's certificate is not trusted (a configuration problem). */
+const TLS_TRUST_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** The TLS trust error code in `e` or its causes (kafkajs wraps them), or undefined. */
+export function tlsTrustCode(e: unknown): string | undefined {
+  for (let x = e as Record<string, unknown> | undefined, i = 0; x && i < 6; i++) {
+    const code = x.code;
+    if (typeof code === "string" && TLS_TRUST_CODES.has(code)) return code;
+    const message = typeof x.message === "string" ? x.message : "";
+    const m =
+      /\b(UNABLE_TO_[A-Z_]+|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_[A-Z_]+|ERR_TLS_CERT_ALTNAME_INVALID)\b/
+        .exec(message);
+    if (m && TLS_TRUST_CODES.has(m[1])) return m[1];
+    if (/unable to verify the first certificate|self[- ]signed certificate/i.test(message)) {
+      return "UNABLE_TO_VERIFY_LEAF_SIGNATURE";
+    }
+    x = (x.cause ?? x.originalError) as Record<string, unknown> | undefined;
+  }
+  return undefined;
+}
+
+/** The SASL authentication failure in `e` or its causes (kafkajs wraps it), or undefined. */
+export function saslFailure(e: unknown): Error | undefined {
+  for (let x = e as Record<string, unknown> | undefined, i = 0; x && i < 6; i++) {
+    if (x.name === "KafkaJSSASLAuthenticationError") return x as unknown as Error;
+    x = (x.cause ?? x.originalError) as Record<string, unknown> | undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Kafka refused this process' TLS or SASL settings (an untrusted certificate, rejected
+ * credentials): a configuration error (exit 2), never an outage to wait out.
+ */
+export class KafkaSecurityError extends ConfigError {
+  /** Creates the error; the message names the brokers, the setting and the fix. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "KafkaSecurityError";
+  }
+}
+
+let envSecurity: KafkaSecurity | undefined;
+
+/** The security settings of this process' environment (parsed once; ConfigError when bad). */
+export function kafkaSecurityFromEnv(): KafkaSecurity {
+  envSecurity ??= parseKafkaSecurity(readEnv);
+  return envSecurity;
+}
+
+/**
+ * The configuration error `e` stands for, when Kafka refused the security settings (SASL
+ * credentials, an untrusted TLS certificate); undefined for anything else.
+ */
+export function kafkaSecurityError(
+  e: unknown,
+  brokers: string[],
+  security: KafkaSecurity = kafkaSecurityFromEnv(),
+): KafkaSecurityError | undefined {
+  const at = `Kafka at KAFKA_BROKERS=${brokers.join(",")}`;
+  const sasl = saslFailure(e);
+  if (sasl !== undefined) {
+    const who = security.sasl
+      ? `user "${security.sasl.username}" (KAFKA_SASL_MECHANISM=${security.sasl.mechanism})`
+      : "this client";
+    return new KafkaSecurityError(
+      `${at} refused the SASL credentials of ${who}: ${sasl.message}. Check ` +
+        `KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM`,
+      { cause: e },
+    );
+  }
+  const code = tlsTrustCode(e);
+  if (code !== undefined) {
+    const fix = security.caFile
+      ? `KAFKA_SSL_CA_FILE=${security.caFile} does not hold the CA that signed it`
+      : "set KAFKA_SSL_CA_FILE to the PEM file of the CA that signed it";
+    return new KafkaSecurityError(
+      `${at} presented a TLS certificate this process does not trust (${code}): ${fix}`,
+      { cause: e },
+    );
+  }
+  return undefined;
+}

@@ -1,0 +1,193 @@
+/**
+ * A real Kafka broker with a SASL_SSL listener, for the tests of secured clients: its own KRaft
+ * data folder under `.data/secure-kafka`, a CA and a server certificate made with openssl (SAN
+ * 127.0.0.1 and localhost), PLAIN and SCRAM-SHA-256 users, and a PLAINTEXT listener beside it for
+ * the broker's own traffic. Started once per test process, stopped by {@linkcode stopSecureKafka}.
+ * @module
+ */
+
+import { createLogger } from "../../common/log.ts";
+import { DEFAULT_KAFKA_VERSION, ensureKafkaJars, parseKafkaVersion } from "../../services/kafka.ts";
+import {
+  killPid,
+  pidAlive,
+  portOpen,
+  spawnDetached,
+  tail,
+  waitFor,
+} from "../../services/_process.ts";
+
+const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
+const DIR = `${ROOT}.data/secure-kafka`;
+
+/** The SASL_SSL port; the broker's own PLAINTEXT and CONTROLLER listeners use the next two. */
+export const SECURE_PORT = 29093;
+/** The SASL_SSL bootstrap address. */
+export const SECURE_BROKER = `127.0.0.1:${SECURE_PORT}`;
+/** The broker's PLAINTEXT address (for the test's own admin client, no security). */
+export const PLAIN_BROKER = `127.0.0.1:${SECURE_PORT + 1}`;
+
+/** The users the broker knows. */
+export const USERS = {
+  plain: { username: "alice", password: "alice-Pw-7f3k" },
+  scram: { username: "bob", password: "bob-Pw-9q2z" },
+} as const;
+
+/** A running secured broker. */
+export interface SecureKafka {
+  /** PEM file of the CA that signed the broker's certificate. */
+  caFile: string;
+  /** PEM file of an unrelated CA (a certificate the client must refuse). */
+  otherCaFile: string;
+}
+
+async function sh(cmd: string, args: string[], cwd = DIR): Promise<void> {
+  const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(
+      `${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+}
+
+/** Why the secured broker cannot be started here (no openssl or java), or null. */
+export async function secureKafkaUnavailable(): Promise<string | null> {
+  for (const [cmd, arg] of [["openssl", "version"], ["java", "-version"]]) {
+    try {
+      const ok = (await new Deno.Command(cmd, { args: [arg], stdout: "null", stderr: "null" })
+        .output()).success;
+      if (!ok) return `${cmd} ${arg} failed`;
+    } catch (e) {
+      return `${cmd} is not installed (${(e as Error).message})`;
+    }
+  }
+  return null;
+}
+
+async function makeCertificates(): Promise<SecureKafka> {
+  const days = ["-days", "30"];
+  for (const ca of ["ca", "other-ca"]) {
+    await sh("openssl", [
+      ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", `${ca}.key`],
+      ...["-out", `${ca}.pem`, ...days, "-subj", `/CN=tickpipe test ${ca}`],
+    ]);
+  }
+  await sh("openssl", [
+    ...["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr"],
+    ...["-subj", "/CN=localhost"],
+  ]);
+  await Deno.writeTextFile(`${DIR}/san.ext`, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  await sh("openssl", [
+    ...["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"],
+    ...["-CAcreateserial", "-out", "server.crt", ...days, "-extfile", "san.ext"],
+  ]);
+  // Kafka's PEM key store: the unencrypted PKCS#8 key and the certificate chain in one file.
+  const key = await Deno.readTextFile(`${DIR}/server.key`);
+  const crt = await Deno.readTextFile(`${DIR}/server.crt`);
+  await Deno.writeTextFile(`${DIR}/server.pem`, key + crt);
+  return { caFile: `${DIR}/ca.pem`, otherCaFile: `${DIR}/other-ca.pem` };
+}
+
+function properties(data: string): string {
+  const p = SECURE_PORT;
+  const plain = USERS.plain;
+  return [
+    "process.roles=broker,controller",
+    "node.id=1",
+    `controller.quorum.voters=1@127.0.0.1:${p + 2}`,
+    `listeners=SASL_SSL://127.0.0.1:${p},PLAINTEXT://127.0.0.1:${p + 1},CONTROLLER://127.0.0.1:${
+      p + 2
+    }`,
+    `advertised.listeners=SASL_SSL://127.0.0.1:${p},PLAINTEXT://127.0.0.1:${p + 1}`,
+    "controller.listener.names=CONTROLLER",
+    "listener.security.protocol.map=SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "inter.broker.listener.name=PLAINTEXT",
+    "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
+    "listener.name.sasl_ssl.plain.sasl.jaas.config=" +
+    "org.apache.kafka.common.security.plain.PlainLoginModule required " +
+    `user_${plain.username}="${plain.password}";`,
+    "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=" +
+    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    "ssl.keystore.type=PEM",
+    `ssl.keystore.location=${DIR}/server.pem`,
+    `log.dirs=${data}`,
+    "num.partitions=3",
+    "auto.create.topics.enable=false",
+    "offsets.topic.replication.factor=1",
+    "offsets.topic.num.partitions=3",
+    "transaction.state.log.replication.factor=1",
+    "transaction.state.log.min.isr=1",
+    "group.initial.rebalance.delay.ms=0",
+    "",
+  ].join("\n");
+}
+
+let started: Promise<SecureKafka> | undefined;
+let brokerPid: number | undefined;
+
+/** Starts the secured broker (once per process; fresh data and certificates each time). */
+export function ensureSecureKafka(): Promise<SecureKafka> {
+  started ??= start();
+  return started;
+}
+
+async function start(): Promise<SecureKafka> {
+  await stopLeftover();
+  await Deno.remove(DIR, { recursive: true }).catch(() => {});
+  await Deno.mkdir(`${DIR}/data`, { recursive: true });
+  const files = await makeCertificates();
+  const version = parseKafkaVersion(Deno.env.get("KAFKA_VERSION") ?? DEFAULT_KAFKA_VERSION);
+  const lib = await ensureKafkaJars({
+    dataDir: `${ROOT}.data`,
+    serviceDir: `${ROOT}services/kafka`,
+    version,
+    logger: createLogger("secure-kafka", { level: "error" }),
+  });
+  const props = `${DIR}/server.properties`;
+  await Deno.writeTextFile(props, properties(`${DIR}/data`));
+  const log4j = `${DIR}/log4j.properties`;
+  await Deno.writeTextFile(log4j, "log4j.rootLogger=WARN\nrootLogger.level=WARN\n");
+  const scram = USERS.scram;
+  await sh("java", [
+    ...["-cp", `${lib}/*`, "kafka.tools.StorageTool", "format", "-t", "c2VjdXJlLWthZmthLXRlc3Q"],
+    ...[
+      "-c",
+      props,
+      "--add-scram",
+      `SCRAM-SHA-256=[name=${scram.username},password=${scram.password}]`,
+    ],
+  ]);
+  brokerPid = spawnDetached("java", [
+    ...["-Xms128m", "-Xmx512m", "-Djava.awt.headless=true"],
+    `-Dkafka.logs.dir=${DIR}`,
+    ...["-cp", `${lib}/*`, "kafka.Kafka", props],
+  ], { cwd: DIR });
+  await Deno.writeTextFile(`${DIR}/pid`, `${brokerPid}\n`);
+  const up = await waitFor(async () => {
+    if (!(await pidAlive(brokerPid!))) return false;
+    return await portOpen("127.0.0.1", SECURE_PORT) && await portOpen("127.0.0.1", SECURE_PORT + 1);
+  }, { timeoutMs: 90_000, intervalMs: 300 });
+  if (!up) {
+    throw new Error(
+      `The secured Kafka ${version} did not come up on ${SECURE_BROKER}: ${await tail(
+        `${DIR}/server.log`,
+      )}`,
+    );
+  }
+  return files;
+}
+
+async function stopLeftover(): Promise<void> {
+  try {
+    const pid = Number((await Deno.readTextFile(`${DIR}/pid`)).trim());
+    if (pid > 0 && await pidAlive(pid)) await killPid(pid, "KILL");
+  } catch { /* none */ }
+}
+
+/** Stops the secured broker (kill -9: its data is thrown away) and removes its folder. */
+export async function stopSecureKafka(): Promise<void> {
+  if (brokerPid !== undefined) await killPid(brokerPid, "KILL").catch(() => {});
+  brokerPid = undefined;
+  started = undefined;
+  await Deno.remove(DIR, { recursive: true }).catch(() => {});
+}
