@@ -42,7 +42,7 @@ Deno.test(
   "chaos 10: Kafka taken away from a running aggregator, then back",
   testOpts,
   async () => {
-    const awayMs = pick(15_000, 60_000);
+    const awayMs = pick(11_000, 60_000);
     const per = pick(3000, 20_000);
     const t0 = Date.now();
     await ensureKafka();
@@ -80,7 +80,7 @@ Deno.test(
       // Shorter than the outage: were time without Kafka counted as idle, the run would exit
       // while Kafka is away (asserted not to); it still exits on idle once caught up.
       "--idle-timeout",
-      "8s",
+      "6s",
       "--windows",
       "1m,5m", // two resolutions, each checked against the oracle
       "--watermark",
