@@ -14,6 +14,9 @@
 
 import { ConfigError, readEnv } from "./config.ts";
 import { addSecret } from "./log.ts";
+import { tlsTrustCode } from "./tls_errors.ts";
+
+export { tlsTrustCode };
 
 /** Kafka's `security.protocol` values. */
 export const KAFKA_SECURITY_PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] as const;
@@ -206,38 +209,6 @@ export function describeKafkaSecurity(security: KafkaSecurity): string {
   if (security.sasl) parts.push(`${security.sasl.mechanism} user "${security.sasl.username}"`);
   if (security.caFile) parts.push(`CA file ${security.caFile}`);
   return parts.join(", ");
-}
-
-/** TLS errors that mean the broker's certificate is not trusted (a configuration problem). */
-const TLS_TRUST_CODES = new Set([
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "CERT_HAS_EXPIRED",
-  "CERT_NOT_YET_VALID",
-  "CERT_UNTRUSTED",
-  "CERT_REJECTED",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-]);
-
-/** The TLS trust error code in `e` or its causes (kafkajs wraps them), or undefined. */
-export function tlsTrustCode(e: unknown): string | undefined {
-  for (let x = e as Record<string, unknown> | undefined, i = 0; x && i < 6; i++) {
-    const code = x.code;
-    if (typeof code === "string" && TLS_TRUST_CODES.has(code)) return code;
-    const message = typeof x.message === "string" ? x.message : "";
-    const m =
-      /\b(UNABLE_TO_[A-Z_]+|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_[A-Z_]+|ERR_TLS_CERT_ALTNAME_INVALID)\b/
-        .exec(message);
-    if (m && TLS_TRUST_CODES.has(m[1])) return m[1];
-    if (/unable to verify the first certificate|self[- ]signed certificate/i.test(message)) {
-      return "UNABLE_TO_VERIFY_LEAF_SIGNATURE";
-    }
-    x = (x.cause ?? x.originalError) as Record<string, unknown> | undefined;
-  }
-  return undefined;
 }
 
 /** The SASL authentication failure in `e` or its causes (kafkajs wraps it), or undefined. */

@@ -251,6 +251,18 @@ export function commandAccess(
           setting: settingText(d, redact(d.raw)),
           settings: "DATABASE_URL / --database-url",
         });
+        // TLS files named in the URL: node-postgres reads them when it connects.
+        for (const param of ["sslrootcert", "sslcert", "sslkey"]) {
+          const file = url.searchParams.get(param);
+          if (file === null || file === "") continue;
+          add({
+            kind: "read",
+            target: file,
+            what: `PostgreSQL TLS file (${param})`,
+            setting: `${d.source} ${param}=${file}`,
+            settings: "DATABASE_URL / --database-url",
+          });
+        }
         break;
       }
       case "source": {

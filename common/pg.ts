@@ -9,6 +9,7 @@ import pg from "pg";
 import { redact } from "./log.ts";
 import { ConfigError } from "./config.ts";
 import { AccessDeniedError, deniedTarget, isPermissionError } from "./permissions.ts";
+import { tlsTrustCode } from "./tls_errors.ts";
 
 /** A node-postgres pool. */
 export type Pool = pg.Pool;
@@ -79,10 +80,29 @@ export function databaseError(e: unknown, databaseUrl: string): Error {
   // Class 28 (invalid authorization) and 3D000 (no such database): the server answered, the
   // configuration is wrong. Not an outage: exit 2, nothing to retry.
   if (/^28/.test(err?.code ?? "") || err?.code === "3D000") {
+    const fix = /no encryption/.test(err?.message ?? "")
+      ? "The server requires TLS: add sslmode=verify-full (and sslrootcert=<the CA's PEM file>) " +
+        "to DATABASE_URL"
+      : "Check the user, password and database in DATABASE_URL";
     return new DatabaseConfigError(
       `PostgreSQL at DATABASE_URL=${url} refused the connection: ` +
-        `${redact(err?.message ?? String(e))} (SQLSTATE ${err.code}). ` +
-        `Check the user, password and database in DATABASE_URL`,
+        `${redact(err?.message ?? String(e))} (SQLSTATE ${err.code}). ${fix}`,
+      { cause: e },
+    );
+  }
+  // A certificate the configured CAs do not vouch for: a configuration error too.
+  const untrusted = tlsTrustCode(e);
+  if (untrusted !== undefined) {
+    let root: string | null = null;
+    try {
+      root = new URL(databaseUrl).searchParams.get("sslrootcert");
+    } catch { /* not a URL: no file named */ }
+    const fix = root
+      ? `sslrootcert=${root} in DATABASE_URL does not hold the CA that signed it`
+      : "add sslrootcert=<the PEM file of the CA that signed it> to DATABASE_URL";
+    return new DatabaseConfigError(
+      `PostgreSQL at DATABASE_URL=${url} presented a TLS certificate this process does not ` +
+        `trust (${untrusted}): ${fix}`,
       { cause: e },
     );
   }

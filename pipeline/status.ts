@@ -6,10 +6,10 @@
  * @module
  */
 
-import type { BaseConfig } from "../common/config.ts";
+import { type BaseConfig, ConfigError } from "../common/config.ts";
 import { type Kafka, kafkaSecurityError, topicOffsets } from "../common/kafka.ts";
 import { redact, redactValue } from "../common/log.ts";
-import type { Pool } from "../common/pg.ts";
+import { databaseError, type Pool } from "../common/pg.ts";
 import { checkpointSummary, isLeaseLive } from "../aggregate/kv_layout.ts";
 import { readCheckpoint } from "../aggregate/checkpoint.ts";
 import { readLease } from "../aggregate/lease.ts";
@@ -106,8 +106,8 @@ export interface PipelineStatus {
    * (a configuration error, not an outage).
    */
   kafka: { brokers: string[]; reachable: boolean; error?: string; refused?: boolean };
-  /** PostgreSQL reachability (URL redacted). */
-  postgres: { url: string; reachable: boolean; error?: string };
+  /** PostgreSQL reachability (URL redacted); `refused`: it refused the configuration. */
+  postgres: { url: string; reachable: boolean; error?: string; refused?: boolean };
   /** Whether the ticks topic exists. */
   topicExists: boolean;
   /** Per-partition offsets and lag. */
@@ -438,7 +438,10 @@ async function collectWindows(
       })),
     };
   } catch (e) {
-    status.postgres.error = redact((e as Error).message);
+    // Credentials, a database, TLS the server refuses: a configuration error, not an outage.
+    const refused = databaseError(e, status.postgres.url);
+    if (refused instanceof ConfigError) status.postgres.refused = true;
+    status.postgres.error = redact((refused instanceof ConfigError ? refused : e as Error).message);
   }
 }
 
@@ -589,9 +592,9 @@ export function renderStatus(s: PipelineStatus): string {
     }${s.kafka.error ? `  (${s.kafka.error})` : ""}`,
   );
   out.push(
-    `postgres   ${s.postgres.reachable ? "up  " : "DOWN"} ${s.postgres.url}${
-      s.postgres.error ? `  (${s.postgres.error})` : ""
-    }`,
+    `postgres   ${
+      s.postgres.reachable ? "up  " : s.postgres.refused ? "REFUSED" : "DOWN"
+    } ${s.postgres.url}${s.postgres.error ? `  (${s.postgres.error})` : ""}`,
   );
   if (s.identityMismatch !== null) {
     out.push(

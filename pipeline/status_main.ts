@@ -25,7 +25,7 @@ ${
 
 /**
  * Runs the command; returns the exit code: 0 when Kafka and PostgreSQL are reachable, 2 when
- * Kafka refused the TLS or SASL settings, else 1.
+ * either refused the configured settings (credentials, database, TLS), else 1.
  */
 export async function main(args: string[]): Promise<number> {
   const { options: values } = parseCommandLine(args, STATUS_COMMAND);
@@ -57,8 +57,9 @@ export async function main(args: string[]): Promise<number> {
       newestLate: 1,
     });
     console.log(values.json ? JSON.stringify(s, null, 2) : renderStatus(s));
-    // Refused TLS or SASL settings are a configuration error (2), not an outage (1).
-    if (s.kafka.refused) return 2;
+    // Refused settings (Kafka's TLS or SASL, PostgreSQL's credentials, database or TLS) are a
+    // configuration error (2), not an outage (1).
+    if (s.kafka.refused || s.postgres.refused) return 2;
     return s.kafka.reachable && s.postgres.reachable ? 0 : 1;
   } finally {
     kv.close();

@@ -10,6 +10,7 @@ import { openKv } from "../common/kv.ts";
 import { readCheckpoint } from "../aggregate/mod.ts";
 import { startSimulator } from "../ingest/simulator.ts";
 import { tempKvPath, testPool, uniqueName } from "./_helpers/env.ts";
+import { launchCli } from "./_helpers/launch_cli.ts";
 import { assertRowsEqual, cleanupRows, oracle, readRows } from "./_helpers/aggregate_stream.ts";
 import {
   asStream,
@@ -38,36 +39,6 @@ const opts = { sanitizeOps: false, sanitizeResources: false, ignore: reason !== 
 /** The broker's PLAINTEXT listener, for the test's own reads (no security). */
 const plainKafka = () =>
   new Kafka({ brokers: [PLAIN_BROKER], logLevel: logLevel.NOTHING, clientId: "secure-test" });
-
-/** Runs `deno task <command>` (the launcher) with `env`; returns its code and output. */
-async function launch(
-  command: string,
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs = 60_000,
-): Promise<{ code: number; output: string; ms: number }> {
-  const t0 = Date.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "--no-prompt", "-P=launch", "main.ts", "launch", command, ...args],
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, timeoutMs);
-  const out = await child.output();
-  clearTimeout(timer);
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    output: dec.decode(out.stdout) + dec.decode(out.stderr),
-    ms: Date.now() - t0,
-  };
-}
 
 Deno.test({
   name:
@@ -213,11 +184,11 @@ Deno.test({
           ["status", []],
         ] as const
       ) {
-        const r = await launch(command, [
+        const r = await launchCli(command, [
           ...["--brokers", SECURE_BROKER, "--topic", topic],
           ...(command === "ingest" ? [] : ["--kv", kvPath]),
           ...args,
-        ], c.env);
+        ], { env: c.env });
         const what = `${command}, ${c.what}: ${r.output.slice(-1500)}`;
         assert.equal(r.code, 2, what);
         assert.match(r.output, c.expect, what);
@@ -226,9 +197,8 @@ Deno.test({
       }
     }
     // Credentials the protocol would not send: refused before anything runs.
-    const r = await launch("status", ["--brokers", SECURE_BROKER, "--topic", topic], {
-      KAFKA_SASL_USERNAME: "alice",
-      KAFKA_SASL_PASSWORD: USERS.plain.password,
+    const r = await launchCli("status", ["--brokers", SECURE_BROKER, "--topic", topic], {
+      env: { KAFKA_SASL_USERNAME: "alice", KAFKA_SASL_PASSWORD: USERS.plain.password },
     });
     assert.equal(r.code, 2, r.output);
     assert.match(r.output, /KAFKA_SECURITY_PROTOCOL=PLAINTEXT sends no credentials/);

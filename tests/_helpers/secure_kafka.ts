@@ -7,6 +7,7 @@
  */
 
 import { createLogger } from "../../common/log.ts";
+import { makeTestCertificates, run, toolsUnavailable } from "./test_certs.ts";
 import { DEFAULT_KAFKA_VERSION, ensureKafkaJars, parseKafkaVersion } from "../../services/kafka.ts";
 import {
   killPid,
@@ -41,51 +42,9 @@ export interface SecureKafka {
   otherCaFile: string;
 }
 
-async function sh(cmd: string, args: string[], cwd = DIR): Promise<void> {
-  const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(
-      `${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`,
-    );
-  }
-}
-
 /** Why the secured broker cannot be started here (no openssl or java), or null. */
-export async function secureKafkaUnavailable(): Promise<string | null> {
-  for (const [cmd, arg] of [["openssl", "version"], ["java", "-version"]]) {
-    try {
-      const ok = (await new Deno.Command(cmd, { args: [arg], stdout: "null", stderr: "null" })
-        .output()).success;
-      if (!ok) return `${cmd} ${arg} failed`;
-    } catch (e) {
-      return `${cmd} is not installed (${(e as Error).message})`;
-    }
-  }
-  return null;
-}
-
-async function makeCertificates(): Promise<SecureKafka> {
-  const days = ["-days", "30"];
-  for (const ca of ["ca", "other-ca"]) {
-    await sh("openssl", [
-      ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", `${ca}.key`],
-      ...["-out", `${ca}.pem`, ...days, "-subj", `/CN=tickpipe test ${ca}`],
-    ]);
-  }
-  await sh("openssl", [
-    ...["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr"],
-    ...["-subj", "/CN=localhost"],
-  ]);
-  await Deno.writeTextFile(`${DIR}/san.ext`, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  await sh("openssl", [
-    ...["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"],
-    ...["-CAcreateserial", "-out", "server.crt", ...days, "-extfile", "san.ext"],
-  ]);
-  // Kafka's PEM key store: the unencrypted PKCS#8 key and the certificate chain in one file.
-  const key = await Deno.readTextFile(`${DIR}/server.key`);
-  const crt = await Deno.readTextFile(`${DIR}/server.crt`);
-  await Deno.writeTextFile(`${DIR}/server.pem`, key + crt);
-  return { caFile: `${DIR}/ca.pem`, otherCaFile: `${DIR}/other-ca.pem` };
+export function secureKafkaUnavailable(): Promise<string | null> {
+  return toolsUnavailable(["openssl", "version"], ["java", "-version"]);
 }
 
 function properties(data: string): string {
@@ -135,7 +94,13 @@ async function start(): Promise<SecureKafka> {
   await stopLeftover();
   await Deno.remove(DIR, { recursive: true }).catch(() => {});
   await Deno.mkdir(`${DIR}/data`, { recursive: true });
-  const files = await makeCertificates();
+  const certs = await makeTestCertificates(DIR);
+  // Kafka's PEM key store: the unencrypted PKCS#8 key and the certificate chain in one file.
+  await Deno.writeTextFile(
+    `${DIR}/server.pem`,
+    await Deno.readTextFile(certs.keyFile) + await Deno.readTextFile(certs.certFile),
+  );
+  const files = { caFile: certs.caFile, otherCaFile: certs.otherCaFile };
   const version = parseKafkaVersion(Deno.env.get("KAFKA_VERSION") ?? DEFAULT_KAFKA_VERSION);
   const lib = await ensureKafkaJars({
     dataDir: `${ROOT}.data`,
@@ -148,7 +113,7 @@ async function start(): Promise<SecureKafka> {
   const log4j = `${DIR}/log4j.properties`;
   await Deno.writeTextFile(log4j, "log4j.rootLogger=WARN\nrootLogger.level=WARN\n");
   const scram = USERS.scram;
-  await sh("java", [
+  await run(DIR, "java", [
     ...["-cp", `${lib}/*`, "kafka.tools.StorageTool", "format", "-t", "c2VjdXJlLWthZmthLXRlc3Q"],
     ...[
       "-c",

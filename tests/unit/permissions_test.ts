@@ -478,3 +478,33 @@ Deno.test("permissions: deno.json's sets hold exactly the lists of the default c
 Deno.test("permissions: the simulator's default address is the one the launcher allows", () => {
   assert.deepEqual(SIMULATOR_DEFAULT, { hostname: DEFAULT_HOSTNAME, port: DEFAULT_PORT });
 });
+
+Deno.test("permissions: TLS files named in DATABASE_URL join the read list of PostgreSQL's commands", () => {
+  const url =
+    "postgres://u:pw-secret-1@db.example:5433/t?sslmode=verify-full&sslrootcert=/etc/pg/ca.pem" +
+    "&sslcert=/etc/pg/client.crt&sslkey=/etc/pg/client.key";
+  for (const command of ["aggregate", "status", "migrate", "demo", "dashboard"]) {
+    const needs = commandAccess(command, [], {
+      env: (n) => (n === "DATABASE_URL" ? url : undefined),
+    });
+    const files = needs.filter((n) => n.what.startsWith("PostgreSQL TLS file"));
+    assert.deepEqual(
+      files.map((n) => [n.kind, n.target, n.what]),
+      [
+        ["read", "/etc/pg/ca.pem", "PostgreSQL TLS file (sslrootcert)"],
+        ["read", "/etc/pg/client.crt", "PostgreSQL TLS file (sslcert)"],
+        ["read", "/etc/pg/client.key", "PostgreSQL TLS file (sslkey)"],
+      ],
+      command,
+    );
+    assert.ok(files.every((n) => !n.setting.includes("pw-secret-1")), "no password in a setting");
+    assert.ok(needs.some((n) => n.kind === "net" && n.target === "db.example:5433"), command);
+  }
+  // Without them, nothing is added; ingest reads no database settings at all.
+  const plain = commandAccess("aggregate", [], { env: () => undefined });
+  assert.equal(plain.filter((n) => n.what.startsWith("PostgreSQL TLS")).length, 0);
+  const ingest = commandAccess("ingest", [], {
+    env: (n) => (n === "DATABASE_URL" ? url : undefined),
+  });
+  assert.equal(ingest.filter((n) => n.what.startsWith("PostgreSQL")).length, 0);
+});

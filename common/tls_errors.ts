@@ -1,0 +1,37 @@
+/**
+ * TLS errors that are configuration problems (the server's certificate is not trusted), told
+ * apart from outages, for Kafka's and PostgreSQL's clients. Pure.
+ * @module
+ */
+
+/** TLS errors that mean the server's certificate is not trusted (a configuration problem). */
+const TLS_TRUST_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** The TLS trust error code in `e` or its causes (kafkajs wraps them), or undefined. */
+export function tlsTrustCode(e: unknown): string | undefined {
+  for (let x = e as Record<string, unknown> | undefined, i = 0; x && i < 6; i++) {
+    const code = x.code;
+    if (typeof code === "string" && TLS_TRUST_CODES.has(code)) return code;
+    const message = typeof x.message === "string" ? x.message : "";
+    const m =
+      /\b(UNABLE_TO_[A-Z_]+|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_[A-Z_]+|ERR_TLS_CERT_ALTNAME_INVALID)\b/
+        .exec(message);
+    if (m && TLS_TRUST_CODES.has(m[1])) return m[1];
+    if (/unable to verify the first certificate|self[- ]signed certificate/i.test(message)) {
+      return "UNABLE_TO_VERIFY_LEAF_SIGNATURE";
+    }
+    x = (x.cause ?? x.originalError) as Record<string, unknown> | undefined;
+  }
+  return undefined;
+}
