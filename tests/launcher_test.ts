@@ -15,6 +15,7 @@ import {
   waitFor,
 } from "./_helpers/e2e_pipeline.ts";
 import { startTcpProxy, type TcpProxy } from "./_helpers/tcp_proxy.ts";
+import { type MainRun, type MainRunOptions, runMain } from "./_helpers/launch_cli.ts";
 import { startSimulator } from "../ingest/simulator.ts";
 import { endOffsets, ensureTopic } from "../common/kafka.ts";
 import {
@@ -39,51 +40,13 @@ function dbUrlAt(address: string): string {
   return u.href;
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs `deno run <denoArgs> main.ts <args>` in the project root; resolves with its output. */
-async function deno(
-  denoArgs: string[],
-  args: string[],
-  options: { env?: Record<string, string>; timeoutMs?: number } = {},
-): Promise<Run> {
-  const t0 = Date.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "--no-prompt", ...denoArgs, "main.ts", ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1", ...options.env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, options.timeoutMs ?? 60_000);
-  const out = await child.output();
-  clearTimeout(timer);
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-    ms: Date.now() - t0,
-  };
-}
-
 /** `deno task <command>` without deno task: the launcher under its own permission set. */
-const launch = (args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }) =>
-  deno(["-P=launch"], ["launch", ...args], options);
+const launch = (args: string[], options?: MainRunOptions) =>
+  runMain(["-P=launch"], ["launch", ...args], options);
 
 /** The command under its static permission set only (what a bare `deno run -P=<set>` gets). */
-const direct = (args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }) =>
-  deno([`-P=${args[0]}`], args, options);
+const direct = (args: string[], options?: MainRunOptions) =>
+  runMain([`-P=${args[0]}`], args, options);
 
 /** The `--allow-<kind>=` list of a deno command line, as a sorted array. */
 function allowList(args: readonly string[], kind: string): string[] {
@@ -119,7 +82,7 @@ function freePorts(count: number): number {
 }
 
 /** Asserts `r` is one denial: exit 2 and a single stderr line matching `pattern`. */
-function assertDenied(r: Run, pattern: RegExp, what: string): void {
+function assertDenied(r: MainRun, pattern: RegExp, what: string): void {
   assert.equal(r.code, 2, `${what}: exit 2 expected\n${r.stderr}`);
   const lines = r.stderr.trim().split("\n").filter((l) => l.trim() !== "");
   assert.equal(lines.length, 1, `${what}: one message, got:\n${r.stderr}`);
