@@ -7,7 +7,13 @@
  */
 
 import { type BaseConfig, ConfigError } from "../common/config.ts";
-import { type Kafka, kafkaSecurityError, topicOffsets } from "../common/kafka.ts";
+import {
+  type Kafka,
+  kafkaSecurityError,
+  kafkaSecurityFromEnv,
+  topicOffsets,
+} from "../common/kafka.ts";
+import { describeKafkaSecurity } from "../common/kafka_security.ts";
 import { redact, redactValue } from "../common/log.ts";
 import { databaseError, type Pool } from "../common/pg.ts";
 import { checkpointSummary, isLeaseLive } from "../aggregate/kv_layout.ts";
@@ -105,7 +111,14 @@ export interface PipelineStatus {
    * Kafka reachability; `refused`: Kafka answered but refused this process' TLS or SASL settings
    * (a configuration error, not an outage).
    */
-  kafka: { brokers: string[]; reachable: boolean; error?: string; refused?: boolean };
+  kafka: {
+    brokers: string[];
+    reachable: boolean;
+    error?: string;
+    refused?: boolean;
+    /** TLS and SASL in use (protocol, mechanism and user, CA file; never the password), if any. */
+    security?: string;
+  };
   /** PostgreSQL reachability (URL redacted); `refused`: it refused the configuration. */
   postgres: { url: string; reachable: boolean; error?: string; refused?: boolean };
   /** Whether the ticks topic exists. */
@@ -213,7 +226,7 @@ export async function collectStatus(
   const status: PipelineStatus = {
     at: new Date(now()).toISOString(),
     topic,
-    kafka: { brokers: config.brokers, reachable: false },
+    kafka: { brokers: config.brokers, reachable: false, ...kafkaSecurityShown() },
     postgres: { url: redact(config.databaseUrl), reachable: false },
     topicExists: false,
     partitions: [],
@@ -343,6 +356,12 @@ async function collectKafka(
   } finally {
     await admin.disconnect().catch(() => {});
   }
+}
+
+/** This process' Kafka security settings as status shows them (nothing for plain TCP). */
+function kafkaSecurityShown(): { security?: string } {
+  const security = kafkaSecurityFromEnv();
+  return security.protocol === "PLAINTEXT" ? {} : { security: describeKafkaSecurity(security) };
 }
 
 async function collectWindows(
@@ -589,7 +608,9 @@ export function renderStatus(s: PipelineStatus): string {
   out.push(
     `kafka      ${s.kafka.reachable ? "up  " : s.kafka.refused ? "REFUSED" : "DOWN"} ${
       s.kafka.brokers.join(",")
-    }${s.kafka.error ? `  (${s.kafka.error})` : ""}`,
+    }${s.kafka.security ? ` [${s.kafka.security}]` : ""}${
+      s.kafka.error ? `  (${s.kafka.error})` : ""
+    }`,
   );
   out.push(
     `postgres   ${

@@ -194,6 +194,14 @@ Deno.test({
         assert.match(r.output, c.expect, what);
         assert.ok(!r.output.includes(wrong) && !r.output.includes(USERS.plain.password), what);
         assert.ok(r.ms < 30_000, `${what}: exited after ${r.ms} ms`);
+        if (command === "status" && c.what.startsWith("wrong password")) {
+          // status says which settings it used (never the password) and that they were refused.
+          assert.match(
+            r.output,
+            /^kafka +REFUSED 127\.0\.0\.1:29093 \[SASL_SSL, [A-Z0-9-]+ user "(alice|bob)", CA file \S+ca\.pem\]/m,
+            what,
+          );
+        }
       }
     }
     // Credentials the protocol would not send: refused before anything runs.
