@@ -15,21 +15,19 @@ import { ConfigError } from "./config.ts";
 import {
   kafkajsSecurity,
   type KafkaSecurity,
-  KafkaSecurityError,
   kafkaSecurityError,
   kafkaSecurityFromEnv,
-  tlsTrustCode,
 } from "./kafka_security.ts";
+import { tlsTrustCode } from "./tls_errors.ts";
 import { createLogger, type Logger } from "./log.ts";
 import {
-  AccessDeniedError,
   deniedTarget,
   isPermissionError,
   kafkaDenied,
   type PermissionQuery,
 } from "./permissions.ts";
 
-export { isPermissionError, KafkaSecurityError, kafkaSecurityError, kafkaSecurityFromEnv };
+export { isPermissionError };
 
 // kafkajs schedules timers with negative delays (its request queue computes
 // "throttled until" in the past); Node treats them as 1 ms but Deno prints a
@@ -65,26 +63,23 @@ export interface CreateKafkaOptions {
   connectionTimeout?: number;
   /**
    * Called once per address this process may not reach (a broker the cluster advertises that is
-   * not in the allowed hosts): a configuration error to stop on, not an outage to wait out.
-   * The connection then fails as Deno denies it.
+   * not in the allowed hosts; an AccessDeniedError), and once when a broker's TLS certificate is
+   * not trusted (a KafkaSecurityError): a configuration error to stop on, not an outage to wait
+   * out. The connection then fails as Deno or TLS refuses it.
    */
-  onDenied?: (error: AccessDeniedError) => void;
+  onDenied?: (error: ConfigError) => void;
   /** Permission query (tests; default Deno.permissions.querySync). */
   query?: PermissionQuery;
   /** TLS and SASL settings (default: this process' environment, {@linkcode kafkaSecurityFromEnv}). */
   security?: KafkaSecurity;
-  /**
-   * Called once when a broker's TLS certificate is not trusted (a configuration error to stop
-   * on, like a denied address; default: `onDenied`).
-   */
-  onUntrusted?: (error: KafkaSecurityError) => void;
 }
 
 const KEEP_ALIVE_DELAY_MS = 60_000;
 
 /**
  * kafkajs' socket factory (plain or TLS, keep-alive) that first asks whether this process may
- * reach the broker, and reports a denied one to `onDenied` (once per address).
+ * reach the broker, and reports a denied one to `onDenied` (once per address), and an untrusted
+ * TLS certificate (once).
  */
 function checkedSocketFactory(
   brokers: string[],
@@ -93,8 +88,6 @@ function checkedSocketFactory(
 ): ISocketFactory {
   const reported = new Set<string>();
   let untrusted = false;
-  const onUntrusted = options.onUntrusted ??
-    (options.onDenied as ((e: KafkaSecurityError) => void) | undefined);
   const query: PermissionQuery = options.query ??
     ((need) => Deno.permissions.querySync({ name: "net", host: need.target }).state === "granted");
   return ({ host, port, ssl, onConnect }) => {
@@ -109,17 +102,15 @@ function checkedSocketFactory(
         onConnect,
       )
       : net.connect({ host, port }, onConnect);
-    if (ssl && onUntrusted) {
+    const onDenied = options.onDenied;
+    if (ssl && onDenied) {
       // An untrusted certificate fails every attempt the same way: report it at once instead
       // of after kafkajs' retries.
       socket.once("error", (e: Error) => {
-        if (untrusted) return;
-        const error = tlsTrustCode(e) === undefined
-          ? undefined
-          : kafkaSecurityError(e, brokers, security);
+        const error = untrusted ? undefined : kafkaSecurityError(e, brokers, security);
         if (error === undefined) return;
         untrusted = true;
-        onUntrusted(error);
+        onDenied(error);
       });
     }
     socket.setKeepAlive(true, KEEP_ALIVE_DELAY_MS);
@@ -157,12 +148,12 @@ export function createKafka(brokers: string[], options: CreateKafkaOptions = {})
       if (level === "error" && TRANSIENT.test(String(rest.error ?? message))) level = "debug";
       // A denied address is reported once, as a configuration error, by whoever handles it
       // (onDenied, kafkaError): kafkajs' own lines about each attempt would repeat it.
-      if (/Requires net access to/.test(`${message} ${rest.error ?? ""}`)) level = "debug";
-      // Refused TLS or SASL settings, likewise (kafkaSecurityError, onUntrusted): one message.
-      if (
-        /SASL|SaslAuthenticate/.test(`${message} ${rest.error ?? ""}`) ||
-        tlsTrustCode({ message: `${message} ${rest.error ?? ""}` }) !== undefined
-      ) level = "debug";
+      const text = `${message} ${rest.error ?? ""}`;
+      if (/Requires net access to/.test(text)) level = "debug";
+      // Refused TLS or SASL settings, likewise (kafkaSecurityError, onDenied): one message.
+      if (/SASL|SaslAuthenticate/.test(text) || tlsTrustCode({ message: text }) !== undefined) {
+        level = "debug";
+      }
       if (/switched default partitioner/.test(message)) return;
       // Our producers retry failed batches themselves (same records, same producer id and
       // sequence numbers, so the broker still de-duplicates): kafkajs' own retry limit is

@@ -4,17 +4,15 @@
  * @module
  */
 
+import { errorChain } from "./error_chain.ts";
+
 /** Kafka error types meaning "too large": such a batch is split, never retried as is. */
 export const TOO_LARGE_ERRORS: readonly string[] = ["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"];
 
 /** The "too large" Kafka error type of `e` (or of an error it wraps), or undefined. */
 export function tooLargeError(e: unknown): string | undefined {
-  let cur = e as
-    | { type?: unknown; message?: unknown; cause?: unknown; originalError?: unknown }
-    | undefined;
-  for (let i = 0; cur && typeof cur === "object" && i < 5; i++) {
+  for (const cur of errorChain(e)) {
     if (typeof cur.type === "string" && TOO_LARGE_ERRORS.includes(cur.type)) return cur.type;
-    cur = (cur.originalError ?? cur.cause) as typeof cur;
   }
   return undefined;
 }

@@ -14,9 +14,8 @@
 
 import { ConfigError, readEnv } from "./config.ts";
 import { addSecret } from "./log.ts";
+import { errorChain } from "./error_chain.ts";
 import { tlsTrustCode } from "./tls_errors.ts";
-
-export { tlsTrustCode };
 
 /** Kafka's `security.protocol` values. */
 export const KAFKA_SECURITY_PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] as const;
@@ -59,11 +58,8 @@ export interface KafkaSecurity {
   caFile?: string;
 }
 
-/** No TLS, no SASL (the default). */
-export const PLAINTEXT_SECURITY: KafkaSecurity = { protocol: "PLAINTEXT" };
-
 /** True when `security` uses TLS. */
-export function usesTls(security: KafkaSecurity): boolean {
+function usesTls(security: KafkaSecurity): boolean {
   return security.protocol === "SSL" || security.protocol === "SASL_SSL";
 }
 
@@ -150,15 +146,24 @@ export function parseKafkaSecurity(env: (name: string) => string | undefined): K
   return security;
 }
 
+/** kafkajs' name of each mechanism. */
+const KAFKAJS_MECHANISM = {
+  "PLAIN": "plain",
+  "SCRAM-SHA-256": "scram-sha-256",
+  "SCRAM-SHA-512": "scram-sha-512",
+} as const;
+
+/** A mechanism as kafkajs names it. */
+export type KafkajsMechanism = typeof KAFKAJS_MECHANISM[KafkaSaslMechanism];
+
 /** kafkajs' `ssl` and `sasl` client options. */
 export interface KafkajsSecurity {
   /** TLS: true (the system's CAs) or the CAs to trust; absent for plain TCP. */
   ssl?: true | { ca: string[] };
   /** SASL credentials in kafkajs' form; absent without SASL. */
-  sasl?:
-    | { mechanism: "plain"; username: string; password: string }
-    | { mechanism: "scram-sha-256"; username: string; password: string }
-    | { mechanism: "scram-sha-512"; username: string; password: string };
+  sasl?: {
+    [M in KafkajsMechanism]: { mechanism: M; username: string; password: string };
+  }[KafkajsMechanism];
 }
 
 /**
@@ -194,11 +199,12 @@ export function kafkajsSecurity(
     }
   }
   if (security.sasl !== undefined) {
+    // One object of the union: TypeScript cannot narrow a computed mechanism to its member.
     out.sasl = {
-      mechanism: security.sasl.mechanism.toLowerCase() as "plain" | "scram-sha-256",
+      mechanism: KAFKAJS_MECHANISM[security.sasl.mechanism],
       username: security.sasl.username,
       password: security.sasl.password,
-    };
+    } as NonNullable<KafkajsSecurity["sasl"]>;
   }
   return out;
 }
@@ -213,9 +219,8 @@ export function describeKafkaSecurity(security: KafkaSecurity): string {
 
 /** The SASL authentication failure in `e` or its causes (kafkajs wraps it), or undefined. */
 export function saslFailure(e: unknown): Error | undefined {
-  for (let x = e as Record<string, unknown> | undefined, i = 0; x && i < 6; i++) {
-    if (x.name === "KafkaJSSASLAuthenticationError") return x as unknown as Error;
-    x = (x.cause ?? x.originalError) as Record<string, unknown> | undefined;
+  for (const x of errorChain(e)) {
+    if (x.name === "KafkaJSSASLAuthenticationError") return x as Error;
   }
   return undefined;
 }

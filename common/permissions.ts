@@ -20,6 +20,7 @@ import {
   resolveSetting,
 } from "./config.ts";
 import { redact } from "./log.ts";
+import { errorChain } from "./error_chain.ts";
 import { parseKafkaSecurity } from "./kafka_security.ts";
 import { hostPort } from "./metrics_flags.ts";
 import { parseArgsConfig, type RawValues, resolveOptions } from "./options.ts";
@@ -566,32 +567,23 @@ export function checkAccess(
   if (denied !== null) throw new AccessDeniedError(denied, options);
 }
 
-type ErrorLike = {
-  name?: string;
-  message?: string;
-  cause?: unknown;
-  originalError?: unknown;
-};
-
 /** True when `e` (or an error it wraps, as kafkajs does) is Deno's permission denial. */
 export function isPermissionError(e: unknown): boolean {
   if (e instanceof AccessDeniedError) return true;
-  for (let cur = e as ErrorLike | undefined, i = 0; cur && i < 5; i++) {
+  for (const cur of errorChain(e)) {
     if (
       cur.name === "NotCapable" || cur.name === "AccessDeniedError" ||
-      /Requires (net|read|write|env|run|sys|ffi|import) access/.test(cur.message ?? "")
+      /Requires (net|read|write|env|run|sys|ffi|import) access/.test(String(cur.message ?? ""))
     ) return true;
-    cur = (cur.originalError ?? cur.cause) as ErrorLike | undefined;
   }
   return /Requires (net|read|write|env|run|sys) access to/.test(String((e as Error)?.message ?? e));
 }
 
 /** The kind and target of Deno's denial message in `e` (`Requires net access to "h:p"`), if any. */
 export function deniedTarget(e: unknown): { kind: string; target: string } | null {
-  for (let cur = e as ErrorLike | undefined, i = 0; cur && i < 5; i++) {
-    const m = /Requires (\w+) access to "([^"]*)"/.exec(cur.message ?? "");
+  for (const cur of errorChain(e)) {
+    const m = /Requires (\w+) access to "([^"]*)"/.exec(String(cur.message ?? ""));
     if (m) return { kind: m[1], target: m[2] };
-    cur = (cur.originalError ?? cur.cause) as ErrorLike | undefined;
   }
   const m = /Requires (\w+) access to "([^"]*)"/.exec(String((e as Error)?.message ?? e));
   return m ? { kind: m[1], target: m[2] } : null;

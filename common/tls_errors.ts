@@ -4,6 +4,8 @@
  * @module
  */
 
+import { errorChain } from "./error_chain.ts";
+
 /** TLS errors that mean the server's certificate is not trusted (a configuration problem). */
 const TLS_TRUST_CODES = new Set([
   "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
@@ -20,7 +22,7 @@ const TLS_TRUST_CODES = new Set([
 
 /** The TLS trust error code in `e` or its causes (kafkajs wraps them), or undefined. */
 export function tlsTrustCode(e: unknown): string | undefined {
-  for (let x = e as Record<string, unknown> | undefined, i = 0; x && i < 6; i++) {
+  for (const x of errorChain(e)) {
     const code = x.code;
     if (typeof code === "string" && TLS_TRUST_CODES.has(code)) return code;
     const message = typeof x.message === "string" ? x.message : "";
@@ -31,7 +33,6 @@ export function tlsTrustCode(e: unknown): string | undefined {
     if (/unable to verify the first certificate|self[- ]signed certificate/i.test(message)) {
       return "UNABLE_TO_VERIFY_LEAF_SIGNATURE";
     }
-    x = (x.cause ?? x.originalError) as Record<string, unknown> | undefined;
   }
   return undefined;
 }

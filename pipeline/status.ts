@@ -7,13 +7,12 @@
  */
 
 import { type BaseConfig, ConfigError } from "../common/config.ts";
+import { type Kafka, topicOffsets } from "../common/kafka.ts";
 import {
-  type Kafka,
+  describeKafkaSecurity,
   kafkaSecurityError,
   kafkaSecurityFromEnv,
-  topicOffsets,
-} from "../common/kafka.ts";
-import { describeKafkaSecurity } from "../common/kafka_security.ts";
+} from "../common/kafka_security.ts";
 import { redact, redactValue } from "../common/log.ts";
 import { databaseError, type Pool } from "../common/pg.ts";
 import { checkpointSummary, isLeaseLive } from "../aggregate/kv_layout.ts";

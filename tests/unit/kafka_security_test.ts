@@ -3,16 +3,18 @@
 // that mean "refused settings" (never an outage).
 import assert from "node:assert/strict";
 import { ConfigError } from "../../common/config.ts";
-import { kafkaError, KafkaSecurityError, kafkaSecurityError } from "../../common/kafka.ts";
+import { kafkaError } from "../../common/kafka.ts";
 import {
   KAFKA_SASL_MECHANISMS,
   KAFKA_SECURITY_ENV,
   KAFKA_SECURITY_PROTOCOLS,
   kafkajsSecurity,
+  KafkaSecurityError,
+  kafkaSecurityError,
   parseKafkaSecurity,
   saslFailure,
-  tlsTrustCode,
 } from "../../common/kafka_security.ts";
+import { tlsTrustCode } from "../../common/tls_errors.ts";
 import { redact } from "../../common/log.ts";
 import { commandAccess } from "../../common/permissions.ts";
 
