@@ -18,7 +18,7 @@ import {
   kafkaSecurityError,
   kafkaSecurityFromEnv,
 } from "./kafka_security.ts";
-import { tlsTrustCode } from "./tls_errors.ts";
+import { tlsClientCertRefusal, tlsTrustCode } from "./tls_errors.ts";
 import { createLogger, type Logger } from "./log.ts";
 import {
   deniedTarget,
@@ -151,7 +151,10 @@ export function createKafka(brokers: string[], options: CreateKafkaOptions = {})
       const text = `${message} ${rest.error ?? ""}`;
       if (/Requires net access to/.test(text)) level = "debug";
       // Refused TLS or SASL settings, likewise (kafkaSecurityError, onDenied): one message.
-      if (/SASL|SaslAuthenticate/.test(text) || tlsTrustCode({ message: text }) !== undefined) {
+      if (
+        /SASL|SaslAuthenticate/.test(text) || tlsTrustCode({ message: text }) !== undefined ||
+        tlsClientCertRefusal({ message: text }) !== undefined
+      ) {
         level = "debug";
       }
       if (/switched default partitioner/.test(message)) return;

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { KAFKA_SECURITY_ENV, type KafkaSecurity } from "./kafka_security.ts";
+import { KAFKA_SECURITY_ENV, type KafkaSecurity, securityFiles } from "./kafka_security.ts";
 
 /** Kafka's Metadata API key. */
 const METADATA = 3;
@@ -254,7 +254,9 @@ export async function probeAdvertisedBrokers(
         ? [
           `--config=${config}`,
           `--allow-env=${KAFKA_SECURITY_ENV.join(",")}`,
-          ...(security.caFile ? [`--allow-read=${security.caFile}`] : []),
+          ...(securityFiles(security).length > 0
+            ? [`--allow-read=${securityFiles(security).join(",")}`]
+            : []),
         ]
         : ["--no-config"]),
       `--allow-net=${bootstrap.join(",")}`,

@@ -2,20 +2,23 @@
  * Kafka's security settings (TLS and SASL), from the environment only, so that a password is
  * never on a command line: `KAFKA_SECURITY_PROTOCOL` (Kafka's `security.protocol`: PLAINTEXT, the
  * default, SSL, SASL_PLAINTEXT or SASL_SSL), `KAFKA_SASL_MECHANISM` (PLAIN, SCRAM-SHA-256 or
- * SCRAM-SHA-512), `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD`, and `KAFKA_SSL_CA_FILE` (a PEM file
- * of the CAs to trust instead of the system's). Children inherit them with the environment.
+ * SCRAM-SHA-512), `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD`, `KAFKA_SSL_CA_FILE` (a PEM file
+ * of the CAs to trust instead of the system's), and a client certificate for brokers that require
+ * one (mutual TLS): `KAFKA_SSL_CERT_FILE`, `KAFKA_SSL_KEY_FILE` and, for an encrypted key,
+ * `KAFKA_SSL_KEY_PASSWORD`. Children inherit them with the environment.
  *
- * Parsing is pure ({@linkcode parseKafkaSecurity}); reading the CA file is the one I/O
+ * Parsing is pure ({@linkcode parseKafkaSecurity}); reading the files is the one I/O
  * ({@linkcode kafkajsSecurity}). Configuration problems are ConfigErrors (exit 2): a setting that
- * would be ignored (credentials without a SASL protocol, a CA file without TLS) is refused rather
- * than silently connecting without it.
+ * would be ignored (credentials without a SASL protocol, a CA file or client certificate without
+ * TLS) is refused rather than silently connecting without it.
  * @module
  */
 
+import crypto from "node:crypto";
 import { ConfigError, readEnv } from "./config.ts";
 import { addSecret } from "./log.ts";
 import { errorChain } from "./error_chain.ts";
-import { tlsTrustCode } from "./tls_errors.ts";
+import { tlsClientCertRefusal, tlsTrustCode } from "./tls_errors.ts";
 
 /** Kafka's `security.protocol` values. */
 export const KAFKA_SECURITY_PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] as const;
@@ -36,6 +39,9 @@ export const KAFKA_SECURITY_ENV = [
   "KAFKA_SASL_USERNAME",
   "KAFKA_SASL_PASSWORD",
   "KAFKA_SSL_CA_FILE",
+  "KAFKA_SSL_CERT_FILE",
+  "KAFKA_SSL_KEY_FILE",
+  "KAFKA_SSL_KEY_PASSWORD",
 ] as const;
 
 /** SASL credentials. */
@@ -56,6 +62,18 @@ export interface KafkaSecurity {
   sasl?: KafkaSasl;
   /** PEM file of the CAs to trust (SSL and SASL_SSL only; default: the system's). */
   caFile?: string;
+  /** The client certificate for brokers that require one (SSL and SASL_SSL only). */
+  clientCert?: KafkaClientCert;
+}
+
+/** A TLS client certificate (mutual TLS). */
+export interface KafkaClientCert {
+  /** PEM file of the certificate (and any intermediates after it). */
+  certFile: string;
+  /** PEM file of its private key. */
+  keyFile: string;
+  /** The key's password, when the key is encrypted (registered as a secret). */
+  keyPassword?: string;
 }
 
 /** True when `security` uses TLS. */
@@ -90,6 +108,10 @@ export function parseKafkaSecurity(env: (name: string) => string | undefined): K
   // A password keeps its spaces: only an empty one counts as unset.
   const password = env("KAFKA_SASL_PASSWORD") || undefined;
   const caFile = get("KAFKA_SSL_CA_FILE");
+  const certFile = get("KAFKA_SSL_CERT_FILE");
+  const keyFile = get("KAFKA_SSL_KEY_FILE");
+  const keyPassword = env("KAFKA_SSL_KEY_PASSWORD") || undefined;
+  if (keyPassword !== undefined) addSecret(keyPassword);
   const security: KafkaSecurity = { protocol };
   if (protocol.startsWith("SASL_")) {
     if (rawMechanism === undefined) {
@@ -143,6 +165,28 @@ export function parseKafkaSecurity(env: (name: string) => string | undefined): K
     }
     security.caFile = caFile;
   }
+  if (certFile !== undefined || keyFile !== undefined || keyPassword !== undefined) {
+    const given = [
+      certFile === undefined ? "" : "KAFKA_SSL_CERT_FILE",
+      keyFile === undefined ? "" : "KAFKA_SSL_KEY_FILE",
+      keyPassword === undefined ? "" : "KAFKA_SSL_KEY_PASSWORD",
+    ].filter((s) => s !== "");
+    if (!usesTls(security)) {
+      throw new ConfigError(
+        `${given.join(", ")} ${given.length > 1 ? "are" : "is"} set but ` +
+          `KAFKA_SECURITY_PROTOCOL=${protocol} does not use TLS: set KAFKA_SECURITY_PROTOCOL=SSL ` +
+          `or SASL_SSL, or unset ${given.length > 1 ? "them" : "it"}`,
+      );
+    }
+    if (certFile === undefined || keyFile === undefined) {
+      throw new ConfigError(
+        `A client certificate needs both KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE: ${
+          certFile === undefined ? "KAFKA_SSL_CERT_FILE" : "KAFKA_SSL_KEY_FILE"
+        } is unset`,
+      );
+    }
+    security.clientCert = { certFile, keyFile, ...(keyPassword ? { keyPassword } : {}) };
+  }
   return security;
 }
 
@@ -158,44 +202,143 @@ export type KafkajsMechanism = typeof KAFKAJS_MECHANISM[KafkaSaslMechanism];
 
 /** kafkajs' `ssl` and `sasl` client options. */
 export interface KafkajsSecurity {
-  /** TLS: true (the system's CAs) or the CAs to trust; absent for plain TCP. */
-  ssl?: true | { ca: string[] };
+  /**
+   * TLS: true (the system's CAs), or the CAs to trust and the client certificate with its
+   * (decrypted) key; absent for plain TCP.
+   */
+  ssl?: true | { ca?: string[]; cert?: string; key?: string };
   /** SASL credentials in kafkajs' form; absent without SASL. */
   sasl?: {
     [M in KafkajsMechanism]: { mechanism: M; username: string; password: string };
   }[KafkajsMechanism];
 }
 
+/** The file reads and the clock of {@linkcode kafkajsSecurity} (tests pass their own). */
+export interface KafkajsSecurityOptions {
+  /** Reads a text file (default Deno.readTextFileSync). */
+  readFile?: (path: string) => string;
+  /** Now in ms since the epoch (default Date.now), to refuse an expired client certificate. */
+  now?: () => number;
+}
+
+function readPem(
+  path: string,
+  variable: string,
+  expected: string,
+  readFile: (path: string) => string,
+): string {
+  let pem: string;
+  try {
+    pem = readFile(path);
+  } catch (e) {
+    throw new ConfigError(
+      `${variable}=${path} cannot be read: ${(e as Error)?.message ?? e}: expected ${expected}`,
+      { cause: e },
+    );
+  }
+  return pem;
+}
+
 /**
- * kafkajs' options for `security`, reading its CA file (the one I/O; `readFile` for tests).
- * Throws ConfigError when the file cannot be read or holds no PEM certificate.
+ * The client certificate's PEM and its key, decrypted and checked against the certificate, so a
+ * wrong password or a mismatched pair is a message at start rather than a refused handshake.
+ */
+function clientCertPem(
+  cert: KafkaClientCert,
+  readFile: (path: string) => string,
+  nowMs: number,
+): { cert: string; key: string } {
+  const certPem = readPem(
+    cert.certFile,
+    "KAFKA_SSL_CERT_FILE",
+    "a PEM file of this client's certificate",
+    readFile,
+  );
+  let x509: crypto.X509Certificate;
+  try {
+    if (!certPem.includes("-----BEGIN CERTIFICATE-----")) throw new Error("no PEM certificate");
+    x509 = new crypto.X509Certificate(certPem);
+  } catch (e) {
+    throw new ConfigError(
+      `KAFKA_SSL_CERT_FILE=${cert.certFile} holds no readable certificate ` +
+        `(${(e as Error)?.message ?? e}): expected a "-----BEGIN CERTIFICATE-----" block`,
+      { cause: e },
+    );
+  }
+  if (Date.parse(x509.validTo) < nowMs) {
+    throw new ConfigError(
+      `KAFKA_SSL_CERT_FILE=${cert.certFile} expired on ${x509.validTo}: expected a certificate ` +
+        `valid now; renew it`,
+    );
+  }
+  const keyPem = readPem(
+    cert.keyFile,
+    "KAFKA_SSL_KEY_FILE",
+    "a PEM file of the client certificate's private key",
+    readFile,
+  );
+  const encrypted = keyPem.includes("ENCRYPTED");
+  let key: crypto.KeyObject;
+  try {
+    key = crypto.createPrivateKey({ key: keyPem, passphrase: cert.keyPassword ?? "" });
+  } catch (e) {
+    const why = encrypted
+      ? cert.keyPassword === undefined
+        ? "it is encrypted and KAFKA_SSL_KEY_PASSWORD is unset"
+        : "KAFKA_SSL_KEY_PASSWORD does not decrypt it"
+      : `it holds no readable private key (${(e as Error)?.message ?? e})`;
+    throw new ConfigError(
+      `KAFKA_SSL_KEY_FILE=${cert.keyFile} cannot be used: ${why}: expected the PEM private key ` +
+        `of KAFKA_SSL_CERT_FILE's certificate`,
+      { cause: e },
+    );
+  }
+  if (!x509.checkPrivateKey(key)) {
+    throw new ConfigError(
+      `KAFKA_SSL_KEY_FILE=${cert.keyFile} is not the private key of the certificate in ` +
+        `KAFKA_SSL_CERT_FILE=${cert.certFile}: expected the key the certificate was issued for`,
+    );
+  }
+  // Handed to TLS decrypted (Deno's TLS sends no certificate at all for a key it cannot read).
+  return { cert: certPem, key: key.export({ type: "pkcs8", format: "pem" }) as string };
+}
+
+/**
+ * kafkajs' options for `security`, reading its CA file and client certificate (the one I/O).
+ * Throws ConfigError when a file cannot be read or used, naming the variable and what was expected.
  */
 export function kafkajsSecurity(
   security: KafkaSecurity,
-  options: { readFile?: (path: string) => string } = {},
+  options: KafkajsSecurityOptions = {},
 ): KafkajsSecurity {
   const out: KafkajsSecurity = {};
+  const readFile = options.readFile ?? Deno.readTextFileSync;
   if (usesTls(security)) {
-    if (security.caFile === undefined) out.ssl = true;
+    if (security.caFile === undefined && security.clientCert === undefined) out.ssl = true;
     else {
-      let pem: string;
-      try {
-        pem = (options.readFile ?? Deno.readTextFileSync)(security.caFile);
-      } catch (e) {
-        throw new ConfigError(
-          `KAFKA_SSL_CA_FILE=${security.caFile} cannot be read: ${
-            (e as Error)?.message ?? e
-          }: expected a PEM file of the CA certificates that signed the brokers' certificates`,
-          { cause: e },
+      const ssl: { ca?: string[]; cert?: string; key?: string } = {};
+      if (security.caFile !== undefined) {
+        const pem = readPem(
+          security.caFile,
+          "KAFKA_SSL_CA_FILE",
+          "a PEM file of the CA certificates that signed the brokers' certificates",
+          readFile,
+        );
+        if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+          throw new ConfigError(
+            `KAFKA_SSL_CA_FILE=${security.caFile} holds no PEM certificate: expected ` +
+              `"-----BEGIN CERTIFICATE-----" blocks of the CAs that signed the brokers' certificates`,
+          );
+        }
+        ssl.ca = [pem];
+      }
+      if (security.clientCert !== undefined) {
+        Object.assign(
+          ssl,
+          clientCertPem(security.clientCert, readFile, (options.now ?? Date.now)()),
         );
       }
-      if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
-        throw new ConfigError(
-          `KAFKA_SSL_CA_FILE=${security.caFile} holds no PEM certificate: expected ` +
-            `"-----BEGIN CERTIFICATE-----" blocks of the CAs that signed the brokers' certificates`,
-        );
-      }
-      out.ssl = { ca: [pem] };
+      out.ssl = ssl;
     }
   }
   if (security.sasl !== undefined) {
@@ -209,11 +352,18 @@ export function kafkajsSecurity(
   return out;
 }
 
+/** The files `security` names (CA file, client certificate and key), for permission lists. */
+export function securityFiles(security: KafkaSecurity): string[] {
+  return [security.caFile, security.clientCert?.certFile, security.clientCert?.keyFile]
+    .filter((f): f is string => f !== undefined);
+}
+
 /** How `security` is shown in a message or a settings line (never the password). */
 export function describeKafkaSecurity(security: KafkaSecurity): string {
   const parts: string[] = [security.protocol];
   if (security.sasl) parts.push(`${security.sasl.mechanism} user "${security.sasl.username}"`);
   if (security.caFile) parts.push(`CA file ${security.caFile}`);
+  if (security.clientCert) parts.push(`client certificate ${security.clientCert.certFile}`);
   return parts.join(", ");
 }
 
@@ -263,6 +413,20 @@ export function kafkaSecurityError(
     return new KafkaSecurityError(
       `${at} refused the SASL credentials of ${who}: ${sasl.message}. Check ` +
         `KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM`,
+      { cause: e },
+    );
+  }
+  const alert = tlsClientCertRefusal(e);
+  if (alert !== undefined) {
+    const cert = security.clientCert;
+    const fix = cert === undefined
+      ? "the brokers require a client certificate: set KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE"
+      : alert === "CertificateExpired"
+      ? `KAFKA_SSL_CERT_FILE=${cert.certFile} has expired: renew it`
+      : `KAFKA_SSL_CERT_FILE=${cert.certFile} is not signed by a CA the brokers trust, or the ` +
+        `brokers do not accept it (revoked, or not allowed for this listener)`;
+    return new KafkaSecurityError(
+      `${at} refused this client's TLS certificate (the broker's alert: ${alert}): ${fix}`,
       { cause: e },
     );
   }

@@ -75,11 +75,11 @@ export function addSecret(value: string): void {
   secretsLongestFirst = [...literalSecrets].sort((a, b) => b.length - a.length);
 }
 
-/** Registers the passwords of the environment (PostgreSQL's, Kafka's SASL one) as secrets, once. */
+/** Registers the environment's passwords (PostgreSQL's, Kafka's SASL and key ones) as secrets. */
 function loadEnvSecrets(): void {
   if (envSecretsLoaded) return;
   envSecretsLoaded = true;
-  for (const variable of ["PGPASSWORD", "KAFKA_SASL_PASSWORD"]) {
+  for (const variable of ["PGPASSWORD", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD"]) {
     try {
       const state = Deno.permissions.querySync({ name: "env", variable }).state;
       if (state !== "granted") continue;

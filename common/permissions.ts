@@ -216,16 +216,16 @@ export function commandAccess(
             settings: "KAFKA_BROKERS / --brokers",
           });
         }
-        // TLS and SASL come from the environment only; a CA file must be readable.
+        // TLS and SASL come from the environment only; their files must be readable.
         const security = parseKafkaSecurity(env);
-        if (security.caFile !== undefined) {
-          add({
-            kind: "read",
-            target: security.caFile,
-            what: "Kafka CA file",
-            setting: `KAFKA_SSL_CA_FILE=${security.caFile}`,
-            settings: "KAFKA_SSL_CA_FILE",
-          });
+        const files: [string | undefined, string, string][] = [
+          [security.caFile, "Kafka CA file", "KAFKA_SSL_CA_FILE"],
+          [security.clientCert?.certFile, "Kafka client certificate", "KAFKA_SSL_CERT_FILE"],
+          [security.clientCert?.keyFile, "Kafka client key", "KAFKA_SSL_KEY_FILE"],
+        ];
+        for (const [target, what, variable] of files) {
+          if (target === undefined) continue;
+          add({ kind: "read", target, what, setting: `${variable}=${target}`, settings: variable });
         }
         const raw = env("TICKPIPE_KAFKA_HOSTS");
         const hosts = options.kafkaHosts ?? (raw === undefined ? [] : parseKafkaHosts(raw));

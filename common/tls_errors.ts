@@ -1,6 +1,7 @@
 /**
- * TLS errors that are configuration problems (the server's certificate is not trusted), told
- * apart from outages, for Kafka's and PostgreSQL's clients. Pure.
+ * TLS errors that are configuration problems (the server's certificate is not trusted, or the
+ * server refused the client's certificate), told apart from outages, for Kafka's and PostgreSQL's
+ * clients. Pure.
  * @module
  */
 
@@ -33,6 +34,39 @@ export function tlsTrustCode(e: unknown): string | undefined {
     if (/unable to verify the first certificate|self[- ]signed certificate/i.test(message)) {
       return "UNABLE_TO_VERIFY_LEAF_SIGNATURE";
     }
+  }
+  return undefined;
+}
+
+/** The TLS alerts a server sends when it refuses the client's certificate, by their names. */
+const CLIENT_CERT_ALERTS = new Map([
+  ["CERTIFICATE_REQUIRED", "CertificateRequired"],
+  ["BAD_CERTIFICATE", "BadCertificate"],
+  ["UNKNOWN_CA", "UnknownCA"],
+  ["CERTIFICATE_EXPIRED", "CertificateExpired"],
+  ["CERTIFICATE_REVOKED", "CertificateRevoked"],
+  ["CERTIFICATE_UNKNOWN", "CertificateUnknown"],
+  ["UNSUPPORTED_CERTIFICATE", "UnsupportedCertificate"],
+  ["ACCESS_DENIED", "AccessDenied"],
+]);
+const ALERT_NAMES = new Set(CLIENT_CERT_ALERTS.values());
+
+/**
+ * The alert of a server that refused this client's TLS certificate (none sent, an unknown CA,
+ * expired, …) in `e` or its causes, by its name (`CertificateRequired`), or undefined.
+ */
+export function tlsClientCertRefusal(e: unknown): string | undefined {
+  for (const x of errorChain(e)) {
+    const code = typeof x.code === "string" ? x.code : "";
+    const byCode = /^ERR_SSL_\w*?ALERT_([A-Z_]+)$/.exec(code);
+    if (byCode && CLIENT_CERT_ALERTS.has(byCode[1])) return CLIENT_CERT_ALERTS.get(byCode[1]);
+    const message = typeof x.message === "string" ? x.message : "";
+    const byName = /received fatal alert: (\w+)/.exec(message);
+    if (byName && ALERT_NAMES.has(byName[1])) return byName[1];
+    const byText =
+      /\balert (certificate required|bad certificate|unknown ca|certificate expired|certificate revoked|certificate unknown|unsupported certificate|access denied)\b/i
+        .exec(message);
+    if (byText) return CLIENT_CERT_ALERTS.get(byText[1].toUpperCase().replaceAll(" ", "_"));
   }
   return undefined;
 }

@@ -10,6 +10,7 @@ import { type BaseConfig, ConfigError } from "../common/config.ts";
 import { type Kafka, topicOffsets } from "../common/kafka.ts";
 import {
   describeKafkaSecurity,
+  type KafkaSecurityError,
   kafkaSecurityError,
   kafkaSecurityFromEnv,
 } from "../common/kafka_security.ts";
@@ -188,6 +189,11 @@ export interface StatusDeps {
   kv: Deno.Kv;
   /** Clock. */
   now?: () => number;
+  /**
+   * Refused TLS settings the Kafka client's sockets saw (createKafka's `onDenied`): the request
+   * that failed may only say "Not connected" when the broker's alert ended the socket first.
+   */
+  kafkaRefused?: () => KafkaSecurityError | undefined;
 }
 
 /** Options for {@linkcode collectStatus}. */
@@ -349,7 +355,7 @@ async function collectKafka(
         .reduce((n, r) => n + r.end - r.start, 0);
     }
   } catch (e) {
-    const refused = kafkaSecurityError(e, status.kafka.brokers);
+    const refused = kafkaSecurityError(e, status.kafka.brokers) ?? deps.kafkaRefused?.();
     if (refused !== undefined) status.kafka.refused = true;
     status.kafka.error = redact((refused ?? e as Error).message);
   } finally {

@@ -41,17 +41,24 @@ export async function main(args: string[]): Promise<number> {
   const { createLogger } = await import("../common/log.ts");
   const { collectStatus, renderStatus } = await import("./status.ts");
   // A broker the cluster advertises that this process may not reach: exit 2 naming it, at once.
+  // Refused TLS settings (a certificate either side does not trust) are shown as Kafka REFUSED
+  // in the table, like refused SASL credentials.
   const { exitDenied } = await import("../common/permissions.ts");
+  const { KafkaSecurityError } = await import("../common/kafka_security.ts");
+  let kafkaRefused: InstanceType<typeof KafkaSecurityError> | undefined;
   const kafka = createKafka(config.brokers, {
     clientId: "tickpipe-status",
     retries: 1,
     logger: createLogger("status", { level: "error" }),
-    onDenied: exitDenied,
+    onDenied: (e) => {
+      if (e instanceof KafkaSecurityError) kafkaRefused ??= e;
+      else exitDenied(e);
+    },
   });
   const pool = createPool(config.databaseUrl, { applicationName: "tickpipe-status", max: 1 });
   const kv = await openKv(config.kvPath);
   try {
-    const s = await collectStatus(config, { kafka, pool, kv }, {
+    const s = await collectStatus(config, { kafka, pool, kv, kafkaRefused: () => kafkaRefused }, {
       rateSampleMs: values["no-rate"] ? 0 : 1000,
       newest,
       newestLate: 1,

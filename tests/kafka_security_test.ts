@@ -3,7 +3,9 @@
 // `start` (simulator -> ingest -> sensor -> aggregator) with SCRAM over TLS and the CA file: the
 // windows equal the oracle over the ticks in Kafka, and the password is in no output. Refused
 // settings are configuration errors (exit 2, one message naming the setting), never outages
-// retried forever: a wrong password, a CA that did not sign the broker's certificate.
+// retried forever: a wrong password, a CA that did not sign the broker's certificate. Mutual TLS
+// (a listener that requires a client certificate): the aggregator with an encrypted client key
+// equals the oracle; no certificate, one another CA signed, or a wrong key password exit 2.
 import assert from "node:assert/strict";
 import { Kafka, logLevel } from "kafkajs";
 import { openKv } from "../common/kv.ts";
@@ -11,7 +13,15 @@ import { readCheckpoint } from "../aggregate/mod.ts";
 import { startSimulator } from "../ingest/simulator.ts";
 import { tempKvPath, testPool, uniqueName } from "./_helpers/env.ts";
 import { launchCli } from "./_helpers/launch_cli.ts";
-import { assertRowsEqual, cleanupRows, oracle, readRows } from "./_helpers/aggregate_stream.ts";
+import {
+  assertRowsEqual,
+  cleanupRows,
+  generateStream,
+  oracle,
+  produceStream,
+  readRows,
+} from "./_helpers/aggregate_stream.ts";
+import { ensureTopic } from "../common/kafka.ts";
 import {
   asStream,
   descendants,
@@ -20,7 +30,9 @@ import {
   waitFor,
 } from "./_helpers/e2e_pipeline.ts";
 import {
+  CLIENT_KEY_PASSWORD,
   ensureSecureKafka,
+  MTLS_BROKER,
   PLAIN_BROKER,
   SECURE_BROKER,
   secureKafkaUnavailable,
@@ -194,6 +206,8 @@ Deno.test({
         assert.match(r.output, c.expect, what);
         assert.ok(!r.output.includes(wrong) && !r.output.includes(USERS.plain.password), what);
         assert.ok(r.ms < 30_000, `${what}: exited after ${r.ms} ms`);
+        // status shows refused settings in its table (exit 2), not as an outage.
+        if (command === "status") assert.match(r.output, /^kafka +REFUSED /m, what);
         if (command === "status" && c.what.startsWith("wrong password")) {
           // status says which settings it used (never the password) and that they were refused.
           assert.match(
@@ -212,6 +226,122 @@ Deno.test({
     assert.match(r.output, /KAFKA_SECURITY_PROTOCOL=PLAINTEXT sends no credentials/);
     assert.ok(!r.output.includes(USERS.plain.password));
     await Deno.remove(kvPath).catch(() => {});
+  },
+});
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+Deno.test({
+  name:
+    "kafka security: mutual TLS (a client certificate with an encrypted key): aggregate equals the oracle; a missing, foreign or locked certificate exits 2",
+  ...opts,
+  async fn() {
+    const { caFile, client, otherClient } = await ensureSecureKafka();
+    const topic = uniqueName("t-mtls");
+    const kvPath = await tempKvPath("mtls");
+    const prefix = `MTLS${crypto.randomUUID().slice(0, 6)}_`;
+    const pool = testPool();
+    const kafka = plainKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    const [windowMs, delayMs, parts, per] = [60_000, 180_000, 3, 300];
+    try {
+      await ensureTopic(admin, topic, { partitions: parts });
+      const streams = generateStream({
+        seed: 5,
+        prefix,
+        perPartition: per,
+        partitions: parts,
+        windowMs,
+        watermarkDelayMs: delayMs,
+      });
+      await produceStream(kafka, topic, streams, { from: 0, to: per });
+      const env = {
+        KAFKA_SECURITY_PROTOCOL: "SSL",
+        KAFKA_SSL_CA_FILE: caFile,
+        KAFKA_SSL_CERT_FILE: client.certFile,
+        KAFKA_SSL_KEY_FILE: client.keyFile,
+        KAFKA_SSL_KEY_PASSWORD: CLIENT_KEY_PASSWORD,
+      };
+      const flags = ["--brokers", MTLS_BROKER, "--topic", topic, "--kv", kvPath];
+      const r = await launchCli("aggregate", [
+        ...flags,
+        ...["--trigger", "500ms", "--idle-timeout", "3s", "--windows", "1m"],
+        ...["--watermark", "3m", "--idle-finalize", "0"],
+      ], { env });
+      assert.equal(r.code, 0, r.output.slice(-3000));
+      const expected = oracle(streams, { windowMs, watermarkDelayMs: delayMs });
+      assert.ok(expected.rows.size > 10, `windows to compare: ${expected.rows.size}`);
+      assertRowsEqual(await readRows(pool, prefix), expected.rows, windowMs);
+      const s = await launchCli("status", [...flags, "--no-rate"], { env });
+      assert.equal(s.code, 0, s.output);
+      assert.match(
+        s.output,
+        new RegExp(
+          `^kafka +up +${escape(MTLS_BROKER)} \\[SSL, CA file \\S+, client certificate ${
+            escape(client.certFile)
+          }\\]`,
+          "m",
+        ),
+      );
+      const noCert = { KAFKA_SECURITY_PROTOCOL: "SSL", KAFKA_SSL_CA_FILE: caFile };
+      const cases = [
+        {
+          what: "no client certificate",
+          env: noCert,
+          expect:
+            /refused this client's TLS certificate \(the broker's alert: \w+\): the brokers require a client certificate: set KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE/,
+        },
+        {
+          what: "a certificate another CA signed",
+          env: {
+            ...noCert,
+            KAFKA_SSL_CERT_FILE: otherClient.certFile,
+            KAFKA_SSL_KEY_FILE: otherClient.keyFile,
+          },
+          expect: new RegExp(
+            `refused this client's TLS certificate \\(the broker's alert: \\w+\\): ` +
+              `KAFKA_SSL_CERT_FILE=${escape(otherClient.certFile)} is not signed by a CA the ` +
+              `brokers trust`,
+          ),
+        },
+        {
+          what: "a wrong key password",
+          env: { ...env, KAFKA_SSL_KEY_PASSWORD: "Wrong-key-pw-1" },
+          expect: new RegExp(
+            `KAFKA_SSL_KEY_FILE=${escape(client.keyFile)} cannot be used: ` +
+              `KAFKA_SSL_KEY_PASSWORD does not decrypt it`,
+          ),
+        },
+      ];
+      for (const c of cases) {
+        for (const command of ["aggregate", "status"]) {
+          const extra = command === "aggregate" ? ["--idle-timeout", "3s"] : ["--no-rate"];
+          const out = await launchCli(command, [...flags, ...extra], {
+            env: c.env,
+          });
+          const what = `${command}, ${c.what}: ${out.output.slice(-1500)}`;
+          assert.equal(out.code, 2, what);
+          assert.match(out.output, c.expect, what);
+          if (command === "status" && c.what !== "a wrong key password") {
+            assert.match(out.output, /^kafka +REFUSED /m, what);
+          }
+          assert.ok(out.ms < 30_000, `${what}: exited after ${out.ms} ms`);
+          for (const secret of [CLIENT_KEY_PASSWORD, "Wrong-key-pw-1"]) {
+            assert.ok(!out.output.includes(secret), `${what}: a key password in the output`);
+          }
+        }
+      }
+      for (const out of [r.output, s.output]) {
+        assert.ok(!out.includes(CLIENT_KEY_PASSWORD), "the key password is in no output");
+      }
+    } finally {
+      await cleanupRows(pool, prefix, topic);
+      await pool.end();
+      await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
+      await admin.disconnect();
+      for (const x of ["", "-wal", "-shm"]) await Deno.remove(kvPath + x).catch(() => {});
+    }
   },
 });
 

@@ -1,13 +1,20 @@
 /**
  * A real Kafka broker with a SASL_SSL listener, for the tests of secured clients: its own KRaft
  * data folder under `.data/secure-kafka`, a CA and a server certificate made with openssl (SAN
- * 127.0.0.1 and localhost), PLAIN and SCRAM-SHA-256 users, and a PLAINTEXT listener beside it for
- * the broker's own traffic. Started once per test process, stopped by {@linkcode stopSecureKafka}.
+ * 127.0.0.1 and localhost), PLAIN and SCRAM-SHA-256 users, an SSL listener that requires a client
+ * certificate signed by the CA (mutual TLS), and a PLAINTEXT listener beside them for the broker's
+ * own traffic. Started once per test process, stopped by {@linkcode stopSecureKafka}.
  * @module
  */
 
 import { createLogger } from "../../common/log.ts";
-import { makeTestCertificates, run, toolsUnavailable } from "./test_certs.ts";
+import {
+  type ClientCertificate,
+  makeClientCertificate,
+  makeTestCertificates,
+  run,
+  toolsUnavailable,
+} from "./test_certs.ts";
 import { DEFAULT_KAFKA_VERSION, ensureKafkaJars, parseKafkaVersion } from "../../services/kafka.ts";
 import {
   killPid,
@@ -21,12 +28,20 @@ import {
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
 const DIR = `${ROOT}.data/secure-kafka`;
 
-/** The SASL_SSL port; the broker's own PLAINTEXT and CONTROLLER listeners use the next two. */
+/**
+ * The SASL_SSL port; the broker's own PLAINTEXT and CONTROLLER listeners use the next two, the
+ * mutual-TLS listener the one after.
+ */
 export const SECURE_PORT = 29093;
 /** The SASL_SSL bootstrap address. */
 export const SECURE_BROKER = `127.0.0.1:${SECURE_PORT}`;
 /** The broker's PLAINTEXT address (for the test's own admin client, no security). */
 export const PLAIN_BROKER = `127.0.0.1:${SECURE_PORT + 1}`;
+/** The SSL address that requires a client certificate signed by the test CA (mutual TLS). */
+export const MTLS_BROKER = `127.0.0.1:${SECURE_PORT + 3}`;
+
+/** The password of {@linkcode SecureKafka.client}'s encrypted key. */
+export const CLIENT_KEY_PASSWORD = "key-Pw-5m8r";
 
 /** The users the broker knows. */
 export const USERS = {
@@ -40,6 +55,10 @@ export interface SecureKafka {
   caFile: string;
   /** PEM file of an unrelated CA (a certificate the client must refuse). */
   otherCaFile: string;
+  /** A client certificate the CA signed; its key encrypted with {@linkcode CLIENT_KEY_PASSWORD}. */
+  client: ClientCertificate;
+  /** A client certificate the unrelated CA signed (the broker must refuse it). */
+  otherClient: ClientCertificate;
 }
 
 /** Why the secured broker cannot be started here (no openssl or java), or null. */
@@ -56,10 +75,15 @@ function properties(data: string): string {
     `controller.quorum.voters=1@127.0.0.1:${p + 2}`,
     `listeners=SASL_SSL://127.0.0.1:${p},PLAINTEXT://127.0.0.1:${p + 1},CONTROLLER://127.0.0.1:${
       p + 2
-    }`,
-    `advertised.listeners=SASL_SSL://127.0.0.1:${p},PLAINTEXT://127.0.0.1:${p + 1}`,
+    },SSL://127.0.0.1:${p + 3}`,
+    `advertised.listeners=SASL_SSL://127.0.0.1:${p},PLAINTEXT://127.0.0.1:${p + 1},` +
+    `SSL://127.0.0.1:${p + 3}`,
     "controller.listener.names=CONTROLLER",
-    "listener.security.protocol.map=SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "listener.security.protocol.map=" +
+    "SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL",
+    "listener.name.ssl.ssl.client.auth=required",
+    "ssl.truststore.type=PEM",
+    `ssl.truststore.location=${DIR}/ca.pem`,
     "inter.broker.listener.name=PLAINTEXT",
     "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
     "listener.name.sasl_ssl.plain.sasl.jaas.config=" +
@@ -100,7 +124,19 @@ async function start(): Promise<SecureKafka> {
     `${DIR}/server.pem`,
     await Deno.readTextFile(certs.keyFile) + await Deno.readTextFile(certs.certFile),
   );
-  const files = { caFile: certs.caFile, otherCaFile: certs.otherCaFile };
+  const files = {
+    caFile: certs.caFile,
+    otherCaFile: certs.otherCaFile,
+    client: await makeClientCertificate(DIR, "client", {
+      signer: "ca",
+      cn: "tickpipe",
+      keyPassword: CLIENT_KEY_PASSWORD,
+    }),
+    otherClient: await makeClientCertificate(DIR, "other-client", {
+      signer: "other-ca",
+      cn: "tickpipe",
+    }),
+  };
   const version = parseKafkaVersion(Deno.env.get("KAFKA_VERSION") ?? DEFAULT_KAFKA_VERSION);
   const lib = await ensureKafkaJars({
     dataDir: `${ROOT}.data`,
@@ -130,7 +166,8 @@ async function start(): Promise<SecureKafka> {
   await Deno.writeTextFile(`${DIR}/pid`, `${brokerPid}\n`);
   const up = await waitFor(async () => {
     if (!(await pidAlive(brokerPid!))) return false;
-    return await portOpen("127.0.0.1", SECURE_PORT) && await portOpen("127.0.0.1", SECURE_PORT + 1);
+    return await portOpen("127.0.0.1", SECURE_PORT) &&
+      await portOpen("127.0.0.1", SECURE_PORT + 1) && await portOpen("127.0.0.1", SECURE_PORT + 3);
   }, { timeoutMs: 90_000, intervalMs: 300 });
   if (!up) {
     throw new Error(

@@ -65,3 +65,43 @@ export async function makeTestCertificates(dir: string): Promise<TestCertificate
     keyFile: `${dir}/server.key`,
   };
 }
+
+/** A client certificate's files ({@linkcode makeClientCertificate}). */
+export interface ClientCertificate {
+  /** The certificate (PEM). */
+  certFile: string;
+  /** Its private key (PEM; PKCS#8, encrypted when a password was given). */
+  keyFile: string;
+}
+
+/**
+ * Makes a client certificate `<name>.crt` for `cn`, signed by `signer` ("ca" or "other-ca", made
+ * by {@linkcode makeTestCertificates} in the same `dir`), and its key `<name>.key` (encrypted
+ * with `keyPassword` when given).
+ */
+export async function makeClientCertificate(
+  dir: string,
+  name: string,
+  options: { signer: "ca" | "other-ca"; cn: string; keyPassword?: string },
+): Promise<ClientCertificate> {
+  await run(dir, "openssl", [
+    ...["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.plain.key`],
+    ...["-out", `${name}.csr`, "-subj", `/CN=${options.cn}`],
+  ]);
+  await Deno.writeTextFile(`${dir}/client.ext`, "extendedKeyUsage=clientAuth\n");
+  await run(dir, "openssl", [
+    ...["x509", "-req", "-in", `${name}.csr`, "-CA", `${options.signer}.pem`],
+    ...["-CAkey", `${options.signer}.key`, "-CAcreateserial", "-out", `${name}.crt`],
+    ...["-days", "30", "-extfile", "client.ext"],
+  ]);
+  if (options.keyPassword === undefined) {
+    await Deno.rename(`${dir}/${name}.plain.key`, `${dir}/${name}.key`);
+  } else {
+    await run(dir, "openssl", [
+      ...["pkcs8", "-topk8", "-in", `${name}.plain.key`, "-out", `${name}.key`],
+      ...["-passout", `pass:${options.keyPassword}`],
+    ]);
+    await Deno.remove(`${dir}/${name}.plain.key`);
+  }
+  return { certFile: `${dir}/${name}.crt`, keyFile: `${dir}/${name}.key` };
+}
