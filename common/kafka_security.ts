@@ -14,7 +14,7 @@
  * @module
  */
 
-import crypto from "node:crypto";
+import { checkClientCert, type CheckedClientCert } from "./client_cert.ts";
 import { ConfigError, readEnv } from "./config.ts";
 import { addSecret } from "./log.ts";
 import { errorChain } from "./error_chain.ts";
@@ -239,68 +239,36 @@ function readPem(
   return pem;
 }
 
-/**
- * The client certificate's PEM and its key, decrypted and checked against the certificate, so a
- * wrong password or a mismatched pair is a message at start rather than a refused handshake.
- */
+/** The client certificate and its key, read and checked ({@linkcode checkClientCert}). */
 function clientCertPem(
   cert: KafkaClientCert,
   readFile: (path: string) => string,
   nowMs: number,
-): { cert: string; key: string } {
-  const certPem = readPem(
-    cert.certFile,
-    "KAFKA_SSL_CERT_FILE",
-    "a PEM file of this client's certificate",
-    readFile,
-  );
-  let x509: crypto.X509Certificate;
-  try {
-    if (!certPem.includes("-----BEGIN CERTIFICATE-----")) throw new Error("no PEM certificate");
-    x509 = new crypto.X509Certificate(certPem);
-  } catch (e) {
-    throw new ConfigError(
-      `KAFKA_SSL_CERT_FILE=${cert.certFile} holds no readable certificate ` +
-        `(${(e as Error)?.message ?? e}): expected a "-----BEGIN CERTIFICATE-----" block`,
-      { cause: e },
-    );
-  }
-  if (Date.parse(x509.validTo) < nowMs) {
-    throw new ConfigError(
-      `KAFKA_SSL_CERT_FILE=${cert.certFile} expired on ${x509.validTo}: expected a certificate ` +
-        `valid now; renew it`,
-    );
-  }
-  const keyPem = readPem(
-    cert.keyFile,
-    "KAFKA_SSL_KEY_FILE",
-    "a PEM file of the client certificate's private key",
-    readFile,
-  );
-  const encrypted = keyPem.includes("ENCRYPTED");
-  let key: crypto.KeyObject;
-  try {
-    key = crypto.createPrivateKey({ key: keyPem, passphrase: cert.keyPassword ?? "" });
-  } catch (e) {
-    const why = encrypted
-      ? cert.keyPassword === undefined
-        ? "it is encrypted and KAFKA_SSL_KEY_PASSWORD is unset"
-        : "KAFKA_SSL_KEY_PASSWORD does not decrypt it"
-      : `it holds no readable private key (${(e as Error)?.message ?? e})`;
-    throw new ConfigError(
-      `KAFKA_SSL_KEY_FILE=${cert.keyFile} cannot be used: ${why}: expected the PEM private key ` +
-        `of KAFKA_SSL_CERT_FILE's certificate`,
-      { cause: e },
-    );
-  }
-  if (!x509.checkPrivateKey(key)) {
-    throw new ConfigError(
-      `KAFKA_SSL_KEY_FILE=${cert.keyFile} is not the private key of the certificate in ` +
-        `KAFKA_SSL_CERT_FILE=${cert.certFile}: expected the key the certificate was issued for`,
-    );
-  }
+): CheckedClientCert {
+  const pem = {
+    cert: readPem(
+      cert.certFile,
+      "KAFKA_SSL_CERT_FILE",
+      "a PEM file of this client's certificate",
+      readFile,
+    ),
+    key: readPem(
+      cert.keyFile,
+      "KAFKA_SSL_KEY_FILE",
+      "a PEM file of the client certificate's private key",
+      readFile,
+    ),
+  };
   // Handed to TLS decrypted (Deno's TLS sends no certificate at all for a key it cannot read).
-  return { cert: certPem, key: key.export({ type: "pkcs8", format: "pem" }) as string };
+  return checkClientCert(pem, {
+    labels: {
+      cert: `KAFKA_SSL_CERT_FILE=${cert.certFile}`,
+      key: `KAFKA_SSL_KEY_FILE=${cert.keyFile}`,
+      password: "KAFKA_SSL_KEY_PASSWORD",
+    },
+    password: cert.keyPassword,
+    nowMs,
+  });
 }
 
 /**

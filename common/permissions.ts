@@ -85,7 +85,8 @@ type Resource =
   | "metrics"
   | "treeMetrics"
   | "dashboard"
-  | "webAssets";
+  | "webAssets"
+  | "localServices";
 
 /** Where the simulator listens by default (ingest/simulator.ts; a unit test keeps them equal). */
 export const SIMULATOR_DEFAULT = SIMULATOR_LISTEN;
@@ -97,8 +98,8 @@ export const SIMULATOR_DEFAULT = SIMULATOR_LISTEN;
  * sensor's lists into the binaries.
  */
 const COMMANDS: Record<string, CommandResources> = {
-  services: { resources: ["kafka", "database"], probesKafka: true },
-  migrate: { resources: ["database"] },
+  services: { resources: ["kafka", "database", "localServices"], probesKafka: true },
+  migrate: { resources: ["database", "sql"] },
   ingest: { resources: ["kafka", "source", "spool", "record", "metrics"], probesKafka: true },
   simulate: { resources: ["listen"] },
   aggregate: { resources: ["kafka", "database", "kv", "sql", "metrics"], probesKafka: true },
@@ -427,6 +428,21 @@ export function commandAccess(
           setting: "pipeline/web/",
           settings: "the project's pipeline/web/ folder",
         });
+        break;
+      case "localServices":
+        // What the services command reads to run the local broker and cluster (the project, the
+        // server's binaries and configuration): its set's own list, kept when a TLS file adds a
+        // read need (a derived list replaces the set's).
+        for (
+          const [target, what] of [
+            [(options.root ?? projectRoot()).replace(/\/$/, ""), "project folder"],
+            ["/usr/lib/postgresql", "PostgreSQL's binaries"],
+            ["/etc/postgresql-common", "PostgreSQL's cluster configuration"],
+            ["/var/tmp", "temporary folder"],
+          ]
+        ) {
+          add({ kind: "read", target, what, setting: target, settings: "the local services" });
+        }
         break;
       case "outDir": {
         const out = o["out-dir"] as string;

@@ -9,7 +9,8 @@ import pg from "pg";
 import { redact } from "./log.ts";
 import { ConfigError } from "./config.ts";
 import { AccessDeniedError, deniedTarget, isPermissionError } from "./permissions.ts";
-import { tlsTrustCode } from "./tls_errors.ts";
+import { tlsClientCertRefusal, tlsTrustCode } from "./tls_errors.ts";
+import { checkClientCert } from "./client_cert.ts";
 
 /** A node-postgres pool. */
 export type Pool = pg.Pool;
@@ -37,6 +38,7 @@ export interface CreatePoolOptions {
 
 /** Creates a pool for `databaseUrl`. Pool-level errors (idle client dropped) are swallowed: queries surface them. */
 export function createPool(databaseUrl: string, options: CreatePoolOptions = {}): Pool {
+  checkDatabaseClientCert(databaseUrl);
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: options.max ?? 4,
@@ -45,6 +47,57 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
   });
   pool.on("error", () => {});
   return pool;
+}
+
+/**
+ * Checks the client certificate `databaseUrl` names (`sslcert` and `sslkey`, mutual TLS) before
+ * any connection: both given, readable, the certificate valid now and the key its own and not
+ * encrypted (node-postgres takes no key password from a URL). Throws DatabaseConfigError naming
+ * the parameter; does nothing for a URL without them (or not a URL: node-postgres reports that).
+ */
+export function checkDatabaseClientCert(
+  databaseUrl: string,
+  options: { readFile?: (path: string) => string; now?: () => number } = {},
+): void {
+  let params: URLSearchParams;
+  try {
+    params = new URL(databaseUrl).searchParams;
+  } catch {
+    return;
+  }
+  const certFile = params.get("sslcert");
+  const keyFile = params.get("sslkey");
+  if (certFile === null && keyFile === null) return;
+  const url = redact(databaseUrl);
+  if (certFile === null || keyFile === null) {
+    throw new DatabaseConfigError(
+      `DATABASE_URL=${url} names ${certFile === null ? "sslkey" : "sslcert"} without ` +
+        `${certFile === null ? "sslcert" : "sslkey"}: a client certificate needs both`,
+    );
+  }
+  const read = (path: string, name: string) => {
+    try {
+      return (options.readFile ?? Deno.readTextFileSync)(path);
+    } catch (e) {
+      throw new DatabaseConfigError(
+        `${name}=${path} in DATABASE_URL cannot be read: ${(e as Error)?.message ?? e}: ` +
+          `expected a PEM file`,
+        { cause: e },
+      );
+    }
+  };
+  try {
+    checkClientCert({ cert: read(certFile, "sslcert"), key: read(keyFile, "sslkey") }, {
+      labels: {
+        cert: `sslcert=${certFile} in DATABASE_URL`,
+        key: `sslkey=${keyFile} in DATABASE_URL`,
+      },
+      nowMs: (options.now ?? Date.now)(),
+    });
+  } catch (e) {
+    if (e instanceof DatabaseConfigError || !(e instanceof ConfigError)) throw e;
+    throw new DatabaseConfigError(e.message, { cause: e.cause });
+  }
 }
 
 /**
@@ -80,13 +133,38 @@ export function databaseError(e: unknown, databaseUrl: string): Error {
   // Class 28 (invalid authorization) and 3D000 (no such database): the server answered, the
   // configuration is wrong. Not an outage: exit 2, nothing to retry.
   if (/^28/.test(err?.code ?? "") || err?.code === "3D000") {
-    const fix = /no encryption/.test(err?.message ?? "")
+    const message = err?.message ?? "";
+    const fix = /no encryption/.test(message)
       ? "The server requires TLS: add sslmode=verify-full (and sslrootcert=<the CA's PEM file>) " +
         "to DATABASE_URL"
+      : /requires a valid client certificate/.test(message)
+      ? "The server requires a client certificate: add sslcert=<its PEM file> and " +
+        "sslkey=<its key's PEM file> to DATABASE_URL"
+      : /certificate authentication failed/.test(message)
+      ? "The client certificate's CN must be the user name in DATABASE_URL (or mapped to it in " +
+        "the server's pg_ident.conf)"
       : "Check the user, password and database in DATABASE_URL";
     return new DatabaseConfigError(
       `PostgreSQL at DATABASE_URL=${url} refused the connection: ` +
         `${redact(err?.message ?? String(e))} (SQLSTATE ${err.code}). ${fix}`,
+      { cause: e },
+    );
+  }
+  // The server refused this client's certificate (its CA, expiry): a configuration error too.
+  const alert = tlsClientCertRefusal(e);
+  if (alert !== undefined) {
+    let cert: string | null = null;
+    try {
+      cert = new URL(databaseUrl).searchParams.get("sslcert");
+    } catch { /* not a URL: no file named */ }
+    const fix = cert === null
+      ? "the server requires a client certificate: add sslcert=<its PEM file> and " +
+        "sslkey=<its key's PEM file> to DATABASE_URL"
+      : `sslcert=${cert} in DATABASE_URL is not signed by a CA the server trusts (its ` +
+        `ssl_ca_file), or the server does not accept it`;
+    return new DatabaseConfigError(
+      `PostgreSQL at DATABASE_URL=${url} refused this client's TLS certificate (the server's ` +
+        `alert: ${alert}): ${fix}`,
       { cause: e },
     );
   }

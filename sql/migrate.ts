@@ -5,8 +5,9 @@
  * @module
  */
 
-import type { Pool } from "../common/pg.ts";
+import type { Pool, PoolClient } from "../common/pg.ts";
 import type { Logger } from "../common/log.ts";
+import { ConfigError } from "../common/config.ts";
 
 /** A migration file. */
 export interface Migration {
@@ -23,6 +24,41 @@ export class MigrationError extends Error {
     super(message, options);
     this.name = "MigrationError";
   }
+}
+
+/**
+ * Raised when migrations are pending and the configured user may not change the schema (a user
+ * with data rights only): a configuration error (exit 2) naming the user and the fix.
+ */
+export class MigrationPrivilegeError extends ConfigError {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "MigrationPrivilegeError";
+  }
+}
+
+/** SQLSTATE 42501 insufficient_privilege. */
+function isPrivilegeError(e: unknown): boolean {
+  return (e as { code?: unknown })?.code === "42501";
+}
+
+async function privilegeError(
+  client: PoolClient,
+  pending: string[],
+  e: unknown,
+): Promise<MigrationPrivilegeError> {
+  const who = await client.query<{ u: string }>("SELECT current_user AS u")
+    .then((r) => r.rows[0].u, () => "?");
+  return new MigrationPrivilegeError(
+    `User "${who}" may not change the database's schema (${(e as Error).message}, SQLSTATE ` +
+      `42501), and ${pending.length === 1 ? "migration" : "migrations"} ${pending.join(", ")} ` +
+      `${pending.length === 1 ? "is" : "are"} pending: apply ${
+        pending.length === 1 ? "it" : "them"
+      } as the database's owner ("deno task migrate" with the owner's DATABASE_URL), then start ` +
+      `again`,
+    { cause: e },
+  );
 }
 
 const SQL_DIR = new URL("./", import.meta.url);
@@ -42,7 +78,11 @@ export async function loadMigrations(dir: URL = SQL_DIR): Promise<Migration[]> {
   return out.sort((a, b) => a.version.localeCompare(b.version));
 }
 
-/** Applies pending migrations to `pool`; returns the versions applied now. */
+/**
+ * Applies pending migrations to `pool`; returns the versions applied now. Nothing pending
+ * changes nothing (a user with data rights only may run every command on a migrated database);
+ * pending migrations the user may not apply are a MigrationPrivilegeError.
+ */
 export async function migrate(
   pool: Pool,
   options: { migrations?: Migration[]; logger?: Logger } = {},
@@ -52,15 +92,28 @@ export async function migrate(
   const applied: string[] = [];
   try {
     await client.query("SELECT pg_advisory_lock($1)", [LOCK_KEY]);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS schema_migrations (
-         version text PRIMARY KEY,
-         applied_at timestamptz NOT NULL DEFAULT now())`,
+    const exists = await client.query<{ t: string | null }>(
+      "SELECT to_regclass('schema_migrations')::text AS t",
     );
-    const { rows } = await client.query<{ version: string }>(
-      "SELECT version FROM schema_migrations",
-    );
-    const done = new Set(rows.map((r) => r.version));
+    const done = new Set<string>();
+    if (exists.rows[0].t !== null) {
+      const { rows } = await client.query<{ version: string }>(
+        "SELECT version FROM schema_migrations",
+      );
+      for (const r of rows) done.add(r.version);
+    }
+    const pending = migrations.filter((m) => !done.has(m.version)).map((m) => m.version);
+    if (pending.length === 0) return applied;
+    try {
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS schema_migrations (
+           version text PRIMARY KEY,
+           applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+    } catch (e) {
+      if (isPrivilegeError(e)) throw await privilegeError(client, pending, e);
+      throw e;
+    }
     for (const m of migrations) {
       if (done.has(m.version)) continue;
       try {
@@ -70,6 +123,9 @@ export async function migrate(
         await client.query("COMMIT");
       } catch (e) {
         await client.query("ROLLBACK").catch(() => {});
+        if (isPrivilegeError(e)) {
+          throw await privilegeError(client, pending.slice(pending.indexOf(m.version)), e);
+        }
         throw new MigrationError(`Migration ${m.version} failed: ${(e as Error).message}`, {
           cause: e,
         });

@@ -2,7 +2,10 @@
 // secure_postgres.ts: hostssl rules, a certificate signed by a test CA). Through the launcher, as a
 // user runs it: the aggregator and status with `DATABASE_URL=...?sslmode=verify-full&sslrootcert=`
 // work (the CA file joins the derived read list), and the windows equal the oracle. A URL without
-// the CA, or without TLS, is reported as what it is.
+// the CA, or without TLS, is reported as what it is. Mutual TLS: a user that logs in by its client
+// certificate (sslcert, sslkey) and has data rights only runs the aggregator on a database its
+// owner migrated (before that: exit 2 naming the pending migrations); no certificate, another
+// CA's, or a key of another certificate exit 2 naming the parameter.
 import assert from "node:assert/strict";
 import { ensureTopic } from "../common/kafka.ts";
 import { createPool } from "../common/pg.ts";
@@ -17,6 +20,7 @@ import {
 } from "./_helpers/aggregate_stream.ts";
 import { launchCli } from "./_helpers/launch_cli.ts";
 import {
+  CERT_USER,
   ensureSecurePostgres,
   SECURE_PG_PASSWORD,
   SECURE_PG_URL,
@@ -141,6 +145,111 @@ Deno.test({
         assert.ok(!s.output.includes(SECURE_PG_PASSWORD), s.output);
       }
     });
+  },
+});
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+Deno.test({
+  name:
+    "postgres TLS: a user authenticated by its client certificate, with data rights only, aggregates once the owner has migrated; bad certificates exit 2",
+  ...opts,
+  async fn() {
+    const certs = await ensureSecurePostgres();
+    const tls = `sslmode=verify-full&sslrootcert=${certs.caFile}`;
+    const db = `tickpipe_mtls_${crypto.randomUUID().slice(0, 6)}`;
+    const admin = createPool(`${SECURE_PG_URL}?${tls}`, { applicationName: "pgtls-test" });
+    await admin.query(`CREATE DATABASE ${db}`);
+    const host = `127.0.0.1:25433/${db}`;
+    const ownerUrl = `postgres://postgres:${SECURE_PG_PASSWORD}@${host}?${tls}`;
+    const certUrl = (cert = certs.client) =>
+      `postgres://${CERT_USER}@${host}?${tls}&sslcert=${cert.certFile}&sslkey=${cert.keyFile}`;
+    const per = 300;
+    try {
+      await withTopic(async (topic, kvPath, prefix, streams) => {
+        const flags = ["--topic", topic, "--kv", kvPath];
+        const aggregate = (url: string) =>
+          launchCli("aggregate", [
+            ...flags,
+            ...["--trigger", "500ms", "--idle-timeout", "3s", "--windows", "1m"],
+            ...["--watermark", "3m", "--idle-finalize", "0"],
+          ], { env: { DATABASE_URL: url } });
+        // A fresh database: the certificate's user may not create the schema.
+        const before = await aggregate(certUrl());
+        assert.equal(before.code, 2, before.output.slice(-2000));
+        assert.match(
+          before.output,
+          new RegExp(
+            `User "${CERT_USER}" may not change the database's schema \\(.*SQLSTATE 42501\\), ` +
+              `and migrations 001_\\w+, .* are pending: apply them as the database's owner`,
+          ),
+        );
+        const m = await launchCli("migrate", [], { env: { DATABASE_URL: ownerUrl } });
+        assert.equal(m.code, 0, m.output);
+        const r = await aggregate(certUrl());
+        assert.equal(r.code, 0, r.output.slice(-3000));
+        const owner = createPool(ownerUrl, { applicationName: "pgtls-test" });
+        try {
+          const expected = oracle(streams, { windowMs: WINDOW, watermarkDelayMs: DELAY });
+          assert.ok(expected.rows.size > 10, `windows to compare: ${expected.rows.size}`);
+          assertRowsEqual(await readRows(owner, prefix), expected.rows, WINDOW);
+        } finally {
+          await owner.end();
+        }
+        const s = await launchCli("status", [...flags, "--no-rate"], {
+          env: { DATABASE_URL: certUrl() },
+        });
+        assert.equal(s.code, 0, s.output);
+        assert.match(s.output, /^postgres +up /m);
+        const noCert = `postgres://${CERT_USER}@${host}?${tls}`;
+        const cases = [
+          {
+            what: "no client certificate",
+            url: noCert,
+            refused: true,
+            expect:
+              /refused the connection: connection requires a valid client certificate \(SQLSTATE 28000\)\. The server requires a client certificate: add sslcert=<its PEM file> and sslkey=<its key's PEM file> to DATABASE_URL/,
+          },
+          {
+            what: "a certificate another CA signed",
+            url: certUrl(certs.otherClient),
+            refused: true,
+            expect: new RegExp(
+              `refused this client's TLS certificate \\(the server's alert: \\w+\\): sslcert=${
+                escape(certs.otherClient.certFile)
+              } in DATABASE_URL is not signed by a CA the server trusts`,
+            ),
+          },
+          {
+            what: "the key of another certificate",
+            url: `${noCert}&sslcert=${certs.client.certFile}&sslkey=${certs.otherClient.keyFile}`,
+            refused: false,
+            expect: new RegExp(
+              `sslkey=${escape(certs.otherClient.keyFile)} in DATABASE_URL is not the private ` +
+                `key of the certificate in sslcert=${
+                  escape(certs.client.certFile)
+                } in DATABASE_URL`,
+            ),
+          },
+        ];
+        for (const c of cases) {
+          const a = await launchCli("aggregate", [...flags, "--idle-timeout", "3s"], {
+            env: { DATABASE_URL: c.url },
+          });
+          assert.equal(a.code, 2, `aggregate, ${c.what}: ${a.output.slice(-2000)}`);
+          assert.match(a.output, c.expect, `aggregate, ${c.what}`);
+          const st = await launchCli("status", [...flags, "--no-rate"], {
+            env: { DATABASE_URL: c.url },
+          });
+          assert.equal(st.code, 2, `status, ${c.what}: ${st.output}`);
+          assert.match(st.output, c.expect, `status, ${c.what}`);
+          if (c.refused) assert.match(st.output, /^postgres +REFUSED /m, c.what);
+        }
+      }, per);
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => {});
+      await admin.end();
+    }
   },
 });
 

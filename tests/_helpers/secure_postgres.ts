@@ -1,8 +1,9 @@
 /**
  * A real PostgreSQL cluster that accepts TCP connections over TLS only (`hostssl` in pg_hba.conf,
- * `ssl = on` with a certificate signed by a test CA), for the tests of TLS to PostgreSQL. Its own
- * data under `.data/secure-pg`, port 25433; started once per test process, stopped by
- * {@linkcode stopSecurePostgres}.
+ * `ssl = on` with a certificate signed by a test CA), for the tests of TLS to PostgreSQL. One user,
+ * {@linkcode CERT_USER}, authenticates by a client certificate the test CA signed (`cert`, mutual
+ * TLS). Its own data under `.data/secure-pg`, port 25433; started once per test process, stopped
+ * by {@linkcode stopSecurePostgres}.
  * @module
  */
 
@@ -14,7 +15,13 @@ import {
   startPostgres,
   stopPostgres,
 } from "../../services/postgres.ts";
-import { makeTestCertificates, type TestCertificates, toolsUnavailable } from "./test_certs.ts";
+import {
+  type ClientCertificate,
+  makeClientCertificate,
+  makeTestCertificates,
+  type TestCertificates,
+  toolsUnavailable,
+} from "./test_certs.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
 const DIR = `${ROOT}.data/secure-pg`;
@@ -28,6 +35,19 @@ export const SECURE_PG_PASSWORD = "pgtls-Pw-3kq8";
 export const SECURE_PG_URL =
   `postgres://postgres:${SECURE_PG_PASSWORD}@127.0.0.1:${SECURE_PG_PORT}/tickpipe`;
 
+/** The user that logs in with a client certificate (its CN), no password. */
+export const CERT_USER = "tickpipe_cert";
+/** Its URL without TLS parameters. */
+export const SECURE_PG_CERT_URL = `postgres://${CERT_USER}@127.0.0.1:${SECURE_PG_PORT}/tickpipe`;
+
+/** The cluster's certificates: the server's CAs and {@linkcode CERT_USER}'s client certificates. */
+export interface SecurePostgresCertificates extends TestCertificates {
+  /** CN=tickpipe_cert, signed by the CA the server trusts. */
+  client: ClientCertificate;
+  /** CN=tickpipe_cert, signed by the unrelated CA (the server must refuse it). */
+  otherClient: ClientCertificate;
+}
+
 /** Why the TLS cluster cannot be started here (no openssl, no PostgreSQL), or null. */
 export async function securePostgresUnavailable(): Promise<string | null> {
   const tools = await toolsUnavailable(["openssl", "version"]);
@@ -40,19 +60,26 @@ export async function securePostgresUnavailable(): Promise<string | null> {
   }
 }
 
-let started: Promise<TestCertificates> | undefined;
+let started: Promise<SecurePostgresCertificates> | undefined;
 
 /** Starts the TLS-only cluster (once per process; fresh data and certificates each time). */
-export function ensureSecurePostgres(): Promise<TestCertificates> {
+export function ensureSecurePostgres(): Promise<SecurePostgresCertificates> {
   started ??= start();
   return started;
 }
 
-async function start(): Promise<TestCertificates> {
+async function start(): Promise<SecurePostgresCertificates> {
   await stopPostgres(DIR).catch(() => {});
   await Deno.remove(DIR, { recursive: true }).catch(() => {});
   await Deno.mkdir(CERTS, { recursive: true });
-  const certs = await makeTestCertificates(CERTS);
+  const certs = {
+    ...await makeTestCertificates(CERTS),
+    client: await makeClientCertificate(CERTS, "pg-client", { signer: "ca", cn: CERT_USER }),
+    otherClient: await makeClientCertificate(CERTS, "pg-other-client", {
+      signer: "other-ca",
+      cn: CERT_USER,
+    }),
+  };
   await startPostgres({
     dataDir: DIR,
     databaseUrl: SECURE_PG_URL,
@@ -63,27 +90,35 @@ async function start(): Promise<TestCertificates> {
   const data = (await postgresPaths(DIR)).data;
   const owner = await clusterOwner();
   for (
-    const [from, to, mode] of [[certs.certFile, "server.crt", 0o644], [
-      certs.keyFile,
-      "server.key",
-      0o600,
-    ]] as const
+    const [from, to, mode] of [
+      [certs.certFile, "server.crt", 0o644],
+      [certs.keyFile, "server.key", 0o600],
+      [certs.caFile, "root.crt", 0o644],
+    ] as const
   ) {
     await Deno.copyFile(from, `${data}/${to}`);
     await Deno.chmod(`${data}/${to}`, mode);
     await Deno.chown(`${data}/${to}`, owner.uid, owner.gid);
   }
-  // TCP only over TLS: every "host" rule becomes "hostssl".
+  // TCP only over TLS: every "host" rule becomes "hostssl"; CERT_USER by its certificate.
   const hba = `${data}/pg_hba.conf`;
   const rules = (await Deno.readTextFile(hba)).split("\n")
     .map((l) => l.replace(/^host(\s)/, "hostssl$1"));
-  await Deno.writeTextFile(hba, rules.join("\n"));
+  await Deno.writeTextFile(
+    hba,
+    [`hostssl all ${CERT_USER} 127.0.0.1/32 cert`, ...rules].join("\n"),
+  );
   const client = new pg.Client({ connectionString: SECURE_PG_URL });
   await client.connect();
   try {
     await client.query("ALTER SYSTEM SET ssl = on");
     await client.query("ALTER SYSTEM SET ssl_cert_file = 'server.crt'");
     await client.query("ALTER SYSTEM SET ssl_key_file = 'server.key'");
+    // The CA whose client certificates it accepts.
+    await client.query("ALTER SYSTEM SET ssl_ca_file = 'root.crt'");
+    await client.query(`DROP ROLE IF EXISTS ${CERT_USER}`);
+    await client.query(`CREATE ROLE ${CERT_USER} LOGIN`);
+    await client.query(`GRANT pg_read_all_data, pg_write_all_data TO ${CERT_USER}`);
     await client.query("SELECT pg_reload_conf()");
   } finally {
     await client.end();

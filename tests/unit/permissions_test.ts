@@ -11,6 +11,7 @@ import {
   commandAccess,
   configuredBrokers,
   deniedTarget,
+  hasDerivedAccess,
   isPermissionError,
   kafkaDenied,
   launchFlags,
@@ -236,9 +237,11 @@ function randomCase(seed: number) {
       break;
     case "migrate":
       put("net", [dbTarget]);
+      put("read", [`${ROOT}sql`]);
       break;
     case "services":
       put("net", [...kafka, dbTarget]);
+      put("read", [ROOT.slice(0, -1), "/usr/lib/postgresql", "/etc/postgresql-common", "/var/tmp"]);
       break;
     case "simulate": {
       const p = rnd() < 0.5 ? String(Math.floor(rnd() * 3) * 10000) : undefined;
@@ -434,7 +437,8 @@ Deno.test("permissions: deno.json's sets hold exactly the lists of the default c
   const config = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
   const root = decodeURIComponent(new URL("../../", import.meta.url).pathname);
   const sets = config.permissions as Record<string, Record<string, string[]>>;
-  const abs = (p: string) => (p.startsWith("/") ? p : `${root}${p.replace(/^\.\//, "")}`);
+  const abs = (p: string) =>
+    (p.startsWith("/") ? p : `${root}${p.replace(/^\.\/?/, "")}`).replace(/\/$/, "");
   const covers = (list: string[] | undefined, path: string) =>
     (list ?? []).some((l) => abs(path) === abs(l) || abs(path).startsWith(`${abs(l)}/`));
   for (
@@ -507,4 +511,35 @@ Deno.test("permissions: TLS files named in DATABASE_URL join the read list of Po
     env: (n) => (n === "DATABASE_URL" ? url : undefined),
   });
   assert.equal(ingest.filter((n) => n.what.startsWith("PostgreSQL")).length, 0);
+});
+
+Deno.test("permissions: a TLS file's read need never takes away what a command's set reads", () => {
+  // A derived read list replaces the set's own: every path the set reads must stay covered (or be
+  // narrowed to the configured one, like the KV folder inside .data) when a CA file, a client
+  // certificate or an sslrootcert adds a need. migrate once lost sql/ this way.
+  const root = decodeURIComponent(new URL("../../", import.meta.url).pathname);
+  const config = JSON.parse(Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)));
+  const sets = config.permissions as Record<string, Record<string, string[]>>;
+  const abs = (p: string) =>
+    (p.startsWith("/") ? p : `${root}${p.replace(/^\.\/?/, "")}`).replace(/\/$/, "");
+  const within = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
+  const env: Env = {
+    KAFKA_SECURITY_PROTOCOL: "SSL",
+    KAFKA_SSL_CA_FILE: "/etc/kafka/ca.pem",
+    KAFKA_SSL_CERT_FILE: "/etc/kafka/client.crt",
+    KAFKA_SSL_KEY_FILE: "/etc/kafka/client.key",
+    DATABASE_URL: "postgres://u@db:5432/t?sslmode=verify-full&sslrootcert=/etc/pg/ca.pem",
+  };
+  for (const [command, set] of Object.entries(sets)) {
+    if (command === "launch" || !hasDerivedAccess(command)) continue;
+    const reads = commandAccess(command, [], { env: (n) => env[n], root })
+      .filter((n) => n.kind === "read").map((n) => abs(n.target));
+    if (reads.length === 0) continue; // no --allow-read: the set's list applies
+    for (const path of (set.read ?? []).map(abs)) {
+      assert.ok(
+        reads.some((r) => within(r, path) || within(path, r)),
+        `${command}: its set reads ${path}, which the derived list ${reads.join(",")} drops`,
+      );
+    }
+  }
 });
