@@ -49,6 +49,15 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
   return pool;
 }
 
+/** A query parameter of `databaseUrl`, or null (also when it is not a URL). */
+function urlParam(databaseUrl: string, name: string): string | null {
+  try {
+    return new URL(databaseUrl).searchParams.get(name);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Checks the client certificate `databaseUrl` names (`sslcert` and `sslkey`, mutual TLS) before
  * any connection: both given, readable, the certificate valid now and the key its own and not
@@ -59,14 +68,8 @@ export function checkDatabaseClientCert(
   databaseUrl: string,
   options: { readFile?: (path: string) => string; now?: () => number } = {},
 ): void {
-  let params: URLSearchParams;
-  try {
-    params = new URL(databaseUrl).searchParams;
-  } catch {
-    return;
-  }
-  const certFile = params.get("sslcert");
-  const keyFile = params.get("sslkey");
+  const certFile = urlParam(databaseUrl, "sslcert");
+  const keyFile = urlParam(databaseUrl, "sslkey");
   if (certFile === null && keyFile === null) return;
   const url = redact(databaseUrl);
   if (certFile === null || keyFile === null) {
@@ -153,10 +156,7 @@ export function databaseError(e: unknown, databaseUrl: string): Error {
   // The server refused this client's certificate (its CA, expiry): a configuration error too.
   const alert = tlsClientCertRefusal(e);
   if (alert !== undefined) {
-    let cert: string | null = null;
-    try {
-      cert = new URL(databaseUrl).searchParams.get("sslcert");
-    } catch { /* not a URL: no file named */ }
+    const cert = urlParam(databaseUrl, "sslcert");
     const fix = cert === null
       ? "the server requires a client certificate: add sslcert=<its PEM file> and " +
         "sslkey=<its key's PEM file> to DATABASE_URL"
@@ -171,10 +171,7 @@ export function databaseError(e: unknown, databaseUrl: string): Error {
   // A certificate the configured CAs do not vouch for: a configuration error too.
   const untrusted = tlsTrustCode(e);
   if (untrusted !== undefined) {
-    let root: string | null = null;
-    try {
-      root = new URL(databaseUrl).searchParams.get("sslrootcert");
-    } catch { /* not a URL: no file named */ }
+    const root = urlParam(databaseUrl, "sslrootcert");
     const fix = root
       ? `sslrootcert=${root} in DATABASE_URL does not hold the CA that signed it`
       : "add sslrootcert=<the PEM file of the CA that signed it> to DATABASE_URL";
