@@ -11,6 +11,7 @@
 import type { Logger } from "../common/log.ts";
 import type { Pool } from "../common/pg.ts";
 import { backoffDelay, sleep } from "../common/backoff.ts";
+import { kafkaRefusalReason } from "../common/kafka_security.ts";
 import type { Cut, WindowRow } from "./engine.ts";
 import { SinkUnavailableError, writeBatch } from "./sink.ts";
 import { CheckpointConflictError, type StoredCheckpoint, writeCheckpoint } from "./checkpoint.ts";
@@ -49,9 +50,20 @@ export function retrier(options: { logger: Logger; deadline: () => number }): Re
         if (e instanceof CheckpointConflictError || !isAvailabilityError(what, e)) throw e;
         if (!down.has(what)) {
           down.add(what);
-          log.warn(`${what} down: retrying with backoff; offsets not advanced`, {
-            error: e as Error,
-          });
+          // Credentials or certificates refused while running (revoked, rotating) are said as
+          // what they are, and retried like an outage: they may be accepted again.
+          const refused = what === "kafka" ? kafkaRefusalReason(e) : undefined;
+          if (refused !== undefined) {
+            log.warn(
+              "kafka refused this process' TLS or SASL settings: retrying with backoff; offsets " +
+                "not advanced",
+              { reason: refused },
+            );
+          } else {
+            log.warn(`${what} down: retrying with backoff; offsets not advanced`, {
+              error: e as Error,
+            });
+          }
         }
         const left = options.deadline() - performance.now();
         if (left <= 0) throw new FinalFlushTimeout(what);

@@ -29,6 +29,7 @@ import "../common/kafkajs_idle_fix.ts";
 import type { Kafka } from "../common/kafka.ts";
 import type { LogFields, Logger } from "../common/log.ts";
 import { backoffDelay } from "../common/backoff.ts";
+import { kafkaRefusalReason } from "../common/kafka_security.ts";
 import type { Fingerprint, IdentityMismatchReason } from "./kv_layout.ts";
 import { formatCodeOf, type FormatHeader } from "./record.ts";
 
@@ -375,7 +376,22 @@ export async function runConsumer(
   let failedOnce = false;
   const setUp = (up: boolean) => {
     kafkaUp = up;
+    if (up) refusalReported = false;
     emit({ type: "up", up });
+  };
+  // Refused credentials or certificates while running (revoked, rotating): said once per outage
+  // as what it is, then retried like any outage (the settings may be accepted again).
+  let refusalReported = false;
+  const reportedRefusal = (error: unknown): boolean => {
+    const reason = kafkaRefusalReason(error);
+    if (reason === undefined) return false;
+    if (!refusalReported) {
+      refusalReported = true;
+      log("warn", "kafka refused this process' TLS or SASL settings: retrying with backoff", {
+        reason,
+      });
+    }
+    return true;
   };
   const fail = (problem: IdentityProblem) => {
     if (failedOnce) return;
@@ -437,11 +453,13 @@ export async function runConsumer(
   consumer.on(consumer.events.CRASH, (e) => {
     if (kafkaUp) {
       setUp(false);
-      log("warn", "kafka down: the consumer lost the broker; kafkajs reconnects", {
-        error: e.payload.error,
-        restart: e.payload.restart,
-      });
-    }
+      if (!reportedRefusal(e.payload.error)) {
+        log("warn", "kafka down: the consumer lost the broker; kafkajs reconnects", {
+          error: e.payload.error,
+          restart: e.payload.restart,
+        });
+      }
+    } else reportedRefusal(e.payload.error);
     if (!e.payload.restart && !stopped) {
       // kafkajs gave up. Rather than exit (and crash-loop under the sensor), start over: a new
       // consumer in the same group, after a pause. The positions are kept.
@@ -519,7 +537,9 @@ export async function runConsumer(
         applyPause();
         return;
       } catch (err) {
-        log("debug", "consumer restart failed; retrying", { error: err as Error });
+        if (!reportedRefusal(err)) {
+          log("debug", "consumer restart failed; retrying", { error: err as Error });
+        }
       }
     }
   };

@@ -130,6 +130,10 @@ const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
 const TRANSIENT =
   /coordinator is (loading|not available)|not the correct coordinator|leader is not available|rebalanc/i;
 
+// kafkajs' lines about one failed attempt to reach a broker (retried by kafkajs or by us).
+const CONNECTION_ATTEMPT =
+  /Connection error|Connection timeout|Failed to connect to seed broker|Closed connection|No broker available|Restarting the consumer in|ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|EPIPE/;
+
 /** Creates a kafkajs client for `brokers`. */
 export function createKafka(brokers: string[], options: CreateKafkaOptions = {}): Kafka {
   const log = options.logger ?? createLogger("kafka");
@@ -157,6 +161,10 @@ export function createKafka(brokers: string[], options: CreateKafkaOptions = {})
       ) {
         level = "debug";
       }
+      // Each attempt to reach a broker that is down: the processes report the outage once
+      // themselves (the aggregator's "kafka down", ingest's spooling, the sensor's failed
+      // check), so kafkajs' line per attempt and per client would only repeat it, at ERROR.
+      if (level === "error" && CONNECTION_ATTEMPT.test(text)) level = "debug";
       if (/switched default partitioner/.test(message)) return;
       // Our producers retry failed batches themselves (same records, same producer id and
       // sequence numbers, so the broker still de-duplicates): kafkajs' own retry limit is

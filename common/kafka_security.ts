@@ -344,6 +344,20 @@ export function saslFailure(e: unknown): Error | undefined {
 }
 
 /**
+ * What in `e` says Kafka refused this process' TLS or SASL settings, for a log line of a process
+ * that keeps retrying (credentials revoked or rotating while it runs), or undefined.
+ */
+export function kafkaRefusalReason(e: unknown): string | undefined {
+  const sasl = saslFailure(e);
+  if (sasl !== undefined) return `SASL authentication failed: ${sasl.message}`;
+  const alert = tlsClientCertRefusal(e);
+  if (alert !== undefined) return `the broker refused this client's TLS certificate (${alert})`;
+  const code = tlsTrustCode(e);
+  if (code !== undefined) return `the broker's TLS certificate is not trusted (${code})`;
+  return undefined;
+}
+
+/**
  * Kafka refused this process' TLS or SASL settings (an untrusted certificate, rejected
  * credentials): a configuration error (exit 2), never an outage to wait out.
  */

@@ -6,6 +6,8 @@
 // retried forever: a wrong password, a CA that did not sign the broker's certificate. Mutual TLS
 // (a listener that requires a client certificate): the aggregator with an encrypted client key
 // equals the oracle; no certificate, one another CA signed, or a wrong key password exit 2.
+// Credentials revoked while the aggregator runs: reported as refused (not "kafka down"), retried,
+// and caught up once restored, with kafkajs' per-attempt lines kept off ERROR.
 import assert from "node:assert/strict";
 import { Kafka, logLevel } from "kafkajs";
 import { openKv } from "../common/kv.ts";
@@ -34,8 +36,10 @@ import {
   ensureSecureKafka,
   MTLS_BROKER,
   PLAIN_BROKER,
+  restartSecureKafka,
   SECURE_BROKER,
   secureKafkaUnavailable,
+  setScramCredential,
   stopSecureKafka,
   USERS,
 } from "./_helpers/secure_kafka.ts";
@@ -336,6 +340,114 @@ Deno.test({
         assert.ok(!out.includes(CLIENT_KEY_PASSWORD), "the key password is in no output");
       }
     } finally {
+      await cleanupRows(pool, prefix, topic);
+      await pool.end();
+      await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
+      await admin.disconnect();
+      for (const x of ["", "-wal", "-shm"]) await Deno.remove(kvPath + x).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "kafka security: credentials revoked while the aggregator runs are reported as refused, retried, and it catches up once they are restored",
+  ...opts,
+  async fn() {
+    const { caFile } = await ensureSecureKafka();
+    const topic = uniqueName("t-revoke");
+    const kvPath = await tempKvPath("revoke");
+    const prefix = `REV${crypto.randomUUID().slice(0, 6)}_`;
+    const pool = testPool();
+    const kafka = plainKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    const [windowMs, delayMs, parts] = [60_000, 180_000, 3];
+    const streams = generateStream({
+      seed: 9,
+      prefix,
+      perPartition: 300,
+      partitions: parts,
+      windowMs,
+      watermarkDelayMs: delayMs,
+    });
+    let child: Deno.ChildProcess | undefined;
+    let output = "";
+    let revoked = false;
+    const kv = await openKv(kvPath);
+    const stored = async () =>
+      Object.values((await readCheckpoint(kv, topic))?.pointer.offsets ?? {})
+        .reduce((a, b) => a + b, 0);
+    try {
+      await ensureTopic(admin, topic, { partitions: parts });
+      await produceStream(kafka, topic, streams, { from: 0, to: 200 });
+      child = new Deno.Command(Deno.execPath(), {
+        args: [
+          ...["run", "-q", "--no-prompt", "-P=launch", "main.ts", "launch", "aggregate"],
+          ...["--brokers", SECURE_BROKER, "--topic", topic, "--kv", kvPath],
+          ...["--trigger", "1s", "--idle-timeout", "120s", "--windows", "1m"],
+          ...["--watermark", "3m", "--idle-finalize", "0"],
+        ],
+        env: {
+          NO_COLOR: "1",
+          KAFKA_SECURITY_PROTOCOL: "SASL_SSL",
+          KAFKA_SASL_MECHANISM: "SCRAM-SHA-256",
+          KAFKA_SASL_USERNAME: USERS.scram.username,
+          KAFKA_SASL_PASSWORD: USERS.scram.password,
+          KAFKA_SSL_CA_FILE: caFile,
+        },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const dec = new TextDecoder();
+      for (const s of [child.stdout, child.stderr]) {
+        s.pipeTo(new WritableStream({ write: (c) => void (output += dec.decode(c)) }))
+          .catch(() => {});
+      }
+      await waitFor("the first 600 records checkpointed", async () => await stored() >= 600, {
+        timeoutMs: 60_000,
+      });
+      // The operator revokes the user; the broker restarts, so every connection logs in again.
+      await setScramCredential(USERS.scram.username, null);
+      revoked = true;
+      await restartSecureKafka();
+      await produceStream(kafka, topic, streams, { from: 200, to: 300 });
+      await waitFor(
+        "the refusal reported",
+        () =>
+          /kafka refused this process' TLS or SASL settings: retrying with backoff/.test(output),
+        { timeoutMs: 60_000 },
+      );
+      assert.match(output, /reason="SASL authentication failed: [^"]*invalid credentials/);
+      assert.equal(await stored(), 600, "nothing read while refused is checkpointed");
+      // Restored: the same process logs in again and catches up.
+      await setScramCredential(USERS.scram.username, USERS.scram.password);
+      revoked = false;
+      await waitFor("all 900 records checkpointed", async () => await stored() >= 900, {
+        timeoutMs: 60_000,
+      });
+      child.kill("SIGTERM");
+      const status = await child.status;
+      child = undefined;
+      assert.equal(status.code, 0, output.slice(-3000));
+      const expected = oracle(streams, { windowMs, watermarkDelayMs: delayMs });
+      assertRowsEqual(await readRows(pool, prefix), expected.rows, windowMs);
+      assert.match(output, /kafka up: /);
+      // kafkajs' line per failed attempt is not repeated at ERROR: the outage is said once.
+      assert.doesNotMatch(output, /ERROR .*(Connection error|seed broker|ECONNREFUSED)/);
+      assert.ok(!output.includes(USERS.scram.password), "the password is in no output line");
+    } finally {
+      if (revoked) {
+        await setScramCredential(USERS.scram.username, USERS.scram.password).catch(() => {});
+      }
+      if (child !== undefined) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+        await child.status;
+      }
+      kv.close();
       await cleanupRows(pool, prefix, topic);
       await pool.end();
       await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});

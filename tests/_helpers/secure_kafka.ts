@@ -107,6 +107,7 @@ function properties(data: string): string {
 
 let started: Promise<SecureKafka> | undefined;
 let brokerPid: number | undefined;
+let libDir: string | undefined;
 
 /** Starts the secured broker (once per process; fresh data and certificates each time). */
 export function ensureSecureKafka(): Promise<SecureKafka> {
@@ -144,6 +145,7 @@ async function start(): Promise<SecureKafka> {
     version,
     logger: createLogger("secure-kafka", { level: "error" }),
   });
+  libDir = lib;
   const props = `${DIR}/server.properties`;
   await Deno.writeTextFile(props, properties(`${DIR}/data`));
   const log4j = `${DIR}/log4j.properties`;
@@ -158,10 +160,16 @@ async function start(): Promise<SecureKafka> {
       `SCRAM-SHA-256=[name=${scram.username},password=${scram.password}]`,
     ],
   ]);
+  await spawnBroker(lib, version);
+  return files;
+}
+
+/** Starts the broker process on the prepared folder and waits for its listeners. */
+async function spawnBroker(lib: string, version: string): Promise<void> {
   brokerPid = spawnDetached("java", [
     ...["-Xms128m", "-Xmx512m", "-Djava.awt.headless=true"],
     `-Dkafka.logs.dir=${DIR}`,
-    ...["-cp", `${lib}/*`, "kafka.Kafka", props],
+    ...["-cp", `${lib}/*`, "kafka.Kafka", `${DIR}/server.properties`],
   ], { cwd: DIR });
   await Deno.writeTextFile(`${DIR}/pid`, `${brokerPid}\n`);
   const up = await waitFor(async () => {
@@ -176,7 +184,35 @@ async function start(): Promise<SecureKafka> {
       )}`,
     );
   }
-  return files;
+}
+
+/**
+ * Restarts the running broker (kill -9, then the same data and configuration), so that every
+ * client reconnects and authenticates again.
+ */
+export async function restartSecureKafka(): Promise<void> {
+  if (brokerPid === undefined || libDir === undefined) throw new Error("No secured broker runs");
+  await killPid(brokerPid, "KILL");
+  await waitFor(async () => !(await portOpen("127.0.0.1", SECURE_PORT)), {
+    timeoutMs: 10_000,
+    intervalMs: 100,
+  });
+  await spawnBroker(
+    libDir,
+    parseKafkaVersion(Deno.env.get("KAFKA_VERSION") ?? DEFAULT_KAFKA_VERSION),
+  );
+}
+
+/** Sets (or, with null, deletes) `username`'s SCRAM-SHA-256 credential, as an operator would. */
+export async function setScramCredential(username: string, password: string | null): Promise<void> {
+  if (libDir === undefined) throw new Error("No secured broker runs");
+  await run(DIR, "java", [
+    ...["-cp", `${libDir}/*`, "kafka.admin.ConfigCommand", "--bootstrap-server", PLAIN_BROKER],
+    ...["--alter", "--entity-type", "users", "--entity-name", username],
+    ...(password === null
+      ? ["--delete-config", "SCRAM-SHA-256"]
+      : ["--add-config", `SCRAM-SHA-256=[password=${password}]`]),
+  ]);
 }
 
 async function stopLeftover(): Promise<void> {
