@@ -374,14 +374,14 @@ export async function runConsumer(
   let queueFull = false;
   let consumerPaused = false;
   let failedOnce = false;
+  // Refused credentials or certificates while running (revoked, rotating): said once per outage
+  // as what it is, then retried like any outage (the settings may be accepted again).
+  let refusalReported = false;
   const setUp = (up: boolean) => {
     kafkaUp = up;
     if (up) refusalReported = false;
     emit({ type: "up", up });
   };
-  // Refused credentials or certificates while running (revoked, rotating): said once per outage
-  // as what it is, then retried like any outage (the settings may be accepted again).
-  let refusalReported = false;
   const reportedRefusal = (error: unknown): boolean => {
     const reason = kafkaRefusalReason(error);
     if (reason === undefined) return false;
