@@ -66,7 +66,7 @@ export function secureKafkaUnavailable(): Promise<string | null> {
   return toolsUnavailable(["openssl", "version"], ["java", "-version"]);
 }
 
-function properties(data: string): string {
+function properties(data: string, options: { plainUser?: boolean } = {}): string {
   const p = SECURE_PORT;
   const plain = USERS.plain;
   return [
@@ -88,7 +88,7 @@ function properties(data: string): string {
     "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
     "listener.name.sasl_ssl.plain.sasl.jaas.config=" +
     "org.apache.kafka.common.security.plain.PlainLoginModule required " +
-    `user_${plain.username}="${plain.password}";`,
+    (options.plainUser === false ? ";" : `user_${plain.username}="${plain.password}";`),
     "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=" +
     "org.apache.kafka.common.security.scram.ScramLoginModule required;",
     "ssl.keystore.type=PEM",
@@ -187,32 +187,22 @@ async function spawnBroker(lib: string, version: string): Promise<void> {
 }
 
 /**
- * Restarts the running broker (kill -9, then the same data and configuration), so that every
- * client reconnects and authenticates again.
+ * Restarts the running broker (kill -9, then the same data), so that every client reconnects and
+ * logs in again; with `plainUser: false` the PLAIN user is gone from its configuration (revoked),
+ * with `true` it is back.
  */
-export async function restartSecureKafka(): Promise<void> {
+export async function restartSecureKafka(options: { plainUser?: boolean } = {}): Promise<void> {
   if (brokerPid === undefined || libDir === undefined) throw new Error("No secured broker runs");
   await killPid(brokerPid, "KILL");
   await waitFor(async () => !(await portOpen("127.0.0.1", SECURE_PORT)), {
     timeoutMs: 10_000,
     intervalMs: 100,
   });
+  await Deno.writeTextFile(`${DIR}/server.properties`, properties(`${DIR}/data`, options));
   await spawnBroker(
     libDir,
     parseKafkaVersion(Deno.env.get("KAFKA_VERSION") ?? DEFAULT_KAFKA_VERSION),
   );
-}
-
-/** Sets (or, with null, deletes) `username`'s SCRAM-SHA-256 credential, as an operator would. */
-export async function setScramCredential(username: string, password: string | null): Promise<void> {
-  if (libDir === undefined) throw new Error("No secured broker runs");
-  await run(DIR, "java", [
-    ...["-cp", `${libDir}/*`, "kafka.admin.ConfigCommand", "--bootstrap-server", PLAIN_BROKER],
-    ...["--alter", "--entity-type", "users", "--entity-name", username],
-    ...(password === null
-      ? ["--delete-config", "SCRAM-SHA-256"]
-      : ["--add-config", `SCRAM-SHA-256=[password=${password}]`]),
-  ]);
 }
 
 async function stopLeftover(): Promise<void> {
