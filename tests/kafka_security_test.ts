@@ -22,6 +22,7 @@ import {
   oracle,
   produceStream,
   readRows,
+  type StreamRecord,
 } from "./_helpers/aggregate_stream.ts";
 import { ensureTopic } from "../common/kafka.ts";
 import {
@@ -232,6 +233,51 @@ Deno.test({
   },
 });
 
+const [WINDOW_1M, DELAY_3M, PARTS] = [60_000, 180_000, 3];
+
+/** What {@linkcode withSecureTopic} hands its test. */
+interface SecureTopic {
+  topic: string;
+  kvPath: string;
+  prefix: string;
+  pool: ReturnType<typeof testPool>;
+  kafka: Kafka;
+  /** 300 generated records per partition, none produced yet. */
+  streams: StreamRecord[][];
+}
+
+/**
+ * Runs `fn` with a fresh topic on the secured broker (made through its PLAINTEXT listener), its
+ * records to produce, a KV path and a row prefix; removes all of them after.
+ */
+async function withSecureTopic(name: string, seed: number, fn: (t: SecureTopic) => Promise<void>) {
+  const topic = uniqueName(`t-${name}`);
+  const kvPath = await tempKvPath(name);
+  const prefix = `${name.toUpperCase()}${crypto.randomUUID().slice(0, 6)}_`;
+  const pool = testPool();
+  const kafka = plainKafka();
+  const admin = kafka.admin();
+  await admin.connect();
+  const streams = generateStream({
+    seed,
+    prefix,
+    perPartition: 300,
+    partitions: PARTS,
+    windowMs: WINDOW_1M,
+    watermarkDelayMs: DELAY_3M,
+  });
+  try {
+    await ensureTopic(admin, topic, { partitions: PARTS });
+    await fn({ topic, kvPath, prefix, pool, kafka, streams });
+  } finally {
+    await cleanupRows(pool, prefix, topic);
+    await pool.end();
+    await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
+    await admin.disconnect();
+    for (const x of ["", "-wal", "-shm"]) await Deno.remove(kvPath + x).catch(() => {});
+  }
+}
+
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 Deno.test({
@@ -240,25 +286,8 @@ Deno.test({
   ...opts,
   async fn() {
     const { caFile, client, otherClient } = await ensureSecureKafka();
-    const topic = uniqueName("t-mtls");
-    const kvPath = await tempKvPath("mtls");
-    const prefix = `MTLS${crypto.randomUUID().slice(0, 6)}_`;
-    const pool = testPool();
-    const kafka = plainKafka();
-    const admin = kafka.admin();
-    await admin.connect();
-    const [windowMs, delayMs, parts, per] = [60_000, 180_000, 3, 300];
-    try {
-      await ensureTopic(admin, topic, { partitions: parts });
-      const streams = generateStream({
-        seed: 5,
-        prefix,
-        perPartition: per,
-        partitions: parts,
-        windowMs,
-        watermarkDelayMs: delayMs,
-      });
-      await produceStream(kafka, topic, streams, { from: 0, to: per });
+    await withSecureTopic("mtls", 5, async ({ topic, kvPath, prefix, pool, kafka, streams }) => {
+      await produceStream(kafka, topic, streams, { from: 0, to: 300 });
       const env = {
         KAFKA_SECURITY_PROTOCOL: "SSL",
         KAFKA_SSL_CA_FILE: caFile,
@@ -273,9 +302,9 @@ Deno.test({
         ...["--watermark", "3m", "--idle-finalize", "0"],
       ], { env });
       assert.equal(r.code, 0, r.output.slice(-3000));
-      const expected = oracle(streams, { windowMs, watermarkDelayMs: delayMs });
+      const expected = oracle(streams, { windowMs: WINDOW_1M, watermarkDelayMs: DELAY_3M });
       assert.ok(expected.rows.size > 10, `windows to compare: ${expected.rows.size}`);
-      assertRowsEqual(await readRows(pool, prefix), expected.rows, windowMs);
+      assertRowsEqual(await readRows(pool, prefix), expected.rows, WINDOW_1M);
       const s = await launchCli("status", [...flags, "--no-rate"], { env });
       assert.equal(s.code, 0, s.output);
       assert.match(
@@ -338,13 +367,7 @@ Deno.test({
       for (const out of [r.output, s.output]) {
         assert.ok(!out.includes(CLIENT_KEY_PASSWORD), "the key password is in no output");
       }
-    } finally {
-      await cleanupRows(pool, prefix, topic);
-      await pool.end();
-      await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
-      await admin.disconnect();
-      for (const x of ["", "-wal", "-shm"]) await Deno.remove(kvPath + x).catch(() => {});
-    }
+    });
   },
 });
 
@@ -354,106 +377,86 @@ Deno.test({
   ...opts,
   async fn() {
     const { caFile } = await ensureSecureKafka();
-    const topic = uniqueName("t-revoke");
-    const kvPath = await tempKvPath("revoke");
-    const prefix = `REV${crypto.randomUUID().slice(0, 6)}_`;
-    const pool = testPool();
-    const kafka = plainKafka();
-    const admin = kafka.admin();
-    await admin.connect();
-    const [windowMs, delayMs, parts] = [60_000, 180_000, 3];
-    const streams = generateStream({
-      seed: 9,
-      prefix,
-      perPartition: 300,
-      partitions: parts,
-      windowMs,
-      watermarkDelayMs: delayMs,
+    await withSecureTopic("revoke", 9, async ({ topic, kvPath, prefix, pool, kafka, streams }) => {
+      let child: Deno.ChildProcess | undefined;
+      let output = "";
+      let revoked = false;
+      const kv = await openKv(kvPath);
+      const stored = async () =>
+        Object.values((await readCheckpoint(kv, topic))?.pointer.offsets ?? {})
+          .reduce((a, b) => a + b, 0);
+      try {
+        await produceStream(kafka, topic, streams, { from: 0, to: 200 });
+        child = new Deno.Command(Deno.execPath(), {
+          args: [
+            ...["run", "-q", "--no-prompt", "-P=launch", "main.ts", "launch", "aggregate"],
+            ...["--brokers", SECURE_BROKER, "--topic", topic, "--kv", kvPath],
+            ...["--trigger", "1s", "--idle-timeout", "120s", "--windows", "1m"],
+            ...["--watermark", "3m", "--idle-finalize", "0"],
+          ],
+          env: {
+            NO_COLOR: "1",
+            KAFKA_SECURITY_PROTOCOL: "SASL_SSL",
+            KAFKA_SASL_MECHANISM: "PLAIN",
+            KAFKA_SASL_USERNAME: USERS.plain.username,
+            KAFKA_SASL_PASSWORD: USERS.plain.password,
+            KAFKA_SSL_CA_FILE: caFile,
+          },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const dec = new TextDecoder();
+        for (const s of [child.stdout, child.stderr]) {
+          s.pipeTo(new WritableStream({ write: (c) => void (output += dec.decode(c)) }))
+            .catch(() => {});
+        }
+        await waitFor("the first 600 records checkpointed", async () => await stored() >= 600, {
+          timeoutMs: 60_000,
+        });
+        // The operator revokes the user (gone from the broker's configuration, which a restart
+        // applies), so every connection logs in again and is refused.
+        revoked = true;
+        await restartSecureKafka({ plainUser: false });
+        await produceStream(kafka, topic, streams, { from: 200, to: 300 });
+        await waitFor(
+          "the refusal reported",
+          () =>
+            /kafka refused this process' TLS or SASL settings: retrying with backoff/.test(output),
+          { timeoutMs: 60_000 },
+        );
+        assert.match(
+          output,
+          /reason="SASL authentication failed: SASL PLAIN authentication failed: [^"]*Invalid username or password/,
+        );
+        assert.equal(await stored(), 600, "nothing read while refused is checkpointed");
+        // Restored: the same process logs in again and catches up.
+        await restartSecureKafka({ plainUser: true });
+        revoked = false;
+        await waitFor("all 900 records checkpointed", async () => await stored() >= 900, {
+          timeoutMs: 60_000,
+        });
+        child.kill("SIGTERM");
+        const status = await child.status;
+        child = undefined;
+        assert.equal(status.code, 0, output.slice(-3000));
+        const expected = oracle(streams, { windowMs: WINDOW_1M, watermarkDelayMs: DELAY_3M });
+        assertRowsEqual(await readRows(pool, prefix), expected.rows, WINDOW_1M);
+        assert.match(output, /kafka up: /);
+        // kafkajs' line per failed attempt is not repeated at ERROR: the outage is said once.
+        assert.doesNotMatch(output, /ERROR .*(Connection error|seed broker|ECONNREFUSED)/);
+        assert.ok(!output.includes(USERS.plain.password), "the password is in no output line");
+      } finally {
+        if (revoked) await restartSecureKafka({ plainUser: true }).catch(() => {});
+        if (child !== undefined) {
+          try {
+            child.kill("SIGKILL");
+          } catch { /* gone */ }
+          await child.status;
+        }
+        kv.close();
+      }
     });
-    let child: Deno.ChildProcess | undefined;
-    let output = "";
-    let revoked = false;
-    const kv = await openKv(kvPath);
-    const stored = async () =>
-      Object.values((await readCheckpoint(kv, topic))?.pointer.offsets ?? {})
-        .reduce((a, b) => a + b, 0);
-    try {
-      await ensureTopic(admin, topic, { partitions: parts });
-      await produceStream(kafka, topic, streams, { from: 0, to: 200 });
-      child = new Deno.Command(Deno.execPath(), {
-        args: [
-          ...["run", "-q", "--no-prompt", "-P=launch", "main.ts", "launch", "aggregate"],
-          ...["--brokers", SECURE_BROKER, "--topic", topic, "--kv", kvPath],
-          ...["--trigger", "1s", "--idle-timeout", "120s", "--windows", "1m"],
-          ...["--watermark", "3m", "--idle-finalize", "0"],
-        ],
-        env: {
-          NO_COLOR: "1",
-          KAFKA_SECURITY_PROTOCOL: "SASL_SSL",
-          KAFKA_SASL_MECHANISM: "PLAIN",
-          KAFKA_SASL_USERNAME: USERS.plain.username,
-          KAFKA_SASL_PASSWORD: USERS.plain.password,
-          KAFKA_SSL_CA_FILE: caFile,
-        },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const dec = new TextDecoder();
-      for (const s of [child.stdout, child.stderr]) {
-        s.pipeTo(new WritableStream({ write: (c) => void (output += dec.decode(c)) }))
-          .catch(() => {});
-      }
-      await waitFor("the first 600 records checkpointed", async () => await stored() >= 600, {
-        timeoutMs: 60_000,
-      });
-      // The operator revokes the user (gone from the broker's configuration, which a restart
-      // applies), so every connection logs in again and is refused.
-      revoked = true;
-      await restartSecureKafka({ plainUser: false });
-      await produceStream(kafka, topic, streams, { from: 200, to: 300 });
-      await waitFor(
-        "the refusal reported",
-        () =>
-          /kafka refused this process' TLS or SASL settings: retrying with backoff/.test(output),
-        { timeoutMs: 60_000 },
-      );
-      assert.match(
-        output,
-        /reason="SASL authentication failed: SASL PLAIN authentication failed: [^"]*Invalid username or password/,
-      );
-      assert.equal(await stored(), 600, "nothing read while refused is checkpointed");
-      // Restored: the same process logs in again and catches up.
-      await restartSecureKafka({ plainUser: true });
-      revoked = false;
-      await waitFor("all 900 records checkpointed", async () => await stored() >= 900, {
-        timeoutMs: 60_000,
-      });
-      child.kill("SIGTERM");
-      const status = await child.status;
-      child = undefined;
-      assert.equal(status.code, 0, output.slice(-3000));
-      const expected = oracle(streams, { windowMs, watermarkDelayMs: delayMs });
-      assertRowsEqual(await readRows(pool, prefix), expected.rows, windowMs);
-      assert.match(output, /kafka up: /);
-      // kafkajs' line per failed attempt is not repeated at ERROR: the outage is said once.
-      assert.doesNotMatch(output, /ERROR .*(Connection error|seed broker|ECONNREFUSED)/);
-      assert.ok(!output.includes(USERS.plain.password), "the password is in no output line");
-    } finally {
-      if (revoked) await restartSecureKafka({ plainUser: true }).catch(() => {});
-      if (child !== undefined) {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-        await child.status;
-      }
-      kv.close();
-      await cleanupRows(pool, prefix, topic);
-      await pool.end();
-      await admin.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
-      await admin.disconnect();
-      for (const x of ["", "-wal", "-shm"]) await Deno.remove(kvPath + x).catch(() => {});
-    }
   },
 });
 
