@@ -587,6 +587,8 @@ export async function runAggregator(
       nowMs,
       caughtUp: (p) =>
         endMap !== null && (next.get(p) ?? logStart.get(p) ?? 0) >= (endMap.get(p) ?? Infinity),
+      // A base replaces the pointer's segments: never while a compaction rewrites them.
+      wholeState: compacting === null,
     });
     const plan = planTrigger({
       runId,

@@ -16,7 +16,9 @@
  *   compaction flipped re-reads the pointer and retries (same run and batch: same logical state).
  * - {@linkcode writeBase}: the whole state as a new base (upgrade, reset), deltas cleared.
  * - {@linkcode writeCheckpoint} (what a trigger calls): a delta, or over an empty state (no base,
- *   no deltas: a topic's first checkpoint) a base, since such a delta is the whole state.
+ *   no deltas: a topic's first checkpoint) a base, since such a delta is the whole state; or the
+ *   whole state as a base when the trigger's cut captured it because it is no larger than the
+ *   delta (a backlog: `Cut.state`), which replaces the compaction such deltas would soon need.
  * - Retired segments go to `pointer.garbage` in the flip and are deleted by key (generation,
  *   0..chunks-1) after it, best-effort: a failure is returned in `cleanup`, never thrown, and the
  *   next flip retries. Chunks of a crashed writer (generations >= `nextGeneration`, or the
@@ -136,6 +138,15 @@ export interface WriteBaseOptions extends WriteOptions {
    * the encoded size plus 41 bytes per record, never the record objects).
    */
   sorted?: boolean;
+}
+
+/** Options of {@linkcode writeCheckpoint}. */
+export interface CheckpointWriteOptions extends WriteOptions {
+  /**
+   * The records are the whole state, sorted by key and unique (`Cut.state`): written as the new
+   * base, the previous base and deltas retired. Not while a compaction of the topic runs.
+   */
+  wholeState?: boolean;
 }
 
 /** Outcome of a best-effort deletion of retired segments. */
@@ -258,8 +269,9 @@ export interface CompactPolicy {
  * True when `pointer` should be compacted: a `json-v1` base (upgrade), more than `maxDeltas`
  * deltas, or delta bytes >= max(ratio × base bytes, minDeltaBytes). With the default ratio of 2,
  * a restore reads at most about three times the base plus `minDeltaBytes`, and a compaction
- * (which rewrites the state) comes once per about two states' worth of deltas: on a backlog, where
- * every delta is about as large as the state, every other trigger rather than every one.
+ * (which rewrites the state) comes once per about two states' worth of deltas. On a backlog, where
+ * every delta is about as large as the state, the aggregator's triggers write the whole state as
+ * the base instead (`Cut.state`), so deltas do not pile up there and no compaction is needed.
  */
 export function shouldCompact(pointer: CheckpointPointer, policy: CompactPolicy = {}): boolean {
   if (pointer.base?.format === "json-v1") return true;
@@ -935,14 +947,18 @@ export async function writeBase(
  * checkpoint yet, or one with no base and no deltas), where a non-empty delta is the whole state:
  * it goes in as the base ({@linkcode writeBase}), so a large first checkpoint is not compacted
  * again at once. Records may come in any order, latest per key winning (as for `writeDelta`);
- * in `Cut.delta()`'s order (sorted, distinct keys) that costs one check.
+ * in `Cut.delta()`'s order (sorted, distinct keys) that costs one check. With `wholeState`, the
+ * records are the whole state and go in as the new base.
  */
 export async function writeCheckpoint(
   kv: Deno.Kv,
   topic: string,
   input: CheckpointInput,
-  options: WriteOptions,
+  options: CheckpointWriteOptions,
 ): Promise<WriteResult> {
+  if (options.wholeState === true) {
+    return await writeBase(kv, topic, input, { ...options, sorted: true });
+  }
   const prev = options.previous;
   if (prev !== null && liveSegments(prev.pointer).length > 0) {
     return await writeDelta(kv, topic, input, options);

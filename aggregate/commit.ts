@@ -1,7 +1,8 @@
 /**
  * The commit step of a trigger, in the one order that keeps PostgreSQL and the offsets in step:
  * dead letters to `<topic>.dlq` (Kafka), then the rows in one PostgreSQL transaction, then a
- * checkpoint in Deno KV (a delta; over an empty state, the base), fenced by the lease. A crash
+ * checkpoint in Deno KV (a delta; over an empty state, or when the cut captured the whole state,
+ * a base), fenced by the lease. A crash
  * between any two steps re-reads the records after the last checkpoint; the row versions make the
  * replay idempotent.
  * Availability errors are retried with backoff, each logged once as what it is.
@@ -157,6 +158,7 @@ export async function commitTrigger(
   progress.rowsRejected = sink.rejected;
   progress.windowsWritten = sink.windowsWritten;
   const t1 = performance.now();
+  const state = input.cut.state;
   const written = await retry(
     "kv",
     () =>
@@ -164,8 +166,9 @@ export async function commitTrigger(
         writeCheckpoint(deps.kv, input.topic, {
           ...input.pointer,
           committedAt: deps.now(),
-          records: input.cut.delta(),
+          records: state ?? input.cut.delta(),
         }, {
+          wholeState: state !== null,
           previous: input.previous,
           guard: input.guard,
           alsoSet: [{ key: progressKey(input.topic), value: progress }],

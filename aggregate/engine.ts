@@ -173,6 +173,13 @@ export interface CutInput {
   nowMs?: number;
   /** Whether a partition has no unread records; default: every partition is caught up. */
   caughtUp?: (partition: number) => boolean;
+  /**
+   * Capture the whole state in the cut ({@linkcode Cut.state}) when it has no more windows than
+   * the delta would carry (the windows changed plus those made final): on a backlog, where every
+   * delta is about as large as the state, a checkpoint then writes the state as its new base
+   * instead of a delta that a compaction would soon read back and rewrite. Default false.
+   */
+  wholeState?: boolean;
 }
 
 /** Result of `trigger()`: all rows and late ticks of one cut. */
@@ -901,6 +908,7 @@ interface CutInit {
   openWindows: number;
   finalizeDueAt: number | null;
   deleteNew: boolean;
+  state: readonly StateRecord[] | null;
   onRelease: (lists: CutLists) => void;
 }
 
@@ -926,6 +934,12 @@ export class Cut {
    * partitions), or null (idle finalization off, or no open window on a partition with arrivals).
    */
   readonly finalizeDueAt: number | null;
+  /**
+   * The whole state as of the cut in codec order (what `WindowEngine.records()` would have
+   * returned right after it), when the cut was asked for it (`wholeState`) and it has no more
+   * windows than the delta would carry; otherwise null. Not affected by `release()`.
+   */
+  readonly state: readonly StateRecord[] | null;
   #lists: CutLists | null;
   readonly #init: CutInit;
 
@@ -939,6 +953,7 @@ export class Cut {
     this.stats = Object.freeze(init.stats);
     this.openWindows = init.openWindows;
     this.finalizeDueAt = init.finalizeDueAt;
+    this.state = init.state === null ? null : Object.freeze(init.state);
   }
 
   #live(): CutLists {
@@ -1584,6 +1599,10 @@ export class WindowEngine {
     if (caughtUp !== undefined && typeof caughtUp !== "function") {
       throw new EngineError(`Invalid cut caughtUp ${fmt(caughtUp)}: expected a function`);
     }
+    const wholeState = input.wholeState;
+    if (wholeState !== undefined && typeof wholeState !== "boolean") {
+      throw new EngineError(`Invalid cut wholeState ${fmt(wholeState)}: expected a boolean`);
+    }
     this.#mutations++;
     const gen = this.#gen;
     const ids = this.partitions();
@@ -1622,6 +1641,12 @@ export class WindowEngine {
         if (at < due) due = at;
       }
     }
+    const changed = this.#dirty.length - this.#dirtyFinal;
+    // The finals are evicted: the state now is the state as of the cut. No window was born in the
+    // next generation yet, so the next delta needs no deletions for this base (unlike records()).
+    const state = wholeState === true && this.#open <= changed + finals.length
+      ? [...this.#state()]
+      : null;
     const lists = new CutLists(gen, this.#dirty, finals, this.#baseDirty);
     const cut = new Cut(lists, {
       pool,
@@ -1630,7 +1655,7 @@ export class WindowEngine {
       meta,
       changedParts,
       stats: {
-        changed: this.#dirty.length - this.#dirtyFinal,
+        changed,
         finalized: finals.length,
         forcedFinal: this.#forced,
         lateSuppressed: this.#suppressed,
@@ -1639,6 +1664,7 @@ export class WindowEngine {
       openWindows: this.#open,
       finalizeDueAt: Number.isFinite(due) ? due : null,
       deleteNew: this.#recordsAt === gen,
+      state,
       onRelease: (l) => this.#release(l),
     });
     this.#cuts.set(gen, lists);
@@ -1687,8 +1713,13 @@ export class WindowEngine {
    * fully before the next fold, cut or setFloor (it throws EngineError if the engine changed).
    */
   *records(): Iterable<StateRecord> {
-    const m0 = this.#mutations;
     this.#recordsAt = this.#gen;
+    yield* this.#state();
+  }
+
+  /** The whole state as records in codec order (see `records()`). */
+  *#state(): Iterable<StateRecord> {
+    const m0 = this.#mutations;
     const check = () => {
       if (this.#mutations !== m0) {
         throw new EngineError(

@@ -238,6 +238,68 @@ Deno.test("checkpoint: a trigger's first checkpoint over an empty state is the b
   });
 });
 
+Deno.test("checkpoint: a whole state (a backlog's cut) replaces the base and deltas; deltas follow it; an unsorted one is refused", async () => {
+  await withKv(async (kv) => {
+    const topic = "whole";
+    const rnd = prng(11);
+    const oracle = new Map<string, StateRecord>();
+    let prev: StoredCheckpoint | null = null;
+    for (let b = 1; b <= 4; b++) {
+      const delta = randomDelta(rnd, oracle, 800);
+      prev = (await writeCheckpoint(kv, topic, { ...meta(b), records: delta }, {
+        previous: prev,
+        chunkBytes: 2048,
+      })).checkpoint;
+      applyRecords(oracle, delta);
+    }
+    assert.ok(prev !== null && prev.pointer.deltas.length === 3, "a base and three deltas");
+    const before = new Set(liveSegments(prev.pointer).map((s) => s.generation));
+    // The state changes as a backlog's does (most windows), then is written whole.
+    applyRecords(oracle, randomDelta(rnd, oracle, 800));
+    const whole = sortedState(oracle);
+    const r = await writeCheckpoint(kv, topic, { ...meta(5), records: whole }, {
+      previous: prev,
+      chunkBytes: 2048,
+      wholeState: true,
+    });
+    const base = r.checkpoint.pointer.base!;
+    assert.ok(!before.has(base.generation), "a new generation");
+    assert.deepEqual(r.checkpoint.pointer.deltas, []);
+    assert.equal(base.records, oracle.size);
+    assert.equal(shouldCompact(r.checkpoint.pointer), false, "nothing left to compact");
+    assert.deepEqual(r.checkpoint.pointer.offsets, meta(5).offsets);
+    assert.deepEqual(await restored(kv, topic), sortedState(oracle));
+    // The retired base and deltas are deleted by key after the flip.
+    assert.deepEqual([...(await chunkGenerations(kv, topic)).keys()], [base.generation]);
+    await assertChunkHygiene(kv, topic);
+    // Deltas go on from the new base.
+    prev = r.checkpoint;
+    for (let b = 6; b <= 8; b++) {
+      const delta = randomDelta(rnd, oracle);
+      prev = (await writeCheckpoint(kv, topic, { ...meta(b), records: delta }, {
+        previous: prev,
+      })).checkpoint;
+      applyRecords(oracle, delta);
+      assert.equal(prev.pointer.base?.generation, base.generation, `batch ${b}: same base`);
+      assert.deepEqual(await restored(kv, topic), sortedState(oracle), `batch ${b}`);
+    }
+    // A whole state out of order is a bug in the caller: refused before the flip, nothing lost.
+    const unsorted = [...sortedState(oracle)].reverse();
+    await assert.rejects(
+      writeCheckpoint(kv, topic, { ...meta(9), records: unsorted }, {
+        previous: prev,
+        chunkBytes: 2048,
+        wholeState: true,
+      }),
+      /order/i,
+    );
+    const after = (await readCheckpoint(kv, topic))!;
+    assert.equal(after.pointer.batchId, 8);
+    assert.deepEqual(await restored(kv, topic), sortedState(oracle));
+    await assertChunkHygiene(kv, topic);
+  });
+});
+
 Deno.test("checkpoint: a small delta is one atomic op; a large one is chunked under the op limits", async () => {
   await withKv(async (kv) => {
     const rnd = prng(4);

@@ -422,12 +422,16 @@ interface RunOptions {
   checkAll?: boolean;
   /** Probability, per tick, of folding it and the ticks that follow through foldAll. */
   batchP?: number;
+  /** Probability, per cut, of asking for the whole state (`wholeState`); default never. */
+  wholeStateP?: number;
 }
 
 interface RunResult {
   view: Map<string, WindowRow>;
   late: LateTick[];
   stats: { forcedFinal: number; lateSuppressed: number };
+  /** Cuts that captured the whole state (asked for, and no larger than the delta). */
+  wholeStates: number;
   restarts: number;
 }
 
@@ -498,6 +502,7 @@ function runEngine(
   const stats = { forcedFinal: 0, lateSuppressed: 0 };
   let store = new Map<string, StateRecord>();
   let restarts = 0;
+  let wholeStates = 0;
   const nCuts = events.filter((e) => e.kind === "cut").length;
   const checkP = run.checkAll ? 1 : Math.min(1, 6 / (nCuts + 1));
   // Cuts not yet read, in cut order, with the reference's view at the cut (when sampled).
@@ -526,7 +531,17 @@ function runEngine(
     late.push(...cut.late);
     stats.forcedFinal += cut.stats.forcedFinal;
     stats.lateSuppressed += cut.stats.lateSuppressed;
-    applyDelta(store, cut.delta());
+    if (cut.state !== null) {
+      // The whole state as of the cut replaces base + deltas, as writeCheckpoint's base does.
+      wholeStates++;
+      store = new Map();
+      applyDelta(store, cut.state);
+      assert.equal(
+        [...store.values()].filter((r) => r.kind === "window").length,
+        cut.openWindows,
+        `${id}: the whole state holds the open windows`,
+      );
+    } else applyDelta(store, cut.delta());
     if (expected !== null) {
       assert.deepEqual([...view.keys()].sort(), [...expected.keys()].sort(), `${id}: keys`);
       for (const [k, row] of expected) assertRowClose(view.get(k)!, row, `${id}: ${k}`);
@@ -568,7 +583,9 @@ function runEngine(
     } else if (e.kind === "floor") {
       engine.setFloor(e.partition, { watermark: e.watermark, replayBelow: e.replayBelow });
     } else {
-      const cut = engine.cut(cutInput(e));
+      const wholeState = run.wholeStateP !== undefined && rand() < run.wholeStateP;
+      const cut = engine.cut({ ...cutInput(e), ...(wholeState ? { wholeState } : {}) });
+      if (!wholeState) assert.equal(cut.state, null, "no whole state unless asked");
       const id = `cut #${cutNo++}`;
       for (const m of cut.meta) {
         const rp = ref.part(m.partition);
@@ -619,7 +636,7 @@ function runEngine(
   assert.deepEqual(allRows(again), []);
   assert.deepEqual(again.late, []);
   again.release();
-  return { view, late, stats, restarts };
+  return { view, late, stats, restarts, wholeStates };
 }
 
 function nullIfInf(v: number): number | null {
@@ -667,20 +684,28 @@ Deno.test("randomized: results do not depend on cut placement, interleaving or r
   });
 });
 
-Deno.test("randomized: restarts from records() and from base + deltas equal an uninterrupted run", () => {
+Deno.test("randomized: restarts from records() and from base + deltas (some cuts' whole states as bases) equal an uninterrupted run", () => {
   let restarts = 0;
+  let wholeStates = 0;
   withSeed(0x5eed_2000, 200, (rand) => {
     const s = genScenario(rand, { idle: rand() < 0.5, bound: rand() < 0.3, floors: rand() < 0.3 });
     const events = interleave(rand, s, { p: 0.25, clock: s.options.idle > 0 });
     // Same events and cut placement: with and without restarts (idle finalization included).
     const a = runEngine(mulberry32(1), s, events, { deferP: 0, restartP: 0 });
-    const b = runEngine(rand, s, events, { deferP: 0.3, restartP: 0.5, checkAll: true });
+    const b = runEngine(rand, s, events, {
+      deferP: 0.3,
+      restartP: 0.5,
+      checkAll: true,
+      wholeStateP: 0.5,
+    });
     restarts += b.restarts;
+    wholeStates += b.wholeStates;
     assert.deepEqual(b.view, a.view);
     assert.deepEqual(lateList(b.late), lateList(a.late));
     assert.deepEqual(b.stats, a.stats);
   });
   assert.ok(restarts > 200, `restarts exercised (${restarts})`);
+  assert.ok(wholeStates > 200, `whole states exercised (${wholeStates})`);
 });
 
 Deno.test("randomized: idle finalization with a driven clock matches the reference", () => {
@@ -1428,6 +1453,60 @@ Deno.test("floors: setFloor raises the watermark, replayBelow suppresses replaye
   assert.deepEqual(allRows(c).map((r) => [r.windowStart, r.isFinal]), [[100, true]]);
   assert.deepEqual([...c.delta()].map((r) => r.kind), ["partition", "window-deleted"]);
   c.release();
+});
+
+Deno.test("wholeState: a cut captures the state when it is no larger than the delta, else null", () => {
+  const e = new WindowEngine({ windows: [10, 20], watermarkDelayMs: 100, idleFinalizeMs: 0 });
+  // A backlog's cut: every window changed since the previous cut.
+  e.foldAll([
+    tick("A", 1, 1, 0, 0, { dayVolume: 100 }),
+    tick("B", 2, 2, 1),
+    tick("A", 12, 3, 2, 0, { dayVolume: 150 }),
+  ]);
+  const c1 = e.cut({ wholeState: true });
+  assert.ok(c1.state !== null, "every open window changed: the whole state");
+  const expected = JSON.stringify([...e.records()]); // read right after the cut: the same state
+  assert.equal(JSON.stringify(c1.state), expected);
+  assert.deepEqual(c1.state.map((r) => r.kind), [
+    "partition",
+    "baseline",
+    "window",
+    "window",
+    "window",
+    "window",
+    "window",
+  ]);
+  assert.equal(c1.state.filter((r) => r.kind === "window").length, c1.openWindows);
+  // The state was captured at the cut: folds after it do not change it.
+  e.fold(tick("B", 5, 9, 3));
+  assert.equal(JSON.stringify(c1.state), expected);
+  c1.release();
+  assert.ok(c1.state !== null, "release() keeps the state");
+  e.cut().release();
+  // One window changed of several open: the delta is smaller, no state is captured.
+  e.fold(tick("A", 13, 4, 4, 0, { dayVolume: 160 }));
+  const c2 = e.cut({ wholeState: true });
+  assert.equal(c2.stats.changed, 2);
+  assert.equal(c2.openWindows, 5);
+  assert.equal(c2.state, null);
+  c2.release();
+  // Windows made final count as the delta's deletions: finalizing them all captures the state.
+  e.fold(tick("A", 145, 5, 5, 0, { dayVolume: 170 }));
+  const c3 = e.cut({ wholeState: true });
+  assert.equal(c3.stats.finalized, 5);
+  assert.ok(c3.state !== null);
+  assert.deepEqual(
+    c3.state.filter((r) => r.kind === "window").map((r) => "start" in r && r.start),
+    [140, 140],
+  );
+  c3.release();
+  assert.equal(e.cut().state, null, "not asked for: null");
+  for (const bad of [1, "yes", null]) {
+    assert.throws(
+      () => e.cut({ wholeState: bad as unknown as boolean }),
+      new RegExp(`^EngineError: Invalid cut wholeState ${bad === "yes" ? '"yes"' : bad}`),
+    );
+  }
 });
 
 Deno.test("records(): pending final windows included; reading while folding throws", () => {
