@@ -7,7 +7,7 @@
  * (full speed on backlogs), as soon as a start has caught up with the log (a start on a backlog
  * skips interval triggers until then, for at most 30 s), and a last time on stop; an idle exit
  * happens at the idle deadline. A buffer-full trigger writes the final windows and holds the open
- * ones it changed back for the next trigger of another kind (deferred.ts). Folding goes on while a
+ * ones it changed back for the next trigger of another kind (deferred.ts, the engine's `hold`). Folding goes on while a
  * trigger commits (the cut is copy-on-write); above twice `maxBuffered` unsaved records the source
  * is held until a commit lands.
  *
@@ -27,7 +27,7 @@ import type { Pool } from "../common/pg.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import { sleep } from "../common/backoff.ts";
 import { type Tick, WindowEngine } from "./engine.ts";
-import { DeferredRows } from "./deferred.ts";
+import { HeldRows } from "./deferred.ts";
 import { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText } from "./defaults.ts";
 
 export { AGGREGATOR_DEFAULTS, DEFAULT_GROUP_ID, durationText };
@@ -245,8 +245,8 @@ export async function runAggregator(
   const admin: Admin = kafka.admin();
   let checkpoint: StoredCheckpoint | null = null;
   let engine: WindowEngine;
-  // Open rows held back by buffer-full triggers, written by the next other trigger.
-  const deferred = new DeferredRows();
+  // Open rows held back by buffer-full triggers (in the engine), written by the next other trigger.
+  const held = new HeldRows();
   const next = new Map<number, number>(); // next offset to fold per partition
   const lastSeen = new Map<number, Fingerprint>(); // the last record folded per partition
   const logStart = new Map<number, number>();
@@ -372,12 +372,12 @@ export async function runAggregator(
       }
       // The previous run held open rows back and may not have written them: re-send every
       // restored window at the first writing trigger (versions already stored are no-ops).
-      if (pointer!.openRowsDeferred) deferred.restore(engine.openRows());
+      if (pointer!.openRowsDeferred) held.restored(engine.resendRestored());
       log.info("restored checkpoint", {
         offsets: pointer!.offsets,
         openWindows: engine.openWindowCount,
         deltas: pointer!.deltas.length,
-        ...(pointer!.openRowsDeferred ? { resent: deferred.size } : {}),
+        ...(pointer!.openRowsDeferred ? { resent: held.pending } : {}),
       });
     } else {
       engine = new WindowEngine(engineOptions);
@@ -583,8 +583,15 @@ export async function runAggregator(
     const caughtUp = endMap !== null &&
       [...endMap].every(([p, end]) => (next.get(p) ?? logStart.get(p) ?? 0) >= end);
     const t0 = performance.now();
+    // A buffer-full trigger bounds what a crash replays; unless it has caught up with the log,
+    // it holds its open rows back for the next trigger of another kind (deferred.ts).
+    const hold = held.shouldHold({
+      bufferFull: reason === "full" && !caughtUp,
+      changed: engine.changedSinceCut,
+    });
     const cut = engine.cut({
       nowMs,
+      hold,
       caughtUp: (p) =>
         endMap !== null && (next.get(p) ?? logStart.get(p) ?? 0) >= (endMap.get(p) ?? Infinity),
       // A base replaces the pointer's segments: never while a compaction rewrites them.
@@ -616,7 +623,7 @@ export async function runAggregator(
     if (
       records === 0 && cut.stats.changed === 0 && cut.stats.finalized === 0 &&
       cut.late.length === 0 && cut.stats.idleAdvanced.length === 0 && reason !== "final" &&
-      deferred.size === 0
+      held.pending === 0
     ) {
       cut.release();
       return { allFinalAt: plan.allFinalAt, caughtUp };
@@ -630,12 +637,7 @@ export async function runAggregator(
     foldMs = 0;
     lastCutAt = nowMs;
     batchId++;
-    // A buffer-full trigger bounds what a crash replays; unless it has caught up with the log,
-    // it holds its open rows back for the next trigger of another kind (deferred.ts).
-    const rows = deferred.plan((born) => cut.rows(undefined, { born }), {
-      defer: reason === "full" && !caughtUp,
-      changed: cut.stats.changed,
-    });
+    const heldAfter = held.after(hold, cut.stats.changed);
     try {
       const result = await commitTrigger({
         pool,
@@ -647,8 +649,8 @@ export async function runAggregator(
       }, {
         topic,
         cut,
-        rows: rows.rows,
-        newRows: rows.newRows,
+        rows: () => cut.rows(undefined, { born: "before" }),
+        newRows: () => cut.rows(undefined, { born: "this-cut" }),
         letters: myLetters,
         progress: plan.progress,
         pointer: {
@@ -660,16 +662,14 @@ export async function runAggregator(
           identity: { partitions: logStart.size, fingerprints: fps },
           openWindows: plan.progress.openWindows,
           finalizeDueAt: plan.finalizeDueAt,
-          ...(rows.defer && (deferred.size > 0 || cut.stats.changed > 0)
-            ? { openRowsDeferred: true as const }
-            : {}),
+          ...(heldAfter > 0 ? { openRowsDeferred: true as const } : {}),
         },
         previous: checkpoint,
         guard,
         statementTimeoutMs: o.statementTimeoutMs,
       });
       checkpoint = result.checkpoint;
-      rows.committed();
+      held.committed(hold, cut.stats.changed);
       writeProgress(JSON.stringify(result.progress));
     } finally {
       cut.release();

@@ -180,6 +180,15 @@ export interface CutInput {
    * instead of a delta that a compaction would soon read back and rewrite. Default false.
    */
   wholeState?: boolean;
+  /**
+   * Hold this cut's open rows back (a buffer-full trigger on a backlog): its `rows()` are only
+   * the windows made final. The next cut without `hold` writes them: its rows are also every
+   * window a held cut changed that is still open and unchanged since (its version as of that
+   * cut), and windows born since the last cut without `hold` count as new (`born: "this-cut"`).
+   * On a backlog that writes each window about once instead of twice (open, then final).
+   * Default false.
+   */
+  hold?: boolean;
 }
 
 /** Result of `trigger()`: all rows and late ticks of one cut. */
@@ -909,6 +918,10 @@ interface CutInit {
   finalizeDueAt: number | null;
   deleteNew: boolean;
   state: readonly StateRecord[] | null;
+  /** The cut holds its open rows back. */
+  hold: boolean;
+  /** Windows born after this generation were never written (they are `born: "this-cut"`). */
+  bornAfter: number;
   onRelease: (lists: CutLists) => void;
 }
 
@@ -968,9 +981,10 @@ export class Cut {
 
   /**
    * The cut's rows in slices of at most `sliceSize`: the newly final windows (isFinal true),
-   * then the changed open ones (isFinal false); each window at most once; order unspecified.
-   * `born` keeps only the windows a fold created since the previous cut (`"this-cut"`: no earlier
-   * cut emitted them, and they were not restored) or only the others (`"before"`).
+   * then the changed open ones (isFinal false; none if the cut holds them back, `hold`); each
+   * window at most once; order unspecified. `born` keeps only the windows no earlier cut wrote
+   * (`"this-cut"`: created since the last cut that did not hold its rows back, and not
+   * restored) or only the others (`"before"`).
    */
   *rows(
     sliceSize: number = DEFAULT_SLICE_SIZE,
@@ -985,11 +999,12 @@ export class Cut {
     const { pool, sizes } = this.#init;
     const gen = lists.gen;
     const born = options.born;
-    // -1: every window; 1: only those born in this cut's generation; 0: only the others.
+    // -1: every window; 1: only those never written (born after bornAfter); 0: only the others.
     const want = born === undefined ? -1 : born === "this-cut" ? 1 : 0;
+    const bornAfter = Math.max(this.#init.bornAfter, -1); // -1: restored, maybe in the table
     const keep = (s: number) =>
       want === -1 ||
-      (pool.metas[s >>> PAGE_BITS][(s & PAGE_MASK) * META_STRIDE + M_BORN_GEN] === gen) ===
+      (pool.metas[s >>> PAGE_BITS][(s & PAGE_MASK) * META_STRIDE + M_BORN_GEN] > bornAfter) ===
         (want === 1);
     let slice: WindowRow[] = [];
     const finals = lists.finals;
@@ -1002,7 +1017,7 @@ export class Cut {
         slice = [];
       }
     }
-    const windows = lists.windows;
+    const windows = this.#init.hold ? [] : lists.windows;
     for (let i = 0; i < windows.length; i++) {
       const s = windows[i]; // read now: a fold may have replaced it by a copy meanwhile
       const d = pool.pages[s >>> PAGE_BITS];
@@ -1144,6 +1159,11 @@ export class WindowEngine {
   #mutations = 0;
   /** Generation in which records() was last read. */
   #recordsAt = -1;
+  /**
+   * Generation of the last cut that wrote its open rows (did not `hold`): windows changed after
+   * it and still open are written by the next such cut. -2 after `resendRestored()`.
+   */
+  #writtenGen = -1;
 
   /** Creates an empty engine; throws EngineError on invalid options. */
   constructor(options: EngineOptions = {}) {
@@ -1157,6 +1177,26 @@ export class WindowEngine {
 
   /** Number of open (not final) windows, all partitions and resolutions. */
   get openWindowCount(): number {
+    return this.#open;
+  }
+
+  /** Windows changed since the previous cut (at most what the next cut reports as changed). */
+  get changedSinceCut(): number {
+    return this.#dirty.length;
+  }
+
+  /**
+   * Makes the next cut without `hold` write every restored window as an open row, as if a held
+   * cut had changed them all (a restart from a checkpoint taken while rows were held back: the
+   * previous run may not have written them). Call before the first cut; returns their count.
+   */
+  resendRestored(): number {
+    if (this.#gen !== 0) {
+      throw new EngineError(
+        `resendRestored() after ${this.#gen} cut(s): call it before the first cut`,
+      );
+    }
+    this.#writtenGen = -2;
     return this.#open;
   }
 
@@ -1603,6 +1643,10 @@ export class WindowEngine {
     if (wholeState !== undefined && typeof wholeState !== "boolean") {
       throw new EngineError(`Invalid cut wholeState ${fmt(wholeState)}: expected a boolean`);
     }
+    const hold = input.hold ?? false;
+    if (typeof hold !== "boolean") {
+      throw new EngineError(`Invalid cut hold ${fmt(hold)}: expected a boolean`);
+    }
     this.#mutations++;
     const gen = this.#gen;
     const ids = this.partitions();
@@ -1641,6 +1685,14 @@ export class WindowEngine {
         if (at < due) due = at;
       }
     }
+    // A cut that writes after held ones: the windows they changed that are still open and were
+    // not changed since join this cut's changed windows (copied first if an unreleased cut holds
+    // them), so that this cut writes their version as of now, and copy-on-write keeps it.
+    const bornAfter = this.#writtenGen;
+    if (!hold) {
+      if (bornAfter < gen - 1) this.#carry(bornAfter, gen);
+      this.#writtenGen = gen;
+    }
     const changed = this.#dirty.length - this.#dirtyFinal;
     // The finals are evicted: the state now is the state as of the cut. No window was born in the
     // next generation yet, so the next delta needs no deletions for this base (unlike records()).
@@ -1665,6 +1717,8 @@ export class WindowEngine {
       finalizeDueAt: Number.isFinite(due) ? due : null,
       deleteNew: this.#recordsAt === gen,
       state,
+      hold,
+      bornAfter,
       onRelease: (l) => this.#release(l),
     });
     this.#cuts.set(gen, lists);
@@ -1678,6 +1732,26 @@ export class WindowEngine {
     this.#forced = 0;
     this.#suppressed = 0;
     return cut;
+  }
+
+  /** Touches every open window last changed after generation `after` and before `gen`. */
+  #carry(after: number, gen: number): void {
+    const pool = this.#pool;
+    const n = this.#sizes.length;
+    for (const p of this.#parts.values()) {
+      for (const sym of p.bySymbol.values()) {
+        for (let r = 0; r < n; r++) {
+          const ix = sym.index[r];
+          if (ix === undefined) continue;
+          for (const s of indexSlots(ix)) {
+            const d = pool.pages[s >>> PAGE_BITS];
+            const b = (s & PAGE_MASK) * STRIDE;
+            const g = d[b + F_GEN];
+            if (g > after && g < gen) this.#touch(s, d, b);
+          }
+        }
+      }
+    }
   }
 
   /** Frees the slots of released cuts once no older cut is unreleased. */
@@ -1745,33 +1819,6 @@ export class WindowEngine {
         yield toWindowRecord(pool, sizes, s);
       }
     }
-  }
-
-  /**
-   * Every window held (open, or final and not yet cut) as an open row (isFinal false), in slices
-   * of at most `sliceSize`: what a restart re-sends when the previous run held open rows back
-   * (aggregate/deferred.ts). Synchronous like `records()`: read it fully before the next fold.
-   */
-  *openRows(sliceSize: number = DEFAULT_SLICE_SIZE): Iterable<WindowRow[]> {
-    const m0 = this.#mutations;
-    const pool = this.#pool;
-    const sizes = this.#sizes;
-    let slice: WindowRow[] = [];
-    for (const id of this.partitions()) {
-      for (const s of windowSlots(this.#parts.get(id)!.bySymbol.values(), sizes.length)) {
-        slice.push(toRow(pool, sizes, s, false));
-        if (slice.length === sliceSize) {
-          yield slice;
-          if (this.#mutations !== m0) {
-            throw new EngineError(
-              "The engine changed while openRows() was being read: read it fully first",
-            );
-          }
-          slice = [];
-        }
-      }
-    }
-    if (slice.length > 0) yield slice;
   }
 
   /**

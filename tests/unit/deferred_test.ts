@@ -1,11 +1,11 @@
-// Open rows held back by buffer-full triggers (aggregate/deferred.ts) against a reference that
-// writes every cut in full: the real engine, random ticks (late, out of order, two partitions,
-// two resolutions, some symbols on both partitions), random buffer-full triggers, retried
-// commits and crashes with a restart from the state, each applied to a model of price_windows
-// with the sink's version guard.
+// Open rows held back by buffer-full triggers (the engine's `hold`, aggregate/deferred.ts) against
+// a reference that writes every cut in full: the real engine, random ticks (late, out of order,
+// two partitions, two resolutions, some symbols on both partitions), random buffer-full triggers,
+// folds between a cut and the reading of its rows, retried commits and crashes with a restart from
+// the state, each applied to a model of price_windows with the sink's version guard.
 import assert from "node:assert/strict";
-import { WindowEngine, type WindowRow } from "../../aggregate/engine.ts";
-import { DeferredRows, MAX_DEFERRED_ROWS } from "../../aggregate/deferred.ts";
+import { type Tick, WindowEngine, type WindowRow } from "../../aggregate/engine.ts";
+import { HeldRows, MAX_DEFERRED_ROWS } from "../../aggregate/deferred.ts";
 import { mulberry32 as rng } from "../../common/prng.ts";
 
 /**
@@ -39,11 +39,12 @@ class Table {
 const OPTIONS = { windows: [60_000, 300_000], watermarkDelayMs: 120_000, idleFinalizeMs: 0 };
 const T0 = Date.UTC(2026, 0, 5, 14, 0, 0);
 
-Deno.test("deferred rows: random buffer-full triggers, retries and crashes converge to the full writes", () => {
+Deno.test("deferred rows: random buffer-full triggers, late reads, retries and crashes converge to the full writes", () => {
+  let carriedLate = 0;
   for (let seed = 1; seed <= 40; seed++) {
     const r = rng(seed);
     const n = 1500;
-    const ticks = Array.from({ length: n }, (_, i) => {
+    const ticks: Tick[] = Array.from({ length: n }, (_, i) => {
       const partition = i % 2;
       return {
         // Most symbols stay on one partition; "Sx_" ones come on both (a re-keyed producer).
@@ -60,36 +61,40 @@ Deno.test("deferred rows: random buffer-full triggers, retries and crashes conve
     const table = new Table();
     const full = new WindowEngine(OPTIONS);
     let engine = new WindowEngine(OPTIONS);
-    let deferred = new DeferredRows();
+    let held = new HeldRows();
     let flagged = false; // the checkpoint's openRowsDeferred
+    let folded = 0; // ticks folded into `engine` (it may run ahead of `full`)
     for (let i = 0; i < n;) {
-      const step = 1 + Math.floor(r() * 120);
-      for (const t of ticks.slice(i, i + step)) {
-        full.fold(t);
-        engine.fold(t);
-      }
+      // Cuts cover the same ticks in both engines: at least those `engine` folded ahead.
+      const step = Math.max(1 + Math.floor(r() * 120), folded - i);
+      for (const t of ticks.slice(i, i + step)) full.fold(t);
+      for (const t of ticks.slice(folded, i + step)) engine.fold(t);
+      folded = Math.max(folded, i + step);
       i += step;
       const last = i >= n;
       const defer = !last && r() < 0.6;
       const refCut = full.cut();
       reference.apply(refCut.rows(7));
       refCut.release();
-      const cut = engine.cut();
-      const plan = deferred.plan((born) => cut.rows(7, { born }), {
-        defer,
-        changed: cut.stats.changed,
-        sliceSize: 5,
-      });
-      assert.equal(plan.defer, defer);
+      const hold = held.shouldHold({ bufferFull: defer, changed: engine.changedSinceCut });
+      assert.equal(hold, defer);
+      const cut = engine.cut({ hold });
+      if (!last && r() < 0.5) {
+        // The aggregator folds on while a trigger commits: the next ticks, before any row is read.
+        const ahead = ticks.slice(i, i + 1 + Math.floor(r() * 60));
+        for (const t of ahead) engine.fold(t);
+        folded = i + ahead.length;
+        carriedLate++;
+      }
       // A retried commit: the first attempt's rows never reach the table (rolled back).
       if (r() < 0.2) {
-        for (const _ of plan.rows()) { /* rolled back */ }
-        if (r() < 0.5) { for (const _ of plan.newRows()) { /* rolled back */ } }
+        for (const _ of cut.rows(5, { born: "before" })) { /* rolled back */ }
+        if (r() < 0.5) { for (const _ of cut.rows(5, { born: "this-cut" })) { /* rolled back */ } }
       }
       const written: WindowRow[] = [];
-      for (const s of plan.rows()) written.push(...s);
+      for (const s of cut.rows(5, { born: "before" })) written.push(...s);
       const fresh: WindowRow[] = [];
-      for (const s of plan.newRows()) fresh.push(...s);
+      for (const s of cut.rows(5, { born: "this-cut" })) fresh.push(...s);
       // Rows said to be new are not in the table: a plain INSERT of them succeeds.
       for (const w of fresh) {
         const k = `${w.partition}|${w.symbol}|${w.windowMs}|${w.windowStart}`;
@@ -100,12 +105,12 @@ Deno.test("deferred rows: random buffer-full triggers, retries and crashes conve
       table.apply([written]);
       const keys = written.map((w) => `${w.partition}|${w.windowMs}|${w.windowStart}|${w.symbol}`);
       assert.equal(new Set(keys).size, keys.length, `seed ${seed}: a window twice in one commit`);
-      if (defer) assert.ok(written.every((w) => w.isFinal), `seed ${seed}: only finals held`);
-      plan.committed();
-      flagged = defer && (deferred.size > 0 || cut.stats.changed > 0);
+      if (hold) assert.ok(written.every((w) => w.isFinal), `seed ${seed}: only finals held`);
+      flagged = held.after(hold, cut.stats.changed) > 0;
+      held.committed(hold, cut.stats.changed);
       cut.release();
-      if (!defer) {
-        assert.equal(deferred.size, 0);
+      if (!hold) {
+        assert.equal(held.pending, 0);
         assert.deepEqual(table.sorted(), reference.sorted(), `seed ${seed} at tick ${i}`);
       } else {
         // Finals are never held: every final row of the reference is already written.
@@ -113,17 +118,18 @@ Deno.test("deferred rows: random buffer-full triggers, retries and crashes conve
           if (v.isFinal) assert.deepEqual(table.rows.get(k), v, `seed ${seed}: final ${k}`);
         }
       }
-      if (!last && r() < 0.15) {
+      if (!last && folded === i && r() < 0.15) {
         // Crash after the commit: a new process restores the checkpointed state.
         engine = WindowEngine.restore(engine.records(), OPTIONS);
-        deferred = new DeferredRows();
-        if (flagged) deferred.restore(engine.openRows(3));
+        held = new HeldRows();
+        if (flagged) held.restored(engine.resendRestored());
       }
     }
     assert.deepEqual(table.sorted(), reference.sorted(), `seed ${seed}: final state`);
     assert.ok(table.writes <= reference.writes + 2 * n, `seed ${seed}: writes bounded`);
     assert.ok(newSeen > 0, `seed ${seed}: some rows went as new`);
   }
+  assert.ok(carriedLate > 200, `folds between a cut and its rows exercised (${carriedLate})`);
 });
 
 Deno.test("deferred rows: held rows write each window about once on a backlog, not open then final", () => {
@@ -137,18 +143,13 @@ Deno.test("deferred rows: held rows write each window about once on a backlog, n
   let inserted = 0;
   const writes = (deferFull: boolean) => {
     const engine = new WindowEngine(OPTIONS);
-    const deferred = new DeferredRows();
     const table = new Table();
     for (let i = 0; i < ticks.length; i += 1000) {
       for (const t of ticks.slice(i, i + 1000)) engine.fold(t);
-      const cut = engine.cut();
-      const plan = deferred.plan((born) => cut.rows(undefined, { born }), {
-        defer: deferFull && i + 1000 < ticks.length,
-        changed: cut.stats.changed,
-      });
-      table.apply(plan.rows());
+      const cut = engine.cut({ hold: deferFull && i + 1000 < ticks.length });
+      table.apply(cut.rows(undefined, { born: "before" }));
       const before = table.rows.size;
-      for (const slice of plan.newRows()) {
+      for (const slice of cut.rows(undefined, { born: "this-cut" })) {
         for (const w of slice) {
           assert.ok(
             !table.rows.has(`${w.partition}|${w.symbol}|${w.windowMs}|${w.windowStart}`),
@@ -158,7 +159,6 @@ Deno.test("deferred rows: held rows write each window about once on a backlog, n
         table.apply([slice]);
       }
       inserted += table.rows.size - before;
-      plan.committed();
       cut.release();
     }
     return table;
@@ -171,39 +171,40 @@ Deno.test("deferred rows: held rows write each window about once on a backlog, n
   assert.ok(held.writes < 0.75 * all.writes, `${held.writes} writes against ${all.writes}`);
 });
 
-Deno.test("deferred rows: a buffer-full trigger beyond the bound writes its open rows", () => {
-  const d = new DeferredRows();
-  const row = (i: number): WindowRow => ({
-    symbol: `S${i}`,
-    windowMs: 60_000,
-    windowStart: T0,
-    windowEnd: T0 + 60_000,
-    count: 1,
-    sum: 1,
-    avg: 1,
-    open: 1,
-    high: 1,
-    low: 1,
-    close: 1,
-    firstEventTime: T0,
-    lastEventTime: T0,
-    partition: 0,
-    lastOffset: i,
-    isFinal: false,
-    volume: 0,
-    pvSum: 0,
-    vwap: null,
-  });
-  const rows = [Array.from({ length: 10 }, (_, i) => row(i))];
-  const p = d.plan((born) => born === "this-cut" ? rows : [], { defer: true, changed: 10 });
-  assert.equal([...p.rows()].flat().length, 0);
-  assert.equal([...p.newRows()].flat().length, 0);
-  p.committed();
-  assert.equal(d.size, 10);
-  const q = d.plan(() => [], { defer: true, changed: MAX_DEFERRED_ROWS });
-  assert.equal(q.defer, false, "over the bound: written");
-  assert.equal([...q.rows()].flat().length, 0);
-  assert.equal([...q.newRows()].flat().length, 10, "the held rows go with it, as new rows");
-  q.committed();
-  assert.equal(d.size, 0);
+Deno.test("deferred rows: a buffer-full trigger beyond the bound writes its open rows, and the held ones", () => {
+  const held = new HeldRows();
+  assert.equal(held.shouldHold({ bufferFull: false, changed: 0 }), false, "not buffer-full");
+  assert.equal(held.shouldHold({ bufferFull: true, changed: MAX_DEFERRED_ROWS }), true);
+  assert.equal(held.shouldHold({ bufferFull: true, changed: MAX_DEFERRED_ROWS + 1 }), false);
+  const engine = new WindowEngine(OPTIONS);
+  const fold = (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      engine.fold({ symbol: `S${i}`, eventTime: T0, price: 1, partition: 0, offset: i });
+    }
+  };
+  fold(0, 10);
+  const h1 = held.shouldHold({ bufferFull: true, changed: engine.changedSinceCut });
+  const c1 = engine.cut({ hold: h1 });
+  assert.equal(h1, true);
+  assert.deepEqual([...c1.rows()].flat(), [], "open rows held back");
+  assert.equal(held.after(h1, c1.stats.changed), 20, "two resolutions, ten symbols");
+  held.committed(h1, c1.stats.changed);
+  c1.release();
+  // Nearly the bound's worth already counted: the next buffer-full trigger writes.
+  fold(10, 11);
+  const h2 = held.shouldHold({ bufferFull: true, changed: MAX_DEFERRED_ROWS - 15 });
+  assert.equal(h2, false, "over the bound: written");
+  const c2 = engine.cut({ hold: h2 });
+  assert.equal([...c2.rows(undefined, { born: "before" })].flat().length, 0);
+  const fresh = [...c2.rows(undefined, { born: "this-cut" })].flat();
+  assert.equal(fresh.length, 22, "the held rows go with it, as new rows");
+  assert.ok(fresh.every((w) => !w.isFinal));
+  held.committed(h2, c2.stats.changed);
+  c2.release();
+  assert.equal(held.pending, 0);
+  assert.throws(() => engine.resendRestored(), /before the first cut/);
+  assert.throws(
+    () => engine.cut({ hold: "yes" as unknown as boolean }),
+    /^EngineError: Invalid cut hold "yes": expected a boolean/,
+  );
 });
