@@ -7,9 +7,9 @@
  * (full speed on backlogs), as soon as a start has caught up with the log (a start on a backlog
  * skips interval triggers until then, for at most 30 s), and a last time on stop; an idle exit
  * happens at the idle deadline. A buffer-full trigger writes the final windows and holds the open
- * ones it changed back for the next trigger of another kind (deferred.ts, the engine's `hold`). Folding goes on while a
- * trigger commits (the cut is copy-on-write); above twice `maxBuffered` unsaved records the source
- * is held until a commit lands.
+ * ones it changed back for the next trigger of another kind (deferred.ts, the engine's `hold`).
+ * Folding goes on while a trigger commits (the cut is copy-on-write); above twice `maxBuffered`
+ * unsaved records the source is held until a commit lands.
  *
  * Kafka, PostgreSQL, KV and the clock are passed in (`runAggregator(deps, options)`).
  * @module

@@ -2,9 +2,8 @@
  * The commit step of a trigger, in the one order that keeps PostgreSQL and the offsets in step:
  * dead letters to `<topic>.dlq` (Kafka), then the rows in one PostgreSQL transaction, then a
  * checkpoint in Deno KV (a delta; over an empty state, or when the cut captured the whole state,
- * a base), fenced by the lease. A crash
- * between any two steps re-reads the records after the last checkpoint; the row versions make the
- * replay idempotent.
+ * a base), fenced by the lease. A crash between any two steps re-reads the records after the last
+ * checkpoint; the row versions make the replay idempotent.
  * Availability errors are retried with backoff, each logged once as what it is.
  * @module
  */
