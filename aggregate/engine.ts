@@ -1737,19 +1737,12 @@ export class WindowEngine {
   /** Touches every open window last changed after generation `after` and before `gen`. */
   #carry(after: number, gen: number): void {
     const pool = this.#pool;
-    const n = this.#sizes.length;
     for (const p of this.#parts.values()) {
-      for (const sym of p.bySymbol.values()) {
-        for (let r = 0; r < n; r++) {
-          const ix = sym.index[r];
-          if (ix === undefined) continue;
-          for (const s of indexSlots(ix)) {
-            const d = pool.pages[s >>> PAGE_BITS];
-            const b = (s & PAGE_MASK) * STRIDE;
-            const g = d[b + F_GEN];
-            if (g > after && g < gen) this.#touch(s, d, b);
-          }
-        }
+      for (const s of windowSlots(p.bySymbol.values(), this.#sizes.length)) {
+        const d = pool.pages[s >>> PAGE_BITS];
+        const b = (s & PAGE_MASK) * STRIDE;
+        const g = d[b + F_GEN];
+        if (g > after && g < gen) this.#touch(s, d, b);
       }
     }
   }
